@@ -1,0 +1,693 @@
+/* mdb.c - the Message DB client (libpq). */
+#include "mdb.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stream_name.h"
+#include "uuid.h"
+
+#define MESSAGE_COLUMNS \
+  "id, stream_name, type, position, global_position, data, metadata, time"
+
+/* The statements, prepared on every (re)connection. Parameters are typed
+ * explicitly and passed positionally: Message DB's documented parameter names
+ * do not match its code. */
+static const struct statement {
+  const char *name;
+  const char *sql;
+  int nparams;
+} statements[] = {
+  { "chd_write",
+    "SELECT write_message($1::varchar, $2::varchar, $3::varchar, $4::jsonb,"
+    " $5::jsonb, $6::bigint)", 6 },
+  { "chd_stream",
+    "SELECT " MESSAGE_COLUMNS " FROM get_stream_messages($1::varchar,"
+    " $2::bigint, $3::bigint)", 3 },
+  { "chd_category",
+    "SELECT " MESSAGE_COLUMNS " FROM get_category_messages($1::varchar,"
+    " $2::bigint, $3::bigint, $4::varchar, $5::bigint, $6::bigint)", 6 },
+  { "chd_last",
+    "SELECT " MESSAGE_COLUMNS " FROM get_last_stream_message($1::varchar,"
+    " $2::varchar)", 2 },
+  { "chd_version", "SELECT stream_version($1::varchar)", 1 },
+  /* "$all": Message DB has no function for it. Ordered (the book's query is
+   * not) and inclusive like the category read. LIMIT NULL means no limit. */
+  { "chd_all",
+    "SELECT id::varchar, stream_name::varchar, type::varchar, position,"
+    " global_position, data::varchar, metadata::varchar, time"
+    " FROM messages WHERE global_position >= $1::bigint"
+    " ORDER BY global_position"
+    " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", 2 },
+};
+
+enum { ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_ALL };
+
+struct chd_mdb {
+  char *conninfo;
+  PGconn *conn;
+  const volatile sig_atomic_t *interrupt;
+  char describe[256];
+  char error[1024];
+  bool has_conflict;
+  chd_mdb_conflict conflict;
+  char *conflict_stream;
+};
+
+static chd_mdb_rc fail(chd_mdb *db, chd_mdb_rc rc, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static chd_mdb_rc fail(chd_mdb *db, chd_mdb_rc rc, const char *fmt, ...)
+{
+  va_list ap;
+  size_t n;
+
+  va_start(ap, fmt);
+  vsnprintf(db->error, sizeof db->error, fmt, ap);
+  va_end(ap);
+  /* libpq messages end with newlines: keep errors to one line */
+  n = strlen(db->error);
+  while (n > 0 && (db->error[n - 1] == '\n' || db->error[n - 1] == ' '))
+    db->error[--n] = '\0';
+  for (char *p = db->error; *p; p++)
+    if (*p == '\n')
+      *p = ' ';
+  return rc;
+}
+
+chd_mdb *chd_mdb_new(const char *conninfo)
+{
+  chd_mdb *db;
+
+  if (!conninfo)
+    return NULL;
+  db = calloc(1, sizeof *db);
+  if (!db)
+    return NULL;
+  db->conninfo = strdup(conninfo);
+  if (!db->conninfo) {
+    free(db);
+    return NULL;
+  }
+  snprintf(db->describe, sizeof db->describe, "(not connected)");
+  return db;
+}
+
+void chd_mdb_free(chd_mdb *db)
+{
+  if (!db)
+    return;
+  if (db->conn)
+    PQfinish(db->conn);
+  free(db->conflict_stream);
+  free(db->conninfo);
+  free(db);
+}
+
+const char *chd_mdb_error(const chd_mdb *db)
+{
+  return db->error;
+}
+
+const chd_mdb_conflict *chd_mdb_conflict_info(const chd_mdb *db)
+{
+  return db->has_conflict ? &db->conflict : NULL;
+}
+
+const char *chd_mdb_describe(const chd_mdb *db)
+{
+  return db->describe;
+}
+
+PGconn *chd_mdb_conn(chd_mdb *db)
+{
+  return db->conn;
+}
+
+void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag)
+{
+  db->interrupt = flag;
+}
+
+/* Fill db->describe from the parsed connection string: never the password. */
+static void describe_conninfo(chd_mdb *db, PQconninfoOption *opts)
+{
+  const char *host = NULL, *port = NULL, *dbname = NULL, *user = NULL;
+
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val || !*o->val)
+      continue;
+    if (!strcmp(o->keyword, "host") || (!host && !strcmp(o->keyword, "hostaddr")))
+      host = o->val;
+    else if (!strcmp(o->keyword, "port"))
+      port = o->val;
+    else if (!strcmp(o->keyword, "dbname"))
+      dbname = o->val;
+    else if (!strcmp(o->keyword, "user"))
+      user = o->val;
+  }
+  snprintf(db->describe, sizeof db->describe, "%s%s%s:%s/%s",
+           user ? user : "", user ? "@" : "", host ? host : "localhost",
+           port ? port : "5432", dbname ? dbname : (user ? user : "?"));
+}
+
+static void disconnect(chd_mdb *db)
+{
+  if (db->conn) {
+    PQfinish(db->conn);
+    db->conn = NULL;
+  }
+}
+
+/* Message DB 1.3 or later: get_last_stream_message() takes a type. */
+static chd_mdb_rc check_version(chd_mdb *db)
+{
+  PGresult *res = PQexec(db->conn, "SELECT message_store.message_store_version()");
+  chd_mdb_rc rc = CHD_MDB_OK;
+  int major = 0, minor = 0;
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (PQstatus(db->conn) == CONNECTION_BAD)
+      rc = fail(db, CHD_MDB_DISCONNECTED, "lost connection to message store at %s: %s",
+                db->describe, PQerrorMessage(db->conn));
+    else if (state && (!strcmp(state, "3F000") || !strcmp(state, "42883")))
+      rc = fail(db, CHD_MDB_ERROR,
+                "no Message DB in database %s: message_store.message_store_version()"
+                " does not exist (install Message DB 1.3; scripts/dev-db sets up one)",
+                db->describe);
+    else
+      rc = fail(db, CHD_MDB_ERROR, "cannot check the Message DB version at %s: %s",
+                db->describe, PQresultErrorMessage(res));
+  } else if (sscanf(PQgetvalue(res, 0, 0), "%d.%d", &major, &minor) != 2 ||
+             major < 1 || (major == 1 && minor < 3)) {
+    rc = fail(db, CHD_MDB_ERROR,
+              "Message DB at %s is version %s; comphost needs 1.3 or later",
+              db->describe, PQgetvalue(res, 0, 0));
+  }
+  PQclear(res);
+  return rc;
+}
+
+chd_mdb_rc chd_mdb_connect(chd_mdb *db)
+{
+  const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
+  const char *vals[] = { "10", "comphost", db->conninfo, NULL };
+  PQconninfoOption *opts;
+  char *perr = NULL;
+  PGresult *res;
+  chd_mdb_rc rc;
+
+  disconnect(db);
+  opts = PQconninfoParse(db->conninfo, &perr);
+  if (!opts) {
+    rc = fail(db, CHD_MDB_INVALID, "invalid connection string: %s",
+              perr ? perr : "out of memory");
+    PQfreemem(perr);
+    return rc;
+  }
+  describe_conninfo(db, opts);
+  PQconninfoFree(opts);
+
+  db->conn = PQconnectdbParams(keys, vals, 1);
+  if (!db->conn)
+    return fail(db, CHD_MDB_ERROR, "out of memory connecting to %s", db->describe);
+  if (PQstatus(db->conn) != CONNECTION_OK) {
+    rc = fail(db, CHD_MDB_DISCONNECTED, "cannot connect to message store at %s: %s",
+              db->describe, PQerrorMessage(db->conn));
+    disconnect(db);
+    return rc;
+  }
+
+  res = PQexec(db->conn, "SET search_path = message_store, public; SET datestyle = 'ISO, YMD'");
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    rc = fail(db, CHD_MDB_ERROR, "cannot set up the session at %s: %s",
+              db->describe, PQresultErrorMessage(res));
+    PQclear(res);
+    disconnect(db);
+    return rc;
+  }
+  PQclear(res);
+
+  rc = check_version(db);
+  if (rc != CHD_MDB_OK) {
+    disconnect(db);
+    return rc;
+  }
+
+  for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
+    res = PQprepare(db->conn, statements[i].name, statements[i].sql,
+                    statements[i].nparams, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+      rc = fail(db, CHD_MDB_ERROR, "cannot prepare %s at %s: %s", statements[i].name,
+                db->describe, PQresultErrorMessage(res));
+      PQclear(res);
+      disconnect(db);
+      return rc;
+    }
+    PQclear(res);
+  }
+  db->error[0] = '\0';
+  return CHD_MDB_OK;
+}
+
+static void sleep_ms(int ms)
+{
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+chd_mdb_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms)
+{
+  int delay = 100, waited = 0;
+  chd_mdb_rc rc;
+
+  for (;;) {
+    rc = chd_mdb_connect(db);
+    if (rc != CHD_MDB_DISCONNECTED)
+      return rc;
+    if (max_wait_ms >= 0 && waited >= max_wait_ms)
+      return rc;
+    /* sleep in short slices so that the interrupt flag is seen soon */
+    for (int slept = 0; slept < delay; slept += 50) {
+      if (db->interrupt && *db->interrupt)
+        return fail(db, CHD_MDB_INTERRUPTED, "reconnecting to %s was interrupted",
+                    db->describe);
+      sleep_ms(50);
+    }
+    waited += delay;
+    delay = delay * 2 > 5000 ? 5000 : delay * 2;
+  }
+}
+
+/* Before a call: connect when there is no connection, or it is known broken. */
+static chd_mdb_rc ensure_connected(chd_mdb *db)
+{
+  db->has_conflict = false;
+  if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+    return CHD_MDB_OK;
+  return chd_mdb_connect(db);
+}
+
+/*
+ * Map a failed result to a return code. `what` names the call for the
+ * message. The conflict case is handled by the caller before this.
+ */
+static chd_mdb_rc result_error(chd_mdb *db, PGresult *res, const char *what)
+{
+  if (PQstatus(db->conn) == CONNECTION_BAD)
+    return fail(db, CHD_MDB_DISCONNECTED, "lost connection to message store at %s during %s: %s",
+                db->describe, what, PQerrorMessage(db->conn));
+  return fail(db, CHD_MDB_ERROR, "%s failed: %s", what, PQresultErrorMessage(res));
+}
+
+static PGresult *exec_prepared(chd_mdb *db, int st, const char *const *params)
+{
+  return PQexecPrepared(db->conn, statements[st].name, statements[st].nparams,
+                        params, NULL, NULL, 0);
+}
+
+static char *fmt_i64(char buf[24], int64_t v)
+{
+  snprintf(buf, 24, "%" PRId64, v);
+  return buf;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+  char *end;
+  long long v;
+
+  if (!s || !*s)
+    return -1;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (errno || *end)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* "Wrong expected version: E (Stream: S, Stream Version: A)" */
+static void record_conflict(chd_mdb *db, const char *stream_name,
+                            int64_t expected, const char *message)
+{
+  const char *p = message ? strstr(message, "Stream Version: ") : NULL;
+  int64_t actual = -1;
+
+  if (p) {
+    char *end;
+    long long v = strtoll(p + strlen("Stream Version: "), &end, 10);
+    if (end != p + strlen("Stream Version: "))
+      actual = v;
+  }
+  free(db->conflict_stream);
+  db->conflict_stream = strdup(stream_name);
+  db->conflict.stream_name = db->conflict_stream ? db->conflict_stream : "";
+  db->conflict.expected_version = expected;
+  db->conflict.actual_version = actual;
+  db->has_conflict = true;
+}
+
+chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
+                         const char *type, const json_t *data,
+                         const json_t *metadata, int64_t expected_version,
+                         int64_t *out_position)
+{
+  char idbuf[CHD_UUID_LEN], evbuf[24];
+  char *data_text = NULL, *meta_text = NULL;
+  const char *params[6];
+  PGresult *res;
+  chd_mdb_rc rc;
+
+  if (!stream_name || !*stream_name)
+    return fail(db, CHD_MDB_INVALID, "cannot write a message: no stream name");
+  if (chd_stream_is_all(stream_name))
+    return fail(db, CHD_MDB_INVALID, "cannot write to '$all': it is no stream");
+  if (!type || !*type)
+    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': messages must have a type",
+                stream_name);
+  if (id && !chd_uuid_valid(id))
+    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': message id '%s' is not a UUID",
+                stream_name, id);
+  if (expected_version != CH_VERSION_ANY && expected_version < -1)
+    return fail(db, CHD_MDB_INVALID,
+                "cannot write to '%s': expected version %" PRId64 " is below -1",
+                stream_name, expected_version);
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+
+  if (!id) {
+    chd_uuid_v4(idbuf);
+    id = idbuf;
+  }
+  if (data && !(data_text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY)))
+    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': data does not encode as JSON",
+                stream_name);
+  if (metadata && !(meta_text = json_dumps(metadata, JSON_COMPACT | JSON_ENCODE_ANY))) {
+    free(data_text);
+    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': metadata does not encode as JSON",
+                stream_name);
+  }
+  params[0] = id;
+  params[1] = stream_name;
+  params[2] = type;
+  params[3] = data_text;
+  params[4] = meta_text;
+  params[5] = expected_version == CH_VERSION_ANY ? NULL : fmt_i64(evbuf, expected_version);
+
+  res = exec_prepared(db, ST_WRITE, params);
+  free(data_text);
+  free(meta_text);
+
+  if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+    if (out_position && parse_i64(PQgetvalue(res, 0, 0), out_position) != 0)
+      *out_position = -1;
+    PQclear(res);
+    db->error[0] = '\0';
+    return CHD_MDB_OK;
+  }
+
+  {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+    if (state && !strcmp(state, "P0001") && primary &&
+        !strncmp(primary, "Wrong expected version", 22)) {
+      record_conflict(db, stream_name, expected_version, primary);
+      rc = fail(db, CHD_MDB_CONFLICT,
+                "version conflict writing %s to '%s': expected version %" PRId64
+                ", stream is at %" PRId64,
+                type, stream_name, expected_version, db->conflict.actual_version);
+    } else if (state && !strcmp(state, "23505") && constraint &&
+               !strcmp(constraint, "messages_id")) {
+      rc = fail(db, CHD_MDB_DUPLICATE_ID,
+                "message id %s is already in the store (writing %s to '%s')",
+                id, type, stream_name);
+    } else {
+      char what[300];
+      snprintf(what, sizeof what, "writing %s to '%s'", type, stream_name);
+      rc = result_error(db, res, what);
+    }
+  }
+  PQclear(res);
+  return rc;
+}
+
+int chd_message_decode(ch_message *m, const char *const fields[8],
+                       char *err, size_t errlen)
+{
+  json_error_t jerr;
+
+  memset(m, 0, sizeof *m);
+  m->id = fields[0];
+  m->stream_name = fields[1];
+  m->type = fields[2];
+  m->time = fields[7] ? fields[7] : "";
+  if (!m->id || !m->stream_name || !m->type) {
+    snprintf(err, errlen, "message has no id, stream name or type");
+    return -1;
+  }
+  if (parse_i64(fields[3], &m->position) != 0 ||
+      parse_i64(fields[4], &m->global_position) != 0) {
+    snprintf(err, errlen, "message %s in '%s' has a bad position ('%s', '%s')",
+             m->id, m->stream_name, fields[3] ? fields[3] : "", fields[4] ? fields[4] : "");
+    return -1;
+  }
+  m->data = fields[5] ? json_loads(fields[5], JSON_DECODE_ANY, &jerr) : json_object();
+  if (!m->data) {
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': data is not JSON: %s",
+             m->global_position, m->stream_name, jerr.text);
+    return -1;
+  }
+  m->metadata = fields[6] ? json_loads(fields[6], JSON_DECODE_ANY, &jerr) : json_object();
+  if (!m->metadata) {
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': metadata is not JSON: %s",
+             m->global_position, m->stream_name, jerr.text);
+    json_decref(m->data);
+    m->data = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+void chd_mdb_batch_release(chd_mdb_batch *batch)
+{
+  if (!batch)
+    return;
+  for (size_t i = 0; i < batch->count; i++) {
+    json_decref(batch->messages[i].data);
+    json_decref(batch->messages[i].metadata);
+  }
+  free(batch->messages);
+  PQclear(batch->result_);
+  memset(batch, 0, sizeof *batch);
+}
+
+/* Turn a result of message rows into a batch; takes ownership of res. */
+static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
+                             chd_mdb_batch *out)
+{
+  int rows;
+
+  memset(out, 0, sizeof *out);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    chd_mdb_rc rc = result_error(db, res, what);
+    PQclear(res);
+    return rc;
+  }
+  rows = PQntuples(res);
+  out->result_ = res;
+  if (rows == 0)
+    return CHD_MDB_OK;
+  out->messages = calloc((size_t)rows, sizeof *out->messages);
+  if (!out->messages) {
+    chd_mdb_batch_release(out);
+    return fail(db, CHD_MDB_ERROR, "%s: out of memory for %d messages", what, rows);
+  }
+  for (int r = 0; r < rows; r++) {
+    const char *fields[8];
+    char err[512];
+
+    for (int c = 0; c < 8; c++)
+      fields[c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+    if (chd_message_decode(&out->messages[r], fields, err, sizeof err) != 0) {
+      chd_mdb_batch_release(out);
+      return fail(db, CHD_MDB_ERROR, "%s: %s", what, err);
+    }
+    out->count++;
+  }
+  db->error[0] = '\0';
+  return CHD_MDB_OK;
+}
+
+chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
+                               int64_t from_position, int64_t batch_size,
+                               chd_mdb_batch *out)
+{
+  char from[24], size[24], what[300];
+  const char *params[3];
+  chd_mdb_rc rc;
+
+  memset(out, 0, sizeof *out);
+  if (!stream_name || !*stream_name)
+    return fail(db, CHD_MDB_INVALID, "cannot read a stream: no stream name");
+  if (chd_stream_is_category(stream_name))
+    return fail(db, CHD_MDB_INVALID,
+                "'%s' is a category, not a stream (a stream name has a '-')", stream_name);
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  params[0] = stream_name;
+  params[1] = fmt_i64(from, from_position < 0 ? 0 : from_position);
+  params[2] = fmt_i64(size, batch_size);
+  snprintf(what, sizeof what, "reading stream '%s'", stream_name);
+  return fill_batch(db, exec_prepared(db, ST_STREAM, params), what, out);
+}
+
+static chd_mdb_rc check_group(chd_mdb *db, const char *category,
+                              const chd_mdb_category_opts *opts)
+{
+  if (opts->group_size == 0) {
+    if (opts->group_member != 0)
+      return fail(db, CHD_MDB_INVALID,
+                  "reading category '%s': consumer group member %" PRId64
+                  " given without a group size", category, opts->group_member);
+    return CHD_MDB_OK;
+  }
+  if (opts->group_size < 0 || opts->group_size > 32767)
+    return fail(db, CHD_MDB_INVALID,
+                "reading category '%s': consumer group size %" PRId64
+                " is out of range (1 to 32767)", category, opts->group_size);
+  if (opts->group_member < 0 || opts->group_member >= opts->group_size)
+    return fail(db, CHD_MDB_INVALID,
+                "reading category '%s': consumer group member %" PRId64
+                " is out of range (0 to %" PRId64 ")", category,
+                opts->group_member, opts->group_size - 1);
+  return CHD_MDB_OK;
+}
+
+chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
+                                 int64_t from_global, int64_t batch_size,
+                                 const chd_mdb_category_opts *opts,
+                                 chd_mdb_batch *out)
+{
+  static const chd_mdb_category_opts none;
+  char from[24], size[24], member[24], gsize[24], what[300];
+  const char *params[6];
+  chd_mdb_rc rc;
+
+  memset(out, 0, sizeof *out);
+  if (!opts)
+    opts = &none;
+  if (!category || !*category)
+    return fail(db, CHD_MDB_INVALID, "cannot read a category: no category name");
+  if (!chd_stream_is_category(category))
+    return fail(db, CHD_MDB_INVALID,
+                "'%s' is not a category: a category name has no '-'", category);
+  if (opts->correlation && !chd_stream_is_category(opts->correlation))
+    return fail(db, CHD_MDB_INVALID,
+                "reading category '%s': correlation '%s' is not a category (it has a '-')",
+                category, opts->correlation);
+  rc = check_group(db, category, opts);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  params[0] = category;
+  params[1] = fmt_i64(from, from_global < 1 ? 1 : from_global);
+  params[2] = fmt_i64(size, batch_size);
+  params[3] = opts->correlation;
+  params[4] = opts->group_size ? fmt_i64(member, opts->group_member) : NULL;
+  params[5] = opts->group_size ? fmt_i64(gsize, opts->group_size) : NULL;
+  snprintf(what, sizeof what, "reading category '%s'", category);
+  return fill_batch(db, exec_prepared(db, ST_CATEGORY, params), what, out);
+}
+
+chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
+                            int64_t batch_size, chd_mdb_batch *out)
+{
+  char from[24], size[24];
+  const char *params[2];
+  chd_mdb_rc rc;
+
+  memset(out, 0, sizeof *out);
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  params[0] = fmt_i64(from, from_global < 1 ? 1 : from_global);
+  params[1] = fmt_i64(size, batch_size);
+  return fill_batch(db, exec_prepared(db, ST_ALL, params), "reading '$all'", out);
+}
+
+chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
+                        int64_t batch_size, chd_mdb_batch *out)
+{
+  if (chd_stream_is_all(stream_name))
+    return chd_mdb_read_all(db, from, batch_size, out);
+  if (chd_stream_is_category(stream_name))
+    return chd_mdb_read_category(db, stream_name, from, batch_size, NULL, out);
+  return chd_mdb_read_stream(db, stream_name, from, batch_size, out);
+}
+
+chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
+                             const char *type, chd_mdb_batch *out)
+{
+  char what[300];
+  const char *params[2];
+  chd_mdb_rc rc;
+
+  memset(out, 0, sizeof *out);
+  if (!stream_name || !*stream_name)
+    return fail(db, CHD_MDB_INVALID, "cannot read the last message: no stream name");
+  if (chd_stream_is_category(stream_name))
+    return fail(db, CHD_MDB_INVALID,
+                "cannot read the last message of '%s': it is a category, not a stream",
+                stream_name);
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  params[0] = stream_name;
+  params[1] = type;
+  snprintf(what, sizeof what, "reading the last message of '%s'", stream_name);
+  return fill_batch(db, exec_prepared(db, ST_LAST, params), what, out);
+}
+
+chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
+                                  int64_t *out_version)
+{
+  const char *params[1];
+  PGresult *res;
+  chd_mdb_rc rc;
+
+  if (!stream_name || !*stream_name)
+    return fail(db, CHD_MDB_INVALID, "cannot get a stream version: no stream name");
+  rc = ensure_connected(db);
+  if (rc != CHD_MDB_OK)
+    return rc;
+  params[0] = stream_name;
+  res = exec_prepared(db, ST_VERSION, params);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    char what[300];
+    snprintf(what, sizeof what, "reading the version of '%s'", stream_name);
+    rc = result_error(db, res, what);
+  } else if (PQgetisnull(res, 0, 0)) {
+    *out_version = -1;
+  } else if (parse_i64(PQgetvalue(res, 0, 0), out_version) != 0) {
+    rc = fail(db, CHD_MDB_ERROR, "stream version of '%s' is not a number: '%s'",
+              stream_name, PQgetvalue(res, 0, 0));
+  }
+  PQclear(res);
+  return rc;
+}

@@ -1,0 +1,178 @@
+/*
+ * mdb.h - the Message DB client.
+ *
+ * One chd_mdb is one libpq connection to a message store with Message DB 1.3
+ * installed. It is not thread-safe: use one per thread (the host uses one per
+ * worker process). Only Message DB's own functions write or read
+ * message_store.messages, with one exception: reading every category in global
+ * order ("$all") selects from the table, since Message DB has no function for
+ * it.
+ *
+ * Errors: every function returns a chd_mdb_rc. On anything but CHD_MDB_OK,
+ * chd_mdb_error() holds a one-line description that names what failed; it
+ * stays valid until the next call on the same handle.
+ *
+ * Connection loss: a call that finds the connection broken returns
+ * CHD_MDB_DISCONNECTED. chd_mdb_reconnect() then reconnects with backoff;
+ * every call also tries one immediate reconnect first when the connection is
+ * known to be broken, so a short outage costs one failed call.
+ */
+#ifndef CHD_MDB_H
+#define CHD_MDB_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include <comphost/message.h>
+
+typedef enum chd_mdb_rc {
+  CHD_MDB_OK = 0,
+  CHD_MDB_ERROR = -1,         /* any other database error */
+  CHD_MDB_CONFLICT = -2,      /* wrong expected version: see chd_mdb_conflict() */
+  CHD_MDB_DUPLICATE_ID = -3,  /* a message with this id exists already */
+  CHD_MDB_DISCONNECTED = -4,  /* no connection: server down or connection lost */
+  CHD_MDB_INVALID = -5,       /* bad argument, refused before the database */
+  CHD_MDB_INTERRUPTED = -6    /* chd_mdb_reconnect() stopped by the interrupt flag */
+} chd_mdb_rc;
+
+typedef struct chd_mdb chd_mdb;
+
+/* What a CHD_MDB_CONFLICT was about. */
+typedef struct chd_mdb_conflict {
+  const char *stream_name;
+  int64_t expected_version;   /* what the writer expected (-1: empty stream) */
+  int64_t actual_version;     /* the stream's version (-1: empty stream) */
+} chd_mdb_conflict;
+
+/*
+ * A batch of messages read by one call. The messages and every string and
+ * JSON value in them belong to the batch until chd_mdb_batch_release().
+ */
+typedef struct chd_mdb_batch {
+  ch_message *messages;
+  size_t count;
+  PGresult *result_;          /* private: the strings point into it */
+} chd_mdb_batch;
+
+/* Options of a category read. Zero-initialise, then set what you need. */
+typedef struct chd_mdb_category_opts {
+  const char *correlation;    /* category of metadata.correlationStreamName, or NULL */
+  int64_t group_member;       /* consumer group member, 0-based ... */
+  int64_t group_size;         /* ... of group_size members; 0 = no group */
+} chd_mdb_category_opts;
+
+/*
+ * Create a client for `conninfo` (a libpq key=value string or a
+ * postgresql:// URI) without connecting. Returns NULL only when out of memory
+ * or when conninfo is NULL.
+ */
+chd_mdb *chd_mdb_new(const char *conninfo);
+
+/* Close the connection and free the client. NULL is allowed. */
+void chd_mdb_free(chd_mdb *db);
+
+/*
+ * Connect, set search_path to message_store, public, check that Message DB
+ * 1.3 or later is installed, and prepare the statements.
+ * Returns CHD_MDB_OK, CHD_MDB_INVALID (the connection string does not parse),
+ * CHD_MDB_DISCONNECTED (no server answers, or it refused us) or
+ * CHD_MDB_ERROR (connected, but no usable Message DB there).
+ */
+chd_mdb_rc chd_mdb_connect(chd_mdb *db);
+
+/*
+ * Reconnect after CHD_MDB_DISCONNECTED, waiting between attempts with
+ * exponential backoff (100 ms doubling up to 5 s). Gives up after max_wait_ms
+ * (a negative value waits forever) or when the interrupt flag becomes
+ * non-zero.
+ */
+chd_mdb_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms);
+
+/* A flag that, once non-zero, stops chd_mdb_reconnect() (a signal flag). */
+void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag);
+
+/* The text of the last error, "" if none. */
+const char *chd_mdb_error(const chd_mdb *db);
+
+/* Details of the last CHD_MDB_CONFLICT, or NULL when the last call had none. */
+const chd_mdb_conflict *chd_mdb_conflict_info(const chd_mdb *db);
+
+/* A safe description of the server, "host:port/dbname" (no password). */
+const char *chd_mdb_describe(const chd_mdb *db);
+
+/* The underlying connection, for transactions spanning several calls. */
+PGconn *chd_mdb_conn(chd_mdb *db);
+
+/*
+ * Write one message with write_message(). `id` may be NULL (a random UUID is
+ * used); `metadata` may be NULL (stored as NULL, read back as {}); `data` may
+ * be NULL (stored as NULL). expected_version is CH_VERSION_ANY, -1 (stream
+ * must be empty) or the version N the stream must be at.
+ * On CHD_MDB_OK, *out_position (if not NULL) is the message's stream position.
+ * A reused id gives CHD_MDB_DUPLICATE_ID; a version mismatch CHD_MDB_CONFLICT.
+ */
+chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
+                         const char *type, const json_t *data,
+                         const json_t *metadata, int64_t expected_version,
+                         int64_t *out_position);
+
+/*
+ * Read up to batch_size messages of one entity stream, from stream position
+ * from_position (inclusive), in stream order. A stream with no message gives
+ * an empty batch. batch_size -1 reads all.
+ */
+chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
+                               int64_t from_position, int64_t batch_size,
+                               chd_mdb_batch *out);
+
+/*
+ * Read up to batch_size messages of a category, from global position
+ * from_global (inclusive), in global order. opts may be NULL.
+ */
+chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
+                                 int64_t from_global, int64_t batch_size,
+                                 const chd_mdb_category_opts *opts,
+                                 chd_mdb_batch *out);
+
+/* Read up to batch_size messages of every stream, from global position
+ * from_global (inclusive), in global order ("$all"). */
+chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
+                            int64_t batch_size, chd_mdb_batch *out);
+
+/*
+ * Read by name: "$all", a category (no '-') or an entity stream, with
+ * `from` a global position for the first two and a stream position for the
+ * last (the book's read()).
+ */
+chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
+                        int64_t batch_size, chd_mdb_batch *out);
+
+/*
+ * Read the last message of an entity stream, of any type when `type` is NULL.
+ * out->count is 0 when there is none.
+ */
+chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
+                             const char *type, chd_mdb_batch *out);
+
+/* The version of a stream (position of its last message), -1 when empty. */
+chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
+                                  int64_t *out_version);
+
+/* Free a batch's contents and zero it. A zeroed batch is allowed. */
+void chd_mdb_batch_release(chd_mdb_batch *batch);
+
+/*
+ * Decode one row (fields in the order id, stream_name, type, position,
+ * global_position, data, metadata, time; data and metadata may be NULL) into
+ * *m. Strings are borrowed from `fields`; data and metadata are new JSON
+ * references the caller must json_decref().
+ * Returns 0, or -1 with a reason in err.
+ */
+int chd_message_decode(ch_message *m, const char *const fields[8],
+                       char *err, size_t errlen);
+
+#endif /* CHD_MDB_H */
