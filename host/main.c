@@ -1,13 +1,130 @@
 /* main.c - the comphost command line. */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "inventory.h"
+#include "log.h"
+#include "supervisor.h"
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: comphost -c FILE [--plugin-dir DIR]     run the plugins of FILE\n"
+          "       comphost check -c FILE [--plugin-dir DIR] [--no-db]\n"
+          "                                              check FILE and its plugins, print\n"
+          "                                              what would run, start nothing\n"
+          "       comphost --version\n"
+          "\n"
+          "Environment: MESSAGE_STORE_CONNECTION_STRING and DATABASE_URL override the\n"
+          "connection strings of FILE, COMPHOST_PLUGIN_DIR its plugin directory.\n");
+}
+
+typedef struct options {
+  const char *config;
+  const char *plugin_dir;
+  int no_db;
+} options;
+
+/* Parse -c/--config, --plugin-dir and --no-db. Returns 0, or 2 on a usage error. */
+static int parse_options(int argc, char **argv, options *o)
+{
+  static const struct option longs[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "plugin-dir", required_argument, NULL, 'p' },
+    { "no-db", no_argument, NULL, 'n' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+
+  memset(o, 0, sizeof *o);
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "c:h", longs, NULL)) != -1) {
+    switch (c) {
+    case 'c': o->config = optarg; break;
+    case 'p': o->plugin_dir = optarg; break;
+    case 'n': o->no_db = 1; break;
+    case 'h': usage(stdout); exit(0);
+    default: return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "comphost: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!o->config) {
+    fprintf(stderr, "comphost: no configuration: give -c FILE\n");
+    return 2;
+  }
+  return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+  chd_inventory inv;
+  options o;
+  char err[2048];
+  int rc;
+
+  if (parse_options(argc, argv, &o) != 0) {
+    usage(stderr);
+    return 2;
+  }
+  if (chd_inventory_load(&inv, o.config, o.plugin_dir, err, sizeof err) != 0) {
+    fprintf(stderr, "comphost: %s\n", err);
+    return 1;
+  }
+  rc = chd_inventory_print(&inv, stdout, !o.no_db);
+  chd_inventory_release(&inv);
+  if (rc != 0) {
+    fprintf(stderr, "comphost: the configuration is valid, but positions could not be read"
+            " (--no-db skips them)\n");
+    return 1;
+  }
+  printf("\nok: %s is valid\n", o.config);
+  return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+  chd_inventory inv;
+  options o;
+  char err[2048];
+  int rc;
+
+  if (parse_options(argc, argv, &o) != 0) {
+    usage(stderr);
+    return 2;
+  }
+  if (chd_inventory_load(&inv, o.config, o.plugin_dir, err, sizeof err) != 0) {
+    fprintf(stderr, "comphost: %s\n", err);
+    return 1;
+  }
+  chd_log_set_level(inv.cfg.log_level);
+  chd_inventory_log(&inv);
+  rc = chd_supervisor_run(&inv);
+  chd_inventory_release(&inv);
+  return rc;
+}
 
 int main(int argc, char **argv)
 {
-  if (argc == 2 && !strcmp(argv[1], "--version")) {
-    printf("comphost %s\n", COMPHOST_VERSION);
+  if (argc >= 2 && !strcmp(argv[1], "--version")) {
+    printf("comphost %s (plugin ABI %u.%u)\n", COMPHOST_VERSION, CH_ABI_MAJOR, CH_ABI_MINOR);
     return 0;
   }
-  fprintf(stderr, "usage: comphost --version\n");
-  return 2;
+  if (argc >= 2 && !strcmp(argv[1], "check"))
+    return cmd_check(argc - 1, argv + 1);
+  if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+    usage(stdout);
+    return 0;
+  }
+  if (argc >= 2 && argv[1][0] != '-') {
+    fprintf(stderr, "comphost: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+  }
+  return cmd_run(argc, argv);
 }

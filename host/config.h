@@ -1,0 +1,125 @@
+/*
+ * config.h - the host's INI configuration (inih).
+ *
+ * One file describes one host: a [host] section and one section per plugin
+ * instance. Relative paths in the file are relative to the file's directory.
+ *
+ *   [host]
+ *   message_store = postgresql://message_store@127.0.0.1:55432/message_store
+ *   view_data = postgresql://postgres@127.0.0.1:55432/view_data
+ *   plugin_dir = ../build/plugins
+ *   log_level = info
+ *
+ *   [home-page]              ; the instance name; also the default library
+ *   library = home-page      ; <plugin_dir>/home-page.so, or a path with '/'
+ *   batch_size = 100
+ *   some_plugin_key = value  ; anything not a host key belongs to the plugin
+ *
+ * Every error names the file, the line and the key:
+ *   "config/x.ini:12: [home-page] batch_size: '1x' is not a whole number"
+ */
+#ifndef CHD_CONFIG_H
+#define CHD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <comphost/plugin.h>
+
+typedef enum chd_position_store {
+  CHD_POSITION_MESSAGE_STORE = 0,  /* "message_store" (default) */
+  CHD_POSITION_VIEW_DATA = 1       /* "view_data" */
+} chd_position_store;
+
+typedef enum chd_position_format {
+  CHD_POSITION_FORMAT_BOOK = 0,    /* subscriberPosition-<id>, type Read (default) */
+  CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
+} chd_position_format;
+
+/* A key=value of an instance section that the host does not own: the
+ * plugin's own setting, checked against its declared keys after loading. */
+typedef struct chd_config_kv {
+  char *key;
+  char *value;
+  int line;
+} chd_config_kv;
+
+/* One plugin instance: one worker process. */
+typedef struct chd_instance_config {
+  char *name;                      /* the section name */
+  int line;                        /* line of the section header */
+  char *library;                   /* resolved path of the .so */
+  int library_line;                /* 0 when defaulted from the name */
+
+  /* subscription tuning (host keys), for every subscription of the plugin */
+  int64_t batch_size;              /* batch_size, default 100 (the book's messagesPerTick) */
+  int64_t poll_interval_ms;        /* poll_interval_ms, default 100 (tickIntervalMs) */
+  int64_t position_update_interval;/* position_update_interval, default 100 */
+  int64_t group_member;            /* group_member, default 0 */
+  int64_t group_size;              /* group_size, default 0 = no consumer group */
+  chd_position_store position_store;   /* position_store */
+  chd_position_format position_format; /* position_format = book | eventide */
+  int64_t max_retries;             /* max_retries, default 5: CH_RETRY attempts per message */
+  int64_t retry_backoff_ms;        /* retry_backoff_ms, default 200, doubling, max 30 s */
+  bool batch_transaction;          /* batch_transaction: one view-data transaction per batch
+                                      (default: true with position_store = view_data) */
+  bool store_transaction;          /* store_transaction: one message-store transaction per
+                                      batch, for the batch's writes and position (default false) */
+  bool deterministic_ids;          /* deterministic_ids, default true */
+
+  chd_config_kv *plugin_keys;      /* the rest, in file order */
+  size_t plugin_key_count;
+} chd_instance_config;
+
+typedef struct chd_config {
+  char *path;                      /* the file, as given */
+  char *message_store;             /* [host] message_store, or MESSAGE_STORE_CONNECTION_STRING */
+  char *view_data;                 /* [host] view_data, or DATABASE_URL; NULL if neither */
+  char *plugin_dir;                /* resolved; see chd_config_load() */
+  ch_log_level log_level;          /* [host] log_level = error|warn|info|debug, default info */
+  int64_t shutdown_timeout_ms;     /* [host] shutdown_timeout_ms, default 30000 */
+  int64_t restart_backoff_max_ms;  /* [host] restart_backoff_max_ms, default 60000 */
+  int64_t max_crash_restarts;      /* [host] max_crash_restarts, default 3: crashes on
+                                      the same message before its subscription stops */
+  chd_instance_config *instances;
+  size_t instance_count;
+} chd_config;
+
+/*
+ * Parse `path` into *cfg. Environment overrides, applied after the file:
+ * MESSAGE_STORE_CONNECTION_STRING and DATABASE_URL replace the connection
+ * strings; plugin_dir_override (the --plugin-dir flag) or else the
+ * environment's COMPHOST_PLUGIN_DIR replaces plugin_dir. Without any,
+ * plugin_dir defaults to the host's installed plugin directory.
+ * Library paths are resolved against the final plugin_dir.
+ *
+ * Checks: unknown [host] keys, bad numbers or enums, duplicate sections or
+ * keys, no message store, no instance, group_member without group_size or
+ * out of range, position_store = view_data without a view database.
+ *
+ * Returns 0, or -1 with a message in err ("FILE:LINE: [section] key: what").
+ * On error *cfg is released.
+ */
+int chd_config_load(chd_config *cfg, const char *path, const char *plugin_dir_override,
+                    char *err, size_t errlen);
+
+/* Free everything in *cfg and zero it. */
+void chd_config_release(chd_config *cfg);
+
+/* The plugin key `key` of an instance, or NULL. */
+const chd_config_kv *chd_config_plugin_key(const chd_instance_config *inst, const char *key);
+
+/*
+ * Check an instance's plugin keys against the plugin's declared keys: every
+ * key known, every required key present, every value of its type.
+ * Returns 0, or -1 with "FILE:LINE: [section] key: what" in err.
+ */
+int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_config *inst,
+                                 const ch_config_key *declared, char *err, size_t errlen);
+
+/* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
+int chd_parse_int64(const char *s, int64_t *out);
+int chd_parse_bool(const char *s, bool *out);
+
+#endif /* CHD_CONFIG_H */

@@ -1,0 +1,311 @@
+/* host_api.c - the function table plugins call, and its context. */
+#include "host_api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "stream_name.h"
+#include "uuid.h"
+
+void chd_ctx_init(ch_ctx *ctx, const chd_config *cfg, const chd_instance_config *inst,
+                  const chd_plugin *plugin)
+{
+  memset(ctx, 0, sizeof *ctx);
+  ctx->cfg = cfg;
+  ctx->inst = inst;
+  ctx->plugin = plugin;
+}
+
+void chd_ctx_begin_message(ch_ctx *ctx, const char *subscriber_id, const ch_message *msg)
+{
+  ctx->subscriber_id = subscriber_id;
+  ctx->current = msg;
+  ctx->write_index = 0;
+  ctx->error[0] = '\0';
+}
+
+void chd_ctx_end_message(ch_ctx *ctx)
+{
+  ctx->current = NULL;
+}
+
+chd_log_fields chd_ctx_log_fields(const ch_ctx *ctx)
+{
+  chd_log_fields f = { ctx->inst ? ctx->inst->name : NULL, ctx->subscriber_id,
+                       ctx->current, NULL };
+  return f;
+}
+
+int chd_rc_from_mdb(chd_mdb_rc rc)
+{
+  switch (rc) {
+  case CHD_MDB_OK:           return CH_RC_OK;
+  case CHD_MDB_CONFLICT:     return CH_RC_CONFLICT;
+  case CHD_MDB_DISCONNECTED: return CH_RC_UNAVAILABLE;
+  case CHD_MDB_INVALID:      return CH_RC_INVALID;
+  case CHD_MDB_INTERRUPTED:  return CH_RC_UNAVAILABLE;
+  default:                   return CH_RC_ERROR;
+  }
+}
+
+/* Record the client's error as the ctx's last error and map the code. */
+static int mdb_failed(ch_ctx *ctx, chd_mdb_rc rc)
+{
+  snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
+  return chd_rc_from_mdb(rc);
+}
+
+static void api_log(ch_ctx *ctx, ch_log_level level, const char *fmt, ...)
+{
+  chd_log_fields f = chd_ctx_log_fields(ctx);
+  va_list ap;
+
+  va_start(ap, fmt);
+  chd_logv(level, &f, fmt, ap);
+  va_end(ap);
+}
+
+static void api_set_error(ch_ctx *ctx, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+  va_end(ap);
+}
+
+static const char *api_last_error(ch_ctx *ctx)
+{
+  return ctx->last_error;
+}
+
+static const char *api_config_get(ch_ctx *ctx, const char *key)
+{
+  const chd_config_kv *kv = chd_config_plugin_key(ctx->inst, key);
+
+  if (kv)
+    return kv->value;
+  for (const ch_config_key *k = ctx->plugin->desc.config_keys; k && k->name; k++)
+    if (!strcmp(k->name, key))
+      return k->default_value;
+  return NULL;
+}
+
+static int64_t api_config_int(ch_ctx *ctx, const char *key)
+{
+  int64_t v = 0;
+  const char *s = api_config_get(ctx, key);
+
+  if (s && chd_parse_int64(s, &v) != 0)
+    v = 0;
+  return v;
+}
+
+static bool api_config_bool(ch_ctx *ctx, const char *key)
+{
+  bool v = false;
+  const char *s = api_config_get(ctx, key);
+
+  if (s && chd_parse_bool(s, &v) != 0)
+    v = false;
+  return v;
+}
+
+static int savepoint(ch_ctx *ctx, const char *sql)
+{
+  PGresult *res = PQexec(chd_mdb_conn(ctx->mdb), sql);
+  int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+  if (!ok)
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s failed: %s", sql,
+             PQresultErrorMessage(res));
+  PQclear(res);
+  return ok ? 0 : -1;
+}
+
+static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
+                     const json_t *data, const json_t *metadata,
+                     int64_t expected_version, int64_t *out_position)
+{
+  char id[CHD_UUID_LEN];
+  const char *use_id = NULL;
+  chd_mdb_rc rc;
+
+  ctx->last_error[0] = '\0';
+  if (ctx->current && ctx->inst->deterministic_ids) {
+    char name[300];
+    snprintf(name, sizeof name, "%s/%u", ctx->subscriber_id ? ctx->subscriber_id : "",
+             ctx->write_index++);
+    if (chd_uuid_v5(ctx->current->id, name, id) == 0)
+      use_id = id;
+  }
+  if (ctx->in_store_tx && savepoint(ctx, "SAVEPOINT chd_write") != 0)
+    return CH_RC_ERROR;
+  rc = chd_mdb_write(ctx->mdb, stream_name, use_id, type, data, metadata,
+                     expected_version, out_position);
+  if (ctx->in_store_tx && rc != CHD_MDB_DISCONNECTED) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", chd_mdb_error(ctx->mdb));
+    if (savepoint(ctx, rc == CHD_MDB_OK ? "RELEASE SAVEPOINT chd_write"
+                                        : "ROLLBACK TO SAVEPOINT chd_write") != 0)
+      return CH_RC_ERROR;
+    if (rc != CHD_MDB_OK) {
+      snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
+      return rc == CHD_MDB_DUPLICATE_ID && use_id ? CH_RC_ALREADY_WRITTEN : chd_rc_from_mdb(rc);
+    }
+  }
+  if (rc == CHD_MDB_DUPLICATE_ID && use_id) {
+    chd_log_fields f = chd_ctx_log_fields(ctx);
+    chd_log(CH_LOG_DEBUG, &f, "%s to '%s' was written by an earlier delivery", type,
+            stream_name);
+    if (out_position)
+      *out_position = -1;
+    return CH_RC_ALREADY_WRITTEN;
+  }
+  if (rc != CHD_MDB_OK)
+    return mdb_failed(ctx, rc);
+  return CH_RC_OK;
+}
+
+#define FETCH_PAGE 1000
+
+static int64_t api_read_stream(ch_ctx *ctx, const char *stream_name, int64_t from,
+                               int64_t max, int (*each)(void *, const ch_message *),
+                               void *arg)
+{
+  int64_t seen = 0;
+
+  ctx->last_error[0] = '\0';
+  for (;;) {
+    int64_t want = FETCH_PAGE;
+    chd_mdb_batch b;
+    chd_mdb_rc rc;
+    bool stop = false;
+
+    if (max >= 0 && max - seen < want)
+      want = max - seen;
+    if (want <= 0)
+      return seen;
+    rc = chd_mdb_read_stream(ctx->mdb, stream_name, from, want, &b);
+    if (rc != CHD_MDB_OK)
+      return mdb_failed(ctx, rc);
+    for (size_t i = 0; i < b.count && !stop; i++) {
+      seen++;
+      from = b.messages[i].position + 1;
+      stop = each(arg, &b.messages[i]) != 0;
+    }
+    stop = stop || (int64_t)b.count < want;
+    chd_mdb_batch_release(&b);
+    if (stop)
+      return seen;
+  }
+}
+
+static int api_read_last(ch_ctx *ctx, const char *stream_name, const char *type,
+                         int (*each)(void *, const ch_message *), void *arg)
+{
+  chd_mdb_batch b;
+  chd_mdb_rc rc;
+  int found;
+
+  ctx->last_error[0] = '\0';
+  rc = chd_mdb_read_last(ctx->mdb, stream_name, type, &b);
+  if (rc != CHD_MDB_OK)
+    return mdb_failed(ctx, rc);
+  found = b.count > 0;
+  if (found)
+    each(arg, &b.messages[0]);
+  chd_mdb_batch_release(&b);
+  return found;
+}
+
+static int api_stream_version(ch_ctx *ctx, const char *stream_name, int64_t *out_version)
+{
+  chd_mdb_rc rc;
+
+  ctx->last_error[0] = '\0';
+  rc = chd_mdb_stream_version(ctx->mdb, stream_name, out_version);
+  return rc == CHD_MDB_OK ? CH_RC_OK : mdb_failed(ctx, rc);
+}
+
+typedef struct fetch_state {
+  const ch_projection *projection;
+  void *entity;
+  int64_t version;
+} fetch_state;
+
+static int fetch_one(void *arg, const ch_message *msg)
+{
+  fetch_state *fs = arg;
+
+  fs->version = msg->position;
+  for (const ch_reducer *r = fs->projection->reducers; r && r->type; r++)
+    if (!strcmp(r->type, msg->type)) {
+      r->fn(fs->entity, msg);
+      break;
+    }
+  return 0;
+}
+
+static int api_fetch(ch_ctx *ctx, const char *stream_name, const ch_projection *projection,
+                     void *entity, int64_t *out_version)
+{
+  fetch_state fs = { projection, entity, -1 };
+  int64_t n;
+
+  if (projection->init)
+    projection->init(entity);
+  n = api_read_stream(ctx, stream_name, 0, -1, fetch_one, &fs);
+  if (n < 0)
+    return (int)n;
+  if (out_version)
+    *out_version = fs.version;
+  return CH_RC_OK;
+}
+
+static struct pg_conn *api_view_db(ch_ctx *ctx)
+{
+  return ctx->view;
+}
+
+static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
+{
+  static const char *const carried[] = { "traceId", "userId" };
+  json_t *meta = json_object();
+  (void)ctx;
+
+  if (!meta)
+    return NULL;
+  for (size_t i = 0; i < sizeof carried / sizeof carried[0]; i++) {
+    json_t *v = msg ? json_object_get(msg->metadata, carried[i]) : NULL;
+    if (v)
+      json_object_set(meta, carried[i], v);
+  }
+  if (origin_stream_name)
+    json_object_set_new(meta, "originStreamName", json_string(origin_stream_name));
+  return meta;
+}
+
+const ch_host_api chd_host_api = {
+  .struct_size = sizeof(ch_host_api),
+  .abi_major = CH_ABI_MAJOR,
+  .abi_minor = CH_ABI_MINOR,
+  .log = api_log,
+  .set_error = api_set_error,
+  .last_error = api_last_error,
+  .config_get = api_config_get,
+  .config_int = api_config_int,
+  .config_bool = api_config_bool,
+  .write = api_write,
+  .read_stream = api_read_stream,
+  .read_last = api_read_last,
+  .stream_version = api_stream_version,
+  .fetch = api_fetch,
+  .view_db = api_view_db,
+  .follow = api_follow,
+  .uuid_v4 = chd_uuid_v4,
+  .uuid_v5 = chd_uuid_v5,
+  .stream_category = chd_stream_category,
+  .stream_id = chd_stream_id,
+};

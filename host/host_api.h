@@ -1,0 +1,57 @@
+/*
+ * host_api.h - the context behind every host call a plugin makes.
+ *
+ * One ch_ctx per plugin instance (per worker process). It holds the
+ * instance's connections and configuration and, while a handler runs, the
+ * message being handled: that is what makes write() ids deterministic and
+ * what log lines are tagged with.
+ */
+#ifndef CHD_HOST_API_H
+#define CHD_HOST_API_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+#include <comphost/plugin.h>
+
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "mdb.h"
+
+struct ch_ctx {
+  const chd_config *cfg;
+  const chd_instance_config *inst;
+  const chd_plugin *plugin;
+  chd_mdb *mdb;                 /* the message store */
+  PGconn *view;                 /* the view database, NULL if none */
+  const volatile sig_atomic_t *stop;  /* set when the worker must stop */
+  void *state;                  /* the plugin's, from init() */
+
+  /* while a handler runs */
+  const char *subscriber_id;
+  const ch_message *current;
+  unsigned write_index;         /* writes made so far in this handler call */
+  bool in_store_tx;             /* writes go into the batch's store transaction */
+
+  char error[1024];             /* set_error(): why the handler failed */
+  char last_error[1024];        /* the last failed host call */
+};
+
+/* Zero ctx and fill in the instance. Connections are set by the caller. */
+void chd_ctx_init(ch_ctx *ctx, const chd_config *cfg, const chd_instance_config *inst,
+                  const chd_plugin *plugin);
+
+/* Mark the start and the end of a handler call for `msg`. */
+void chd_ctx_begin_message(ch_ctx *ctx, const char *subscriber_id, const ch_message *msg);
+void chd_ctx_end_message(ch_ctx *ctx);
+
+/* The log fields of what the ctx is doing now. */
+chd_log_fields chd_ctx_log_fields(const ch_ctx *ctx);
+
+/* Map a Message DB client result to a CH_RC_* code. */
+int chd_rc_from_mdb(chd_mdb_rc rc);
+
+#endif /* CHD_HOST_API_H */

@@ -1,0 +1,218 @@
+/* inventory.c - a host's configuration with its plugins loaded and checked. */
+#include "inventory.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mdb.h"
+#include "position.h"
+#include "subscription.h"
+#include "viewdb.h"
+
+static const char *store_name(const chd_instance_config *inst)
+{
+  if (inst->position_store == CHD_POSITION_VIEW_DATA)
+    return "view_data";
+  return inst->position_format == CHD_POSITION_FORMAT_EVENTIDE ? "message_store (eventide)"
+                                                               : "message_store";
+}
+
+/* Checks that span instances, or need the plugin and the config together. */
+static int check_instance(const chd_inventory *inv, size_t i, char *err, size_t errlen)
+{
+  const chd_instance_config *inst = &inv->cfg.instances[i];
+  const chd_plugin *p = &inv->plugins[i];
+  const char *file = inv->cfg.path;
+
+  if (chd_config_check_plugin_keys(&inv->cfg, inst, p->desc.config_keys, err, errlen) != 0)
+    return -1;
+  if (!inv->cfg.view_data && p->desc.migrations && p->desc.migrations[0].id) {
+    snprintf(err, errlen, "%s:%d: [%s]: plugin %s has view-data migrations, but no view"
+             " database is configured (set [host] view_data or DATABASE_URL)",
+             file, inst->line, inst->name, p->desc.name);
+    return -1;
+  }
+  for (size_t j = 0; j < i; j++) {
+    const chd_plugin *q = &inv->plugins[j];
+    if (!strcmp(p->desc.name, q->desc.name) && strcmp(p->path, q->path) != 0) {
+      snprintf(err, errlen, "%s:%d: [%s]: plugin name '%s' of '%s' is also the name of '%s'"
+               " ([%s]): two libraries cannot share a plugin name", file, inst->line,
+               inst->name, p->desc.name, p->path, q->path, inv->cfg.instances[j].name);
+      return -1;
+    }
+  }
+  for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
+    char id[256];
+    chd_sub_effective_id(&p->desc.subscriptions[s], inst, id, sizeof id);
+    for (size_t j = 0; j <= i; j++) {
+      const chd_plugin *q = &inv->plugins[j];
+      size_t end = j == i ? s : SIZE_MAX;
+      for (size_t t = 0; t < end && q->desc.subscriptions[t].stream_name; t++) {
+        char other[256];
+        chd_sub_effective_id(&q->desc.subscriptions[t], &inv->cfg.instances[j], other,
+                             sizeof other);
+        if (!strcmp(id, other)) {
+          snprintf(err, errlen, "%s:%d: [%s]: subscriber id '%s' is used by [%s] too:"
+                   " each subscription needs its own (run copies of a plugin as"
+                   " consumer group members, with group_member and group_size)",
+                   file, inst->line, inst->name, id, inv->cfg.instances[j].name);
+          return -1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+int chd_inventory_load(chd_inventory *inv, const char *config_path,
+                       const char *plugin_dir_override, char *err, size_t errlen)
+{
+  memset(inv, 0, sizeof *inv);
+  if (chd_config_load(&inv->cfg, config_path, plugin_dir_override, err, errlen) != 0)
+    return -1;
+  inv->plugins = calloc(inv->cfg.instance_count, sizeof *inv->plugins);
+  if (!inv->plugins) {
+    snprintf(err, errlen, "out of memory");
+    chd_inventory_release(inv);
+    return -1;
+  }
+  for (size_t i = 0; i < inv->cfg.instance_count; i++) {
+    const chd_instance_config *inst = &inv->cfg.instances[i];
+    char why[1024];
+
+    if (chd_plugin_load(&inv->plugins[i], inst->library, why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s:%d: [%s] library: %s", inv->cfg.path,
+               inst->library_line ? inst->library_line : inst->line, inst->name, why);
+      chd_inventory_release(inv);
+      return -1;
+    }
+    inv->count = i + 1;
+    if (check_instance(inv, i, err, errlen) != 0) {
+      chd_inventory_release(inv);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void chd_inventory_release(chd_inventory *inv)
+{
+  for (size_t i = 0; i < inv->count; i++)
+    chd_plugin_unload(&inv->plugins[i]);
+  free(inv->plugins);
+  chd_config_release(&inv->cfg);
+  memset(inv, 0, sizeof *inv);
+}
+
+/* "A, B, $any" into buf. */
+static void handled_types(const ch_subscription *sub, char *buf, size_t size)
+{
+  size_t len = 0;
+
+  buf[0] = '\0';
+  for (const ch_handler *h = sub->handlers; h && h->type && len + 2 < size; h++) {
+    int n = snprintf(buf + len, size - len, "%s%s", len ? ", " : "", h->type);
+    if (n < 0)
+      break;
+    len += (size_t)n;
+  }
+  if (len >= size)
+    buf[size - 1] = '\0';
+}
+
+void chd_inventory_log(const chd_inventory *inv)
+{
+  chd_log_info("comphost %s (plugin ABI %u.%u) runs %zu plugin instance%s from %s",
+               COMPHOST_VERSION, CH_ABI_MAJOR, CH_ABI_MINOR, inv->count,
+               inv->count == 1 ? "" : "s", inv->cfg.path);
+  for (size_t i = 0; i < inv->count; i++) {
+    const chd_instance_config *inst = &inv->cfg.instances[i];
+    const chd_plugin *p = &inv->plugins[i];
+    chd_log_fields f = { inst->name, NULL, NULL, NULL };
+
+    chd_log(CH_LOG_INFO, &f, "plugin %s %s (%s) from %s, %lld bytes, build id %s",
+            p->desc.name, p->desc.version, chd_kind_name(p->desc.kind), p->path,
+            (long long)p->size, p->build_id[0] ? p->build_id : "(none)");
+    for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
+      const ch_subscription *sub = &p->desc.subscriptions[s];
+      char id[256], types[1024];
+      chd_sub_effective_id(sub, inst, id, sizeof id);
+      handled_types(sub, types, sizeof types);
+      f.subscriber = id;
+      chd_log(CH_LOG_INFO, &f, "subscription to %s%s%s handles %s; positions in %s",
+              sub->stream_name, sub->origin_stream_name ? " from origin " : "",
+              sub->origin_stream_name ? sub->origin_stream_name : "", types, store_name(inst));
+    }
+  }
+}
+
+int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
+{
+  chd_mdb *mdb = NULL;
+  PGconn *view = NULL;
+  char err[1024];
+  int rc = 0;
+
+  if (with_positions) {
+    mdb = chd_mdb_new(inv->cfg.message_store);
+    if (!mdb || chd_mdb_connect(mdb) != CHD_MDB_OK) {
+      fprintf(out, "positions: unavailable: %s\n", mdb ? chd_mdb_error(mdb) : "out of memory");
+      chd_mdb_free(mdb);
+      mdb = NULL;
+      rc = -1;
+    }
+    if (mdb && inv->cfg.view_data && !(view = chd_viewdb_connect(inv->cfg.view_data, err,
+                                                                   sizeof err))) {
+      fprintf(out, "positions: unavailable: %s\n", err);
+      rc = -1;
+    }
+  }
+  fprintf(out, "config %s: %zu plugin instance%s, plugin directory %s\n", inv->cfg.path,
+          inv->count, inv->count == 1 ? "" : "s", inv->cfg.plugin_dir);
+  for (size_t i = 0; i < inv->count; i++) {
+    const chd_instance_config *inst = &inv->cfg.instances[i];
+    const chd_plugin *p = &inv->plugins[i];
+
+    fprintf(out, "\n[%s] %s %s (%s, ABI %u.%u)\n", inst->name, p->desc.name, p->desc.version,
+            chd_kind_name(p->desc.kind), p->desc.abi_major, p->desc.abi_minor);
+    fprintf(out, "  file:      %s (%lld bytes, build id %s)\n", p->path, (long long)p->size,
+            p->build_id[0] ? p->build_id : "none");
+    fprintf(out, "  positions: %s, every %" PRId64 " messages; batch %" PRId64
+            ", poll %" PRId64 " ms", store_name(inst), inst->position_update_interval,
+            inst->batch_size, inst->poll_interval_ms);
+    if (inst->group_size > 0)
+      fprintf(out, "; group member %" PRId64 " of %" PRId64, inst->group_member,
+              inst->group_size);
+    fputc('\n', out);
+    for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
+      const ch_subscription *sub = &p->desc.subscriptions[s];
+      char id[256], types[1024];
+
+      chd_sub_effective_id(sub, inst, id, sizeof id);
+      handled_types(sub, types, sizeof types);
+      fprintf(out, "  subscription %s: %s", id, sub->stream_name);
+      if (sub->origin_stream_name)
+        fprintf(out, " (origin %s)", sub->origin_stream_name);
+      fprintf(out, "\n    handles: %s%s\n", types, sub->handle_batch ? " (and batches)" : "");
+      if (mdb) {
+        int64_t pos = 0, stopped = 0;
+        char reason[1024];
+        if (chd_position_inspect(mdb, view, inst, sub->stream_name, id, &pos, &stopped,
+                                 reason, sizeof reason, err, sizeof err) != 0) {
+          fprintf(out, "    position: unavailable: %s\n", err);
+          rc = -1;
+        } else if (stopped) {
+          fprintf(out, "    position: %" PRId64 "; STOPPED at global position %" PRId64
+                  ": %s\n", pos, stopped, reason);
+        } else {
+          fprintf(out, "    position: %" PRId64 "\n", pos);
+        }
+      }
+    }
+  }
+  chd_mdb_free(mdb);
+  PQfinish(view);
+  return rc;
+}

@@ -1,0 +1,494 @@
+/* subscription.c - one subscription of a plugin instance: the book's loop. */
+#include "subscription.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "position.h"
+#include "status.h"
+#include "stream_name.h"
+#include "viewdb.h"
+
+#define MAX_RETRY_BACKOFF_MS 30000
+
+int64_t chd_now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep ms, waking early when the stop flag is set. Returns -1 if stopped. */
+static int nap(int64_t ms, const volatile sig_atomic_t *stop)
+{
+  int64_t end = chd_now_ms() + ms;
+
+  for (;;) {
+    int64_t left = end - chd_now_ms();
+    struct timespec ts;
+    if (stop && *stop)
+      return -1;
+    if (left <= 0)
+      return 0;
+    if (left > 50)
+      left = 50;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)left * 1000000L;
+    nanosleep(&ts, NULL);
+  }
+}
+
+void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
+                          char *buf, size_t size)
+{
+  if (inst->group_size > 0)
+    snprintf(buf, size, "%s:%" PRId64, desc->subscriber_id, inst->group_member);
+  else
+    snprintf(buf, size, "%s", desc->subscriber_id);
+}
+
+static chd_log_fields fields_of(const chd_sub *s, const ch_message *m)
+{
+  chd_log_fields f = { s->ctx->inst->name, s->subscriber_id, m, NULL };
+  return f;
+}
+
+/* Is the batch's view work one transaction? Is the store's? */
+static bool view_tx(const chd_sub *s)
+{
+  return s->ctx->inst->batch_transaction && s->ctx->view;
+}
+
+static bool store_tx(const chd_sub *s)
+{
+  return s->ctx->inst->store_transaction;
+}
+
+/* Does the position commit inside the batch's transaction? */
+static bool position_in_tx(const chd_sub *s)
+{
+  return s->ctx->inst->position_store == CHD_POSITION_VIEW_DATA ? view_tx(s) : store_tx(s);
+}
+
+int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
+{
+  const ch_subscription *desc = &ctx->plugin->desc.subscriptions[index];
+
+  memset(s, 0, sizeof *s);
+  s->ctx = ctx;
+  s->desc = desc;
+  s->index = index;
+  chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
+  if (chd_stream_is_all(desc->stream_name) && ctx->inst->group_size > 0) {
+    snprintf(err, errlen, "subscription '%s' reads $all: consumer groups need a category",
+             s->subscriber_id);
+    return -1;
+  }
+  if (chd_stream_is_all(desc->stream_name) &&
+      ctx->inst->position_format == CHD_POSITION_FORMAT_EVENTIDE) {
+    snprintf(err, errlen, "subscription '%s' reads $all: the eventide position format"
+             " needs a category", s->subscriber_id);
+    return -1;
+  }
+  chd_position_stream(ctx->inst, desc->stream_name, s->subscriber_id, s->position_stream,
+                      sizeof s->position_stream);
+  if (chd_position_load(s) != 0) {
+    snprintf(err, errlen, "cannot load the position of '%s': %s", s->subscriber_id,
+             ctx->last_error);
+    return -1;
+  }
+  return 0;
+}
+
+static bool origin_matches(const chd_sub *s, const ch_message *m)
+{
+  const char *origin;
+  char category[256];
+
+  if (!s->desc->origin_stream_name)
+    return true;
+  origin = json_string_value(json_object_get(m->metadata, "originStreamName"));
+  if (!origin || chd_stream_category(origin, category, sizeof category) != 0)
+    return false;
+  return strcmp(category, s->desc->origin_stream_name) == 0;
+}
+
+static ch_handler_fn handler_for(const chd_sub *s, const ch_message *m)
+{
+  return origin_matches(s, m) ? chd_handler_find(s->desc, m->type) : NULL;
+}
+
+static ch_result call_handler(chd_sub *s, ch_handler_fn fn, const ch_message *m)
+{
+  ch_ctx *ctx = s->ctx;
+  ch_result r;
+
+  chd_ctx_begin_message(ctx, s->subscriber_id, m);
+  chd_status_begin(s->index, m);
+  r = fn(ctx, ctx->state, m);
+  chd_status_end();
+  chd_ctx_end_message(ctx);
+  if (r != CH_OK && r != CH_RETRY && r != CH_FAIL) {
+    snprintf(ctx->error, sizeof ctx->error, "handler returned %d, which is no ch_result",
+             (int)r);
+    r = CH_FAIL;
+  }
+  return r;
+}
+
+static bool conn_broken(PGconn *c)
+{
+  return !c || PQstatus(c) == CONNECTION_BAD;
+}
+
+static bool connections_broken(const chd_sub *s)
+{
+  return conn_broken(chd_mdb_conn(s->ctx->mdb)) || (s->ctx->view && conn_broken(s->ctx->view));
+}
+
+/* Reconnect whatever is broken. Returns -1 when told to stop meanwhile. */
+static int recover(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+  chd_log_fields f = fields_of(s, NULL);
+
+  if (conn_broken(chd_mdb_conn(ctx->mdb))) {
+    chd_log(CH_LOG_WARN, &f, "lost the message store: %s; reconnecting",
+            chd_mdb_error(ctx->mdb));
+    if (chd_mdb_reconnect(ctx->mdb, -1) != CHD_MDB_OK)
+      return -1;
+    chd_log(CH_LOG_INFO, &f, "reconnected to the message store");
+  }
+  if (ctx->view && conn_broken(ctx->view)) {
+    chd_log(CH_LOG_WARN, &f, "lost the view database; reconnecting");
+    if (chd_viewdb_ensure(&ctx->view, ctx->cfg->view_data, ctx->stop) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Transactions of a batch, on the view database and/or the message store. */
+static int tx_run(chd_sub *s, const char *sql, bool on_view)
+{
+  char err[1024];
+  PGconn *c = on_view ? s->ctx->view : chd_mdb_conn(s->ctx->mdb);
+
+  if (chd_viewdb_exec(c, sql, err, sizeof err) != 0) {
+    snprintf(s->ctx->last_error, sizeof s->ctx->last_error, "%s: %s", sql, err);
+    return -1;
+  }
+  return 0;
+}
+
+static int tx_begin(chd_sub *s)
+{
+  if (view_tx(s) && tx_run(s, "BEGIN", true) != 0)
+    return -1;
+  if (store_tx(s)) {
+    if (tx_run(s, "BEGIN", false) != 0) {
+      if (view_tx(s))
+        tx_run(s, "ROLLBACK", true);
+      return -1;
+    }
+    s->ctx->in_store_tx = true;
+  }
+  return 0;
+}
+
+static void tx_rollback(chd_sub *s)
+{
+  if (view_tx(s) && !conn_broken(s->ctx->view))
+    tx_run(s, "ROLLBACK", true);
+  if (store_tx(s) && !conn_broken(chd_mdb_conn(s->ctx->mdb)))
+    tx_run(s, "ROLLBACK", false);
+  s->ctx->in_store_tx = false;
+}
+
+/*
+ * Commit. The transaction that holds the position commits last, so a crash
+ * between the two commits redelivers (and idempotent handlers absorb that)
+ * rather than skips.
+ */
+static int tx_commit(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+  bool view_first = ctx->inst->position_store != CHD_POSITION_VIEW_DATA;
+  char err[1024];
+
+  for (int pass = 0; pass < 2; pass++) {
+    bool on_view = (pass == 0) == view_first;
+    if (on_view && view_tx(s)) {
+      if (chd_viewdb_commit(ctx->view, err, sizeof err) != 0) {
+        snprintf(ctx->last_error, sizeof ctx->last_error, "view database: %s", err);
+        tx_rollback(s);
+        return -1;
+      }
+    } else if (!on_view && store_tx(s)) {
+      ctx->in_store_tx = false;
+      if (chd_viewdb_commit(chd_mdb_conn(ctx->mdb), err, sizeof err) != 0) {
+        snprintf(ctx->last_error, sizeof ctx->last_error, "message store: %s", err);
+        tx_rollback(s);
+        return -1;
+      }
+    }
+  }
+  ctx->in_store_tx = false;
+  return 0;
+}
+
+/* After the message at `global_position` (and `count` in all) is done. */
+static void advance(chd_sub *s, int64_t global_position, int64_t count, bool saved)
+{
+  s->position = global_position;
+  s->handled += count;
+  if (saved) {
+    s->saved_position = global_position;
+    s->since_save = 0;
+  } else {
+    s->since_save += count;
+  }
+  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
+    chd_status_self->subs[s->index].position = s->position;
+    chd_status_self->subs[s->index].handled = s->handled;
+  }
+  if (s->since_save >= s->ctx->inst->position_update_interval &&
+      chd_sub_save_position(s) != 0) {
+    chd_log_fields f = fields_of(s, NULL);
+    chd_log(CH_LOG_WARN, &f, "cannot save the position %" PRId64 ": %s", s->position,
+            s->ctx->last_error);
+  }
+}
+
+int chd_sub_save_position(chd_sub *s)
+{
+  if (s->position == s->saved_position)
+    return 0;
+  return chd_position_save(s, s->position);
+}
+
+static void stop_subscription(chd_sub *s, const ch_message *m, const char *reason)
+{
+  chd_log_fields f = fields_of(s, m);
+
+  s->state = CHD_SUB_STOPPED;
+  s->stopped_at = m->global_position;
+  s->failures++;
+  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
+    chd_status_self->subs[s->index].stopped_at = s->stopped_at;
+    chd_status_self->subs[s->index].failures = s->failures;
+  }
+  chd_log(CH_LOG_ERROR, &f, "subscription stopped: %s", reason);
+  /* keep what was done before the failing message */
+  if (!position_in_tx(s) && chd_sub_save_position(s) != 0)
+    chd_log(CH_LOG_WARN, &f, "cannot save the position: %s", s->ctx->last_error);
+  if (chd_position_mark_stopped(s, m, reason) != 0)
+    chd_log(CH_LOG_WARN, &f, "cannot record the stop: %s", s->ctx->last_error);
+}
+
+typedef enum outcome { DONE, FAILED, STOPPING } outcome;
+
+/*
+ * Handle one message on its own (its own transaction in transaction mode),
+ * retrying as the handler asks and reconnecting when a connection broke.
+ */
+static outcome handle_alone(chd_sub *s, const ch_message *m)
+{
+  ch_ctx *ctx = s->ctx;
+  ch_handler_fn fn = handler_for(s, m);
+  bool tx = view_tx(s) || store_tx(s);
+  int64_t backoff = ctx->inst->retry_backoff_ms;
+  int64_t attempts = 0;
+  char reason[1400];
+
+  for (;;) {
+    ch_result r = CH_OK;
+
+    if (ctx->stop && *ctx->stop)
+      return STOPPING;
+    if (tx && tx_begin(s) != 0) {
+      if (recover(s) != 0)
+        return STOPPING;
+      continue;
+    }
+    if (fn)
+      r = call_handler(s, fn, m);
+    if (r == CH_OK && tx) {
+      bool saved = false;
+      if (position_in_tx(s)) {
+        int64_t before = s->position;
+        s->position = m->global_position;
+        saved = chd_position_save(s, m->global_position) == 0;
+        s->position = before;
+      }
+      if ((position_in_tx(s) && !saved) || tx_commit(s) != 0) {
+        if (position_in_tx(s) && !saved)
+          tx_rollback(s);
+        snprintf(ctx->error, sizeof ctx->error, "%s", ctx->last_error);
+        r = CH_RETRY;
+      } else {
+        advance(s, m->global_position, 1, position_in_tx(s));
+        return DONE;
+      }
+    } else if (r == CH_OK) {
+      advance(s, m->global_position, 1, false);
+      return DONE;
+    } else if (tx) {
+      tx_rollback(s);
+    }
+
+    if (connections_broken(s)) {
+      /* a database went away: not the handler's fault, not a retry */
+      if (recover(s) != 0)
+        return STOPPING;
+      continue;
+    }
+    if (r == CH_RETRY) {
+      chd_log_fields f = fields_of(s, m);
+      attempts++;
+      s->retries++;
+      if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
+        chd_status_self->subs[s->index].retries = s->retries;
+      if (attempts > ctx->inst->max_retries) {
+        snprintf(reason, sizeof reason, "gave up after %" PRId64 " retries: %s",
+                 ctx->inst->max_retries, ctx->error[0] ? ctx->error : "(no reason given)");
+        stop_subscription(s, m, reason);
+        return FAILED;
+      }
+      chd_log(CH_LOG_WARN, &f, "retry %" PRId64 " of %" PRId64 " in %" PRId64 " ms: %s",
+              attempts, ctx->inst->max_retries, backoff,
+              ctx->error[0] ? ctx->error : "(no reason given)");
+      if (nap(backoff, ctx->stop) != 0)
+        return STOPPING;
+      backoff = backoff * 2 > MAX_RETRY_BACKOFF_MS ? MAX_RETRY_BACKOFF_MS : backoff * 2;
+      continue;
+    }
+    snprintf(reason, sizeof reason, "handler failed: %s",
+             ctx->error[0] ? ctx->error : "(no reason given)");
+    stop_subscription(s, m, reason);
+    return FAILED;
+  }
+}
+
+/*
+ * A whole batch in one transaction. On any failure, roll back and replay the
+ * batch message by message, so the good prefix commits and the position
+ * stops right before the message that fails.
+ */
+static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
+{
+  ch_ctx *ctx = s->ctx;
+  size_t done = 0;
+  bool failed = false;
+
+  if (tx_begin(s) != 0) {
+    recover(s);
+    return;
+  }
+  if (s->desc->handle_batch) {
+    ch_message *passing = malloc(b->count * sizeof *passing);
+    size_t n = 0;
+    if (!passing) {
+      failed = true;
+    } else {
+      for (size_t i = 0; i < b->count; i++)
+        if (origin_matches(s, &b->messages[i]))
+          passing[n++] = b->messages[i];
+      if (n > 0) {
+        chd_ctx_begin_message(ctx, s->subscriber_id, NULL);
+        failed = s->desc->handle_batch(ctx, ctx->state, passing, n) != CH_OK;
+        chd_ctx_end_message(ctx);
+      }
+      free(passing);
+    }
+    done = failed ? 0 : b->count;
+  } else {
+    for (; done < b->count; done++) {
+      const ch_message *m = &b->messages[done];
+      ch_handler_fn fn;
+      if (ctx->stop && *ctx->stop)
+        break;
+      fn = handler_for(s, m);
+      if (fn && call_handler(s, fn, m) != CH_OK) {
+        failed = true;
+        break;
+      }
+    }
+  }
+  if (!failed && done == 0) {
+    tx_rollback(s);
+    return;
+  }
+  if (!failed) {
+    int64_t last = b->messages[done - 1].global_position;
+    if (position_in_tx(s)) {
+      int64_t before = s->position;
+      s->position = last;
+      failed = chd_position_save(s, last) != 0;
+      s->position = before;
+    }
+    if (failed)
+      tx_rollback(s);
+    else
+      failed = tx_commit(s) != 0;
+    if (!failed) {
+      advance(s, last, (int64_t)done, position_in_tx(s));
+      return;
+    }
+  } else {
+    tx_rollback(s);
+  }
+
+  if (connections_broken(s)) {
+    recover(s);     /* the batch is read again on the next tick */
+    return;
+  }
+  for (size_t i = 0; i < b->count; i++)
+    if (handle_alone(s, &b->messages[i]) != DONE)
+      break;
+}
+
+int chd_sub_tick(chd_sub *s, bool *did_work)
+{
+  ch_ctx *ctx = s->ctx;
+  chd_mdb_batch b;
+  chd_mdb_rc rc;
+
+  *did_work = false;
+  if (s->state == CHD_SUB_STOPPED)
+    return 0;
+  if (chd_stream_is_all(s->desc->stream_name)) {
+    rc = chd_mdb_read_all(ctx->mdb, s->position + 1, ctx->inst->batch_size, &b);
+  } else {
+    chd_mdb_category_opts o = { NULL, ctx->inst->group_member, ctx->inst->group_size };
+    rc = chd_mdb_read_category(ctx->mdb, s->desc->stream_name, s->position + 1,
+                               ctx->inst->batch_size, &o, &b);
+  }
+  if (rc != CHD_MDB_OK) {
+    chd_log_fields f = fields_of(s, NULL);
+    if (rc != CHD_MDB_DISCONNECTED)
+      chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
+    return -1;
+  }
+  if (b.count == 0) {
+    chd_mdb_batch_release(&b);
+    return 0;
+  }
+  *did_work = true;
+  if (view_tx(s) || store_tx(s)) {
+    handle_batch_tx(s, &b);
+  } else {
+    for (size_t i = 0; i < b.count; i++) {
+      if (ctx->stop && *ctx->stop)
+        break;
+      if (handle_alone(s, &b.messages[i]) != DONE)
+        break;
+    }
+  }
+  chd_mdb_batch_release(&b);
+  return 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * subscription.h - one subscription of a plugin instance: the book's loop.
+ *
+ * Read batch_size messages from position + 1 of a category (or "$all"),
+ * dispatch them in order, record the position. Messages filtered out by the
+ * origin filter, or of a type with no handler, advance the position like
+ * handled ones. The position is written every position_update_interval
+ * messages and when the subscription stops.
+ *
+ * Handler results: CH_OK moves on; CH_RETRY backs off and delivers the same
+ * message again, up to max_retries times, then counts as CH_FAIL; CH_FAIL
+ * stops the subscription at that message (logged, and recorded in the
+ * position store so that `comphost check` shows it).
+ *
+ * With a batch transaction (the view_data position store), the batch's view
+ * writes and its position commit together. When a handler fails inside a
+ * batch, the host rolls back and replays the batch one message per
+ * transaction, so the good prefix commits and the position stops exactly
+ * before the failing message.
+ */
+#ifndef CHD_SUBSCRIPTION_H
+#define CHD_SUBSCRIPTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "host_api.h"
+
+typedef enum chd_sub_state {
+  CHD_SUB_RUNNING = 0,
+  CHD_SUB_STOPPED = 1        /* after a FAIL: handles nothing more */
+} chd_sub_state;
+
+typedef struct chd_sub {
+  ch_ctx *ctx;
+  const ch_subscription *desc;
+  int index;                   /* in the plugin's table */
+  char subscriber_id[256];     /* effective: with ":<member>" in a consumer group */
+  char position_stream[320];   /* message_store position store */
+  int64_t position;            /* global position of the last message done */
+  int64_t saved_position;      /* what the position store holds */
+  int64_t since_save;          /* messages done since the last save */
+  int64_t next_poll_ms;        /* monotonic time of the next read */
+  chd_sub_state state;
+  int64_t stopped_at;          /* global position it stopped at, when stopped */
+
+  /* counters */
+  int64_t handled;
+  int64_t retries;
+  int64_t failures;
+} chd_sub;
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t chd_now_ms(void);
+
+/*
+ * Set up subscription `index` of the ctx's plugin and load its position.
+ * Returns 0, or -1 with a message in err (a bad combination of settings, or
+ * the position store could not be read).
+ */
+int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen);
+
+/*
+ * Read one batch and handle it. *did_work is true when the read returned
+ * messages. Returns 0; -1 when the message store connection was lost (the
+ * caller reconnects and calls again: nothing was skipped).
+ */
+int chd_sub_tick(chd_sub *s, bool *did_work);
+
+/* Write the position if it moved since the last save. Returns 0 or -1. */
+int chd_sub_save_position(chd_sub *s);
+
+/* The effective subscriber id of subscription `desc` for an instance. */
+void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
+                          char *buf, size_t size);
+
+#endif /* CHD_SUBSCRIPTION_H */

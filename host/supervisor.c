@@ -1,0 +1,387 @@
+/* supervisor.c - the parent process: one worker per plugin instance. */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "status.h"
+#include "subscription.h"
+#include "worker.h"
+
+#define FIRST_BACKOFF_MS 1000
+#define STABLE_RUN_MS 30000
+
+typedef struct slot {
+  pid_t pid;                      /* 0 when not running */
+  int ready_fd, go_fd;            /* supervisor's ends, -1 when closed */
+  int64_t started_ms;
+  int64_t next_start_ms;          /* when to restart; 0 = not scheduled */
+  int64_t backoff_ms;
+  int restarts;
+  int crash_sub;                  /* the message of the last crash ... */
+  int64_t crash_position;
+  int crash_count;                /* ... and how often in a row */
+  int64_t poisoned[CHD_STATUS_MAX_SUBS];
+  char poison_reason[512];
+} slot;
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t hup_received;
+
+static void on_stop(int sig)
+{
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+  (void)sig;
+  hup_received = 1;
+}
+
+static void install_signals(void)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void close_fd(int *fd)
+{
+  if (*fd >= 0)
+    close(*fd);
+  *fd = -1;
+}
+
+static void sleep_ms(int64_t ms)
+{
+  struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+  nanosleep(&ts, NULL);     /* a signal ends it early: fine */
+}
+
+/* Start the worker of instance i. With a handshake it waits for the go. */
+static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size_t i,
+                 int handshake)
+{
+  int ready[2] = { -1, -1 }, go[2] = { -1, -1 };
+  pid_t parent = getpid(), pid;
+  slot *sl = &slots[i];
+  chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+
+  if (handshake && (pipe2(ready, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0)) {
+    chd_log(CH_LOG_ERROR, &f, "cannot create pipes: %s", strerror(errno));
+    close_fd(&ready[0]);
+    close_fd(&ready[1]);
+    return -1;
+  }
+  memset(&status[i], 0, sizeof status[i]);
+  pid = fork();
+  if (pid < 0) {
+    chd_log(CH_LOG_ERROR, &f, "cannot fork: %s", strerror(errno));
+    close_fd(&ready[0]);
+    close_fd(&ready[1]);
+    close_fd(&go[0]);
+    close_fd(&go[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    chd_worker_args a;
+    int rc;
+
+    /* no orphan keeps working beside a restarted host */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(CHD_EXIT_SOFTWARE);
+    signal(SIGHUP, SIG_DFL);
+    for (size_t j = 0; j < inv->count; j++) {
+      close_fd(&slots[j].ready_fd);
+      close_fd(&slots[j].go_fd);
+    }
+    close_fd(&ready[0]);
+    close_fd(&go[1]);
+    chd_status_self = &status[i];
+    status[i].pid = getpid();
+    memset(&a, 0, sizeof a);
+    a.cfg = &inv->cfg;
+    a.inst = &inv->cfg.instances[i];
+    a.plugin = &inv->plugins[i];
+    a.ready_fd = ready[1];
+    a.go_fd = go[0];
+    a.poisoned = sl->poisoned;
+    a.poison_reason = sl->poison_reason[0] ? sl->poison_reason : NULL;
+    rc = chd_worker_run(&a);
+    fflush(NULL);
+    _exit(rc);
+  }
+  close_fd(&ready[1]);
+  close_fd(&go[0]);
+  sl->pid = pid;
+  sl->ready_fd = ready[0];
+  sl->go_fd = go[1];
+  sl->started_ms = chd_now_ms();
+  sl->next_start_ms = 0;
+  chd_log(CH_LOG_DEBUG, &f, "worker started");
+  return 0;
+}
+
+static slot *slot_of(slot *slots, size_t n, pid_t pid)
+{
+  for (size_t i = 0; i < n; i++)
+    if (slots[i].pid == pid)
+      return &slots[i];
+  return NULL;
+}
+
+static void describe_exit(int wstatus, char *buf, size_t size)
+{
+  if (WIFSIGNALED(wstatus))
+    snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(wstatus),
+             strsignal(WTERMSIG(wstatus)), WCOREDUMP(wstatus) ? ", core dumped" : "");
+  else
+    snprintf(buf, size, "exited with code %d", WEXITSTATUS(wstatus));
+}
+
+/* A worker ended while the host runs: log it, count crashes, plan a restart. */
+static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_status *st,
+                           int wstatus)
+{
+  const chd_instance_config *inst = &inv->cfg.instances[i];
+  const ch_plugin_desc *d = &inv->plugins[i].desc;
+  chd_log_fields f = { inst->name, NULL, NULL, NULL };
+  int64_t now = chd_now_ms();
+  char how[160];
+
+  describe_exit(wstatus, how, sizeof how);
+  if (st->in_handler) {
+    char subscriber[256];
+    int sub = st->sub_index;
+
+    chd_sub_effective_id(&d->subscriptions[sub], inst, subscriber, sizeof subscriber);
+    f.subscriber = subscriber;
+    chd_log(CH_LOG_ERROR, &f, "worker %d %s while handling %s at global position %" PRId64
+            " of stream %s", (int)sl->pid, how, st->type, st->global_position, st->stream);
+    if (sl->crash_sub == sub && sl->crash_position == st->global_position) {
+      sl->crash_count++;
+    } else {
+      sl->crash_sub = sub;
+      sl->crash_position = st->global_position;
+      sl->crash_count = 1;
+    }
+    if (sl->crash_count >= inv->cfg.max_crash_restarts && sub < CHD_STATUS_MAX_SUBS) {
+      sl->poisoned[sub] = st->global_position;
+      snprintf(sl->poison_reason, sizeof sl->poison_reason,
+               "the worker crashed %d times on %s in %s (last: %s)", sl->crash_count,
+               st->type, st->stream, how);
+      chd_log(CH_LOG_ERROR, &f, "subscription stopped at global position %" PRId64 ": %s",
+              st->global_position, sl->poison_reason);
+    }
+  } else {
+    chd_log(CH_LOG_ERROR, &f, "worker %d %s", (int)sl->pid, how);
+  }
+  sl->pid = 0;
+  close_fd(&sl->ready_fd);
+  close_fd(&sl->go_fd);
+  if (now - sl->started_ms >= STABLE_RUN_MS || sl->backoff_ms == 0)
+    sl->backoff_ms = FIRST_BACKOFF_MS;
+  else
+    sl->backoff_ms = sl->backoff_ms * 2 > inv->cfg.restart_backoff_max_ms
+                       ? inv->cfg.restart_backoff_max_ms : sl->backoff_ms * 2;
+  sl->next_start_ms = now + sl->backoff_ms;
+  sl->restarts++;
+  chd_log(CH_LOG_INFO, &f, "restarting in %" PRId64 " ms (restart %d)", sl->backoff_ms,
+          sl->restarts);
+}
+
+static void reap(const chd_inventory *inv, slot *slots, chd_status *status, int running)
+{
+  int wstatus;
+  pid_t pid;
+
+  while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+    slot *sl = slot_of(slots, inv->count, pid);
+    size_t i;
+    if (!sl)
+      continue;
+    i = (size_t)(sl - slots);
+    if (running) {
+      on_worker_exit(inv, sl, i, &status[i], wstatus);
+    } else {
+      chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+      char how[160];
+      describe_exit(wstatus, how, sizeof how);
+      chd_log(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? CH_LOG_INFO : CH_LOG_WARN,
+              &f, "worker %d %s", (int)pid, how);
+      sl->pid = 0;
+      close_fd(&sl->ready_fd);
+      close_fd(&sl->go_fd);
+    }
+  }
+}
+
+static size_t alive(const slot *slots, size_t n)
+{
+  size_t c = 0;
+
+  for (size_t i = 0; i < n; i++)
+    c += slots[i].pid != 0;
+  return c;
+}
+
+/* SIGTERM every worker, give them shutdown_timeout_ms, then SIGKILL. */
+static void stop_all(const chd_inventory *inv, slot *slots, chd_status *status)
+{
+  int64_t deadline = chd_now_ms() + inv->cfg.shutdown_timeout_ms;
+
+  for (size_t i = 0; i < inv->count; i++)
+    if (slots[i].pid)
+      kill(slots[i].pid, SIGTERM);
+  while (alive(slots, inv->count) && chd_now_ms() < deadline) {
+    reap(inv, slots, status, 0);
+    if (alive(slots, inv->count))
+      sleep_ms(20);
+  }
+  for (size_t i = 0; i < inv->count; i++)
+    if (slots[i].pid) {
+      chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+      chd_log(CH_LOG_WARN, &f, "worker %d did not stop in %" PRId64 " ms: killing it",
+              (int)slots[i].pid, inv->cfg.shutdown_timeout_ms);
+      kill(slots[i].pid, SIGKILL);
+    }
+  while (alive(slots, inv->count)) {
+    reap(inv, slots, status, 0);
+    if (alive(slots, inv->count))
+      sleep_ms(20);
+  }
+}
+
+/*
+ * Wait until every worker said ready ('R') or why it cannot run ('F...').
+ * Returns 0 when all are ready, -1 otherwise (the reasons are logged by the
+ * workers themselves).
+ */
+static int wait_ready(const chd_inventory *inv, slot *slots, chd_status *status)
+{
+  size_t n = inv->count, pending = n;
+  char *ready = calloc(n, 1);
+  int rc = 0;
+
+  if (!ready)
+    return -1;
+  while (pending > 0 && rc == 0 && !stop_requested) {
+    struct pollfd *fds = calloc(n, sizeof *fds);
+    if (!fds) {
+      rc = -1;
+      break;
+    }
+    for (size_t i = 0; i < n; i++) {
+      fds[i].fd = ready[i] ? -1 : slots[i].ready_fd;
+      fds[i].events = POLLIN;
+    }
+    if (poll(fds, n, 200) > 0) {
+      for (size_t i = 0; i < n; i++) {
+        char buf[1600];
+        ssize_t r;
+        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+          continue;
+        r = read(slots[i].ready_fd, buf, sizeof buf - 1);
+        if (r >= 1 && buf[0] == 'R') {
+          ready[i] = 1;
+          pending--;
+        } else {
+          /* 'F' and a reason (logged by the worker), or the worker died */
+          chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+          if (r <= 0)
+            chd_log(CH_LOG_ERROR, &f, "worker ended before it was ready");
+          rc = -1;
+        }
+      }
+    }
+    free(fds);
+  }
+  free(ready);
+  (void)status;
+  return stop_requested ? -1 : rc;
+}
+
+int chd_supervisor_run(const chd_inventory *inv)
+{
+  chd_status *status = chd_status_map(inv->count);
+  slot *slots = calloc(inv->count, sizeof *slots);
+  int rc = 0;
+
+  if (!status || !slots) {
+    chd_log_error("cannot allocate worker state: %s", strerror(errno));
+    chd_status_unmap(status, inv->count);
+    free(slots);
+    return CHD_EXIT_SOFTWARE;
+  }
+  for (size_t i = 0; i < inv->count; i++)
+    slots[i].ready_fd = slots[i].go_fd = slots[i].crash_sub = -1;
+  install_signals();
+
+  for (size_t i = 0; i < inv->count; i++)
+    if (spawn(inv, slots, status, i, 1) != 0) {
+      stop_all(inv, slots, status);
+      rc = CHD_EXIT_SOFTWARE;
+      goto out;
+    }
+  if (wait_ready(inv, slots, status) != 0) {
+    if (!stop_requested) {
+      chd_log_error("not every plugin could start: stopping all of them");
+      rc = 1;
+    }
+    stop_all(inv, slots, status);
+    goto out;
+  }
+  for (size_t i = 0; i < inv->count; i++) {
+    if (write(slots[i].go_fd, "G", 1) != 1)
+      chd_log_warn("cannot start worker %d: %s", (int)slots[i].pid, strerror(errno));
+    close_fd(&slots[i].go_fd);
+    close_fd(&slots[i].ready_fd);
+  }
+  chd_log_info("host running: %zu worker%s", inv->count, inv->count == 1 ? "" : "s");
+
+  while (!stop_requested) {
+    int64_t now;
+
+    reap(inv, slots, status, 1);
+    if (hup_received) {
+      hup_received = 0;
+      chd_log_warn("SIGHUP: reloading is not supported yet; restart the host to apply changes");
+    }
+    now = chd_now_ms();
+    for (size_t i = 0; i < inv->count && !stop_requested; i++)
+      if (!slots[i].pid && slots[i].next_start_ms && now >= slots[i].next_start_ms)
+        spawn(inv, slots, status, i, 0);
+    sleep_ms(100);
+  }
+  chd_log_info("stopping: waiting for the workers to finish their message and save positions");
+  stop_all(inv, slots, status);
+  chd_log_info("host stopped");
+
+out:
+  chd_status_unmap(status, inv->count);
+  free(slots);
+  return rc;
+}

@@ -1,0 +1,265 @@
+/* worker.c - one plugin instance in its own process. */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "host_api.h"
+#include "position.h"
+#include "subscription.h"
+#include "viewdb.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;       /* no SA_RESTART: sleeps wake up */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return;
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Tell the supervisor we cannot run, and why. */
+static int refuse(const chd_worker_args *a, const char *why)
+{
+  chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
+
+  chd_log(CH_LOG_ERROR, &f, "%s", why);
+  if (a->ready_fd >= 0) {
+    write_all(a->ready_fd, "F", 1);
+    write_all(a->ready_fd, why, strlen(why));
+  }
+  return CHD_EXIT_CONFIG;
+}
+
+/* Report ready and wait for the go. Returns 0, or -1 when the supervisor
+ * gave up on us (or asked us to stop). */
+static int handshake(const chd_worker_args *a)
+{
+  char c = 0;
+  ssize_t r;
+
+  if (a->ready_fd < 0)
+    return 0;
+  write_all(a->ready_fd, "R", 1);
+  close(a->ready_fd);
+  do {
+    r = read(a->go_fd, &c, 1);
+  } while (r < 0 && errno == EINTR && !stop_requested);
+  close(a->go_fd);
+  return r == 1 && c == 'G' && !stop_requested ? 0 : -1;
+}
+
+static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_t errlen)
+{
+  chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
+  chd_mdb_rc rc;
+
+  ctx->mdb = chd_mdb_new(a->cfg->message_store);
+  if (!ctx->mdb) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  chd_mdb_set_interrupt(ctx->mdb, &stop_requested);
+  rc = chd_mdb_connect(ctx->mdb);
+  if (rc == CHD_MDB_DISCONNECTED) {
+    chd_log(CH_LOG_WARN, &f, "%s; retrying", chd_mdb_error(ctx->mdb));
+    rc = chd_mdb_reconnect(ctx->mdb, -1);
+  }
+  if (rc != CHD_MDB_OK) {
+    snprintf(err, errlen, "%s", chd_mdb_error(ctx->mdb));
+    return -1;
+  }
+  if (a->cfg->view_data) {
+    if (chd_viewdb_ensure(&ctx->view, a->cfg->view_data, &stop_requested) != 0) {
+      snprintf(err, errlen, "stopped while connecting to the view database");
+      return -1;
+    }
+    if (chd_viewdb_migrate(ctx->view, a->plugin->desc.name, a->plugin->desc.migrations,
+                           err, errlen) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* A subscription that crashed the worker again and again does not run. */
+static void apply_poison(chd_sub *s, const chd_worker_args *a)
+{
+  int64_t at = a->poisoned ? a->poisoned[s->index] : 0;
+  chd_log_fields f = { a->inst->name, s->subscriber_id, NULL, NULL };
+  chd_mdb_batch b;
+  ch_message stub;
+
+  if (at <= 0 || s->position >= at)
+    return;
+  s->state = CHD_SUB_STOPPED;
+  s->stopped_at = at;
+  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
+    chd_status_self->subs[s->index].stopped_at = at;
+  chd_log(CH_LOG_ERROR, &f, "subscription stopped at global position %" PRId64 ": %s", at,
+          a->poison_reason ? a->poison_reason : "it crashed the worker repeatedly");
+  /* record it with the message's stream and type when it can be read */
+  memset(&stub, 0, sizeof stub);
+  stub.global_position = at;
+  stub.stream_name = "?";
+  stub.type = "?";
+  if (chd_mdb_read(s->ctx->mdb, s->desc->stream_name, at, 1, &b) == CHD_MDB_OK && b.count &&
+      b.messages[0].global_position == at)
+    stub = b.messages[0];
+  else
+    memset(&b, 0, sizeof b);
+  chd_position_mark_stopped(s, &stub, a->poison_reason ? a->poison_reason
+                                                       : "it crashed the worker repeatedly");
+  chd_mdb_batch_release(&b);
+}
+
+static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
+{
+  for (size_t i = 0; i < n; i++)
+    subs[i].next_poll_ms = 0;
+  while (!stop_requested) {
+    int64_t now = chd_now_ms(), wake = now + 1000;
+    bool worked = false;
+
+    chd_status_heartbeat();
+    for (size_t i = 0; i < n && !stop_requested; i++) {
+      chd_sub *s = &subs[i];
+      bool did = false;
+      if (s->state != CHD_SUB_RUNNING)
+        continue;
+      if (now >= s->next_poll_ms) {
+        if (chd_sub_tick(s, &did) != 0) {
+          /* the store went away: reconnect, then read again */
+          chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
+          chd_log(CH_LOG_WARN, &f, "reading failed: %s; reconnecting",
+                  chd_mdb_error(ctx->mdb));
+          if (chd_mdb_reconnect(ctx->mdb, -1) == CHD_MDB_OK)
+            chd_log(CH_LOG_INFO, &f, "reconnected to the message store");
+          did = false;
+        }
+        s->next_poll_ms = did ? now : chd_now_ms() + ctx->inst->poll_interval_ms;
+        worked = worked || did;
+      }
+      if (s->next_poll_ms < wake)
+        wake = s->next_poll_ms;
+    }
+    if (!worked && !stop_requested) {
+      int64_t left = wake - chd_now_ms();
+      if (left > 0) {
+        struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
+        nanosleep(&ts, NULL);     /* a signal ends it early */
+      }
+    }
+  }
+}
+
+int chd_worker_run(const chd_worker_args *a)
+{
+  const ch_plugin_desc *d = &a->plugin->desc;
+  size_t n = chd_plugin_subscription_count(a->plugin);
+  chd_sub *subs = NULL;
+  ch_ctx ctx;
+  char err[1400];
+  int rc = CHD_EXIT_CONFIG;
+  bool inited = false;
+
+  stop_requested = 0;
+  install_signals();
+  chd_ctx_init(&ctx, a->cfg, a->inst, a->plugin);
+  ctx.stop = &stop_requested;
+
+  if (connect_store(&ctx, a, err, sizeof err) != 0) {
+    rc = stop_requested ? CHD_EXIT_OK : refuse(a, err);
+    goto out;
+  }
+  if (d->init && d->init(&ctx, &ctx.state) != 0) {
+    snprintf(err, sizeof err, "init of plugin %s failed: %s", d->name,
+             ctx.error[0] ? ctx.error : "(no reason given)");
+    rc = refuse(a, err);
+    goto out;
+  }
+  inited = true;
+  subs = calloc(n, sizeof *subs);
+  if (!subs) {
+    rc = refuse(a, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (chd_sub_init(&subs[i], &ctx, (int)i, err, sizeof err) != 0) {
+      rc = refuse(a, err);
+      goto out;
+    }
+    apply_poison(&subs[i], a);
+  }
+  if (handshake(a) != 0) {
+    rc = CHD_EXIT_OK;
+    goto out;
+  }
+  if (d->start && d->start(&ctx, ctx.state) != 0) {
+    snprintf(err, sizeof err, "start of plugin %s failed: %s", d->name,
+             ctx.error[0] ? ctx.error : "(no reason given)");
+    rc = refuse(a, err);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
+    if (chd_status_self && i < CHD_STATUS_MAX_SUBS)
+      chd_status_self->subs[i].position = subs[i].position;
+    if (subs[i].state == CHD_SUB_RUNNING)
+      chd_log(CH_LOG_INFO, &f, "Started %s at global position %" PRId64 " of %s",
+              subs[i].subscriber_id, subs[i].position + 1, subs[i].desc->stream_name);
+  }
+
+  run_loop(subs, n, &ctx);
+
+  for (size_t i = 0; i < n; i++) {
+    chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
+    if (chd_sub_save_position(&subs[i]) != 0)
+      chd_log(CH_LOG_ERROR, &f, "cannot save the position %" PRId64 ": %s",
+              subs[i].position, ctx.last_error);
+    chd_log(CH_LOG_INFO, &f, "Stopped %s at global position %" PRId64,
+            subs[i].subscriber_id, subs[i].position);
+  }
+  if (d->stop)
+    d->stop(&ctx, ctx.state);
+  rc = CHD_EXIT_OK;
+
+out:
+  if (inited && d->destroy)
+    d->destroy(&ctx, ctx.state);
+  free(subs);
+  chd_mdb_free(ctx.mdb);
+  PQfinish(ctx.view);
+  return rc;
+}

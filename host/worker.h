@@ -1,0 +1,41 @@
+/*
+ * worker.h - one plugin instance in its own process.
+ *
+ * The worker connects to the message store (and the view database), applies
+ * the plugin's migrations, calls init(), loads every subscription's position
+ * and then, when started with a handshake, reports 'R' (ready) or 'F' and a
+ * reason on ready_fd and waits for 'G' on go_fd: so nothing starts until
+ * every instance of the host is ready. Then start(), and the subscriptions'
+ * loop until SIGTERM or SIGINT: finish the message in hand, save every
+ * position, stop(), destroy(), exit 0.
+ */
+#ifndef CHD_WORKER_H
+#define CHD_WORKER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "loader.h"
+#include "status.h"
+
+/* Exit codes of a worker process. */
+#define CHD_EXIT_OK 0
+#define CHD_EXIT_SOFTWARE 70   /* an internal error */
+#define CHD_EXIT_CONFIG 78     /* init, start, migrations or settings failed */
+
+typedef struct chd_worker_args {
+  const chd_config *cfg;
+  const chd_instance_config *inst;
+  const chd_plugin *plugin;
+  int ready_fd;                /* -1: no handshake (a restart) */
+  int go_fd;
+  /* per subscription: the global position of a message that crashed the
+   * worker again and again, so that subscription must not run; 0 if none */
+  const int64_t *poisoned;
+  const char *poison_reason;
+} chd_worker_args;
+
+/* Run the instance until told to stop. Returns the process exit code. */
+int chd_worker_run(const chd_worker_args *a);
+
+#endif /* CHD_WORKER_H */

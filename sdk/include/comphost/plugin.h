@@ -1,0 +1,358 @@
+/*
+ * comphost/plugin.h - the comphost plugin ABI.
+ *
+ * A plugin is a shared object that exports exactly one symbol,
+ * comphost_plugin_query(), through CH_PLUGIN_DEFINE(). The host calls it once
+ * after dlopen() with its function table and gets back a static descriptor:
+ * what the plugin is, its settings, its subscriptions and handlers, its
+ * view-data migrations and its lifecycle callbacks. Everything a plugin calls
+ * goes through the host's function table (ch_host_api): plugins link nothing
+ * from the host, only jansson (and libpq if they use the view database).
+ *
+ * ABI rules
+ * - The host accepts a plugin when abi_major == CH_ABI_MAJOR and abi_minor <=
+ *   the host's CH_ABI_MINOR, and its descriptor is at least as large as the
+ *   first ABI's. The leading fields of ch_plugin_desc are fixed-width, so the
+ *   host can read them from a plugin of any version.
+ * - Structs change only by appending fields (MINOR + 1). Removing or changing a
+ *   field is a new MAJOR. ch_handler, ch_subscription, ch_config_key,
+ *   ch_migration and ch_reducer live in arrays, so they never grow: they carry
+ *   reserved slots instead, which must be left zero.
+ * - A plugin built against a newer minor may call functions of ch_host_api
+ *   only after CH_HOST_HAS(host, fn) says the running host has them.
+ *
+ * Ownership (stated once, for everything in this header)
+ * - A ch_message passed to a plugin, and all it points to, is borrowed for the
+ *   duration of the call. Copy what you keep.
+ * - Strings the host returns (config values, error texts) are borrowed and
+ *   stay valid until the plugin's destroy().
+ * - JSON a plugin passes to the host (data, metadata) stays the plugin's: the
+ *   host never decrefs it. JSON the host returns to the plugin (follow()) is
+ *   new and the plugin must json_decref() it.
+ * - Plugin state is created in init() and freed in destroy(); the host never
+ *   frees plugin memory.
+ *
+ * Threads and processes
+ * - Each plugin instance runs in its own worker process, on one thread. The
+ *   host never calls an instance concurrently: init, start, handlers, stop and
+ *   destroy are called one at a time, in that order.
+ * - A plugin must not install signal handlers, fork, exit, or open
+ *   transactions on the host's connections: the host manages transactions.
+ *
+ * Changes
+ * - 1.0: first version.
+ */
+#ifndef COMPHOST_PLUGIN_H
+#define COMPHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <jansson.h>
+
+#include <comphost/message.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CH_PLUGIN_MAGIC 0x43485031u      /* "CHP1" */
+#define CH_ABI_MAJOR 1u
+#define CH_ABI_MINOR 0u
+
+#if defined(__GNUC__)
+#define CH_EXPORT __attribute__((visibility("default")))
+#define CH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CH_EXPORT
+#define CH_PRINTF(f, a)
+#endif
+
+/* The host's per-instance context: opaque, host-owned. */
+typedef struct ch_ctx ch_ctx;
+
+/* The view database connection (libpq's PGconn). */
+struct pg_conn;
+
+typedef enum ch_kind {
+  CH_KIND_COMPONENT = 1,   /* handles commands, writes events */
+  CH_KIND_AGGREGATOR = 2   /* projects events into view tables */
+} ch_kind;
+
+/* What a handler returns. */
+typedef enum ch_result {
+  CH_OK = 0,      /* handled (a no-op because "already done" is also OK) */
+  CH_RETRY = 1,   /* transient failure: back off, deliver the same message again */
+  CH_FAIL = 2     /* give up: the subscription stops at this message */
+} ch_result;
+
+/* Return codes of host functions. */
+enum {
+  CH_RC_OK = 0,
+  CH_RC_ALREADY_WRITTEN = 1,  /* write(): this handler's write was done by an
+                                 earlier delivery of the same message */
+  CH_RC_ERROR = -1,           /* see last_error() */
+  CH_RC_CONFLICT = -2,        /* write(): the stream is not at the expected version */
+  CH_RC_UNAVAILABLE = -3,     /* the database is unreachable: return CH_RETRY */
+  CH_RC_INVALID = -4          /* refused before the database (bad argument) */
+};
+
+typedef enum ch_log_level {
+  CH_LOG_ERROR = 0,
+  CH_LOG_WARN = 1,
+  CH_LOG_INFO = 2,
+  CH_LOG_DEBUG = 3
+} ch_log_level;
+
+/*
+ * A message handler. `state` is what init() stored. Return CH_OK, CH_RETRY
+ * or CH_FAIL; with RETRY and FAIL, say why with host->set_error().
+ */
+typedef ch_result (*ch_handler_fn)(ch_ctx *ctx, void *state, const ch_message *msg);
+
+/* One entry of a handler table. The type "$any" matches every type without
+ * its own entry. A table ends with an entry whose type is NULL. */
+typedef struct ch_handler {
+  const char *type;
+  ch_handler_fn fn;
+  void *reserved[2];
+} ch_handler;
+
+/*
+ * Optional batch handler of an aggregator: all messages of one read that
+ * passed the origin filter, in order, inside the batch's transaction. Return
+ * CH_OK when every message is handled. On anything else the host rolls the
+ * batch back and replays it through the per-message handlers, one message per
+ * transaction, to find the message that fails: a subscription with a batch
+ * handler must therefore have handlers for the same types too.
+ */
+typedef ch_result (*ch_batch_fn)(ch_ctx *ctx, void *state, const ch_message *msgs,
+                                 size_t count);
+
+/*
+ * A subscription: one category (or "$all") read in global order.
+ * subscriber_id names the subscription's read position and must be unique
+ * across everything that runs against the store. origin_stream_name, when
+ * not NULL, keeps only messages whose metadata.originStreamName has that
+ * category. Messages filtered out, or of a type with no handler, advance the
+ * position as if handled. A table ends with an entry whose stream_name is NULL.
+ */
+typedef struct ch_subscription {
+  const char *stream_name;
+  const char *subscriber_id;
+  const char *origin_stream_name;
+  const ch_handler *handlers;
+  ch_batch_fn handle_batch;          /* optional, aggregators */
+  void *reserved[3];
+} ch_subscription;
+
+typedef enum ch_config_type {
+  CH_CONFIG_STRING = 1,
+  CH_CONFIG_INT = 2,                 /* a 64-bit signed integer */
+  CH_CONFIG_BOOL = 3                 /* true/false, yes/no, on/off, 1/0 */
+} ch_config_type;
+
+/* A setting of the plugin, read from its INI section. The host refuses a
+ * config with an unknown key, a missing required key or a value that is not
+ * of the type. A table ends with an entry whose name is NULL. */
+typedef struct ch_config_key {
+  const char *name;
+  ch_config_type type;
+  const char *default_value;         /* NULL: no default */
+  bool required;
+  const char *help;                  /* one line, shown by `comphost inspect` */
+  void *reserved[2];
+} ch_config_key;
+
+/* A view-data migration: SQL the host runs once, in a transaction, before
+ * the plugin starts, and records as applied under (plugin name, id). Ids are
+ * applied in table order; never change one that has shipped. A table ends
+ * with an entry whose id is NULL. */
+typedef struct ch_migration {
+  const char *id;                    /* e.g. "20180303013723_create-pages" */
+  const char *sql;
+  void *reserved[2];
+} ch_migration;
+
+/*
+ * A projection for fetch(): init() prepares the entity, and each reducer
+ * folds one event of its type into it. Types without a reducer leave the
+ * entity unchanged. Reducers must not call the host.
+ */
+typedef void (*ch_reducer_fn)(void *entity, const ch_message *msg);
+typedef struct ch_reducer {
+  const char *type;
+  ch_reducer_fn fn;
+  void *reserved[2];
+} ch_reducer;
+typedef struct ch_projection {
+  void (*init)(void *entity);        /* entity points to the caller's storage */
+  const ch_reducer *reducers;        /* ends with a NULL type */
+} ch_projection;
+
+/*
+ * The descriptor a plugin returns. Static and constant: the host copies it.
+ * The first six fields are fixed-width and never move.
+ */
+typedef struct ch_plugin_desc {
+  uint32_t magic;                    /* CH_PLUGIN_MAGIC */
+  uint32_t abi_major;                /* CH_ABI_MAJOR */
+  uint32_t abi_minor;                /* CH_ABI_MINOR */
+  uint32_t struct_size;              /* sizeof(ch_plugin_desc) */
+  uint32_t kind;                     /* ch_kind */
+  uint32_t flags;                    /* none defined yet: 0 */
+
+  const char *name;                  /* [a-z0-9_-]+, unique in a host */
+  const char *version;               /* the plugin's own version, e.g. "1.2.0" */
+  const char *description;           /* one line */
+  const ch_config_key *config_keys;  /* may be NULL */
+  const ch_subscription *subscriptions;
+  const ch_migration *migrations;    /* may be NULL */
+
+  /*
+   * Lifecycle, every callback optional. init() reads settings, prepares
+   * state and returns 0 (or non-zero with set_error(): the host refuses to
+   * run the plugin). The view database's migrations have run before init.
+   * start() runs after init, before the first message; stop() after the last
+   * one, when the host shuts down; destroy() frees the state. reset() empties
+   * what the plugin projected (its view tables), for a rebuild from the
+   * first message; it runs in a transaction on the view database.
+   */
+  int (*init)(ch_ctx *ctx, void **state);
+  int (*start)(ch_ctx *ctx, void *state);
+  void (*stop)(ch_ctx *ctx, void *state);
+  void (*destroy)(ch_ctx *ctx, void *state);
+  int (*reset)(ch_ctx *ctx, void *state);
+  /* ABI 1.1 and later: append here */
+} ch_plugin_desc;
+
+/* The smallest descriptor the host accepts (ABI 1.0). */
+#define CH_DESC_SIZE_1_0 (offsetof(ch_plugin_desc, reset) + sizeof(void *))
+
+/*
+ * The host's function table. Every function takes the ctx the host passed to
+ * the callback that is running.
+ */
+typedef struct ch_host_api {
+  uint32_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  uint32_t reserved;
+
+  /* Log a line at `level`, tagged with the plugin, the subscription and the
+   * message being handled. */
+  void (*log)(ch_ctx *ctx, ch_log_level level, const char *fmt, ...) CH_PRINTF(3, 4);
+
+  /* Attach a reason to the CH_RETRY/CH_FAIL (or failing init) being returned. */
+  void (*set_error)(ch_ctx *ctx, const char *fmt, ...) CH_PRINTF(2, 3);
+
+  /* The text of the last failed host call, "" if none. */
+  const char *(*last_error)(ch_ctx *ctx);
+
+  /* A setting of this instance: the INI value, else the declared default,
+   * else NULL. The host validated types before init, so config_int and
+   * config_bool of a declared key of that type cannot fail; for a key that is
+   * not set and has no default they return 0 / false. */
+  const char *(*config_get)(ch_ctx *ctx, const char *key);
+  int64_t (*config_int)(ch_ctx *ctx, const char *key);
+  bool (*config_bool)(ch_ctx *ctx, const char *key);
+
+  /*
+   * Write a message. data and metadata may be NULL. expected_version is
+   * CH_VERSION_ANY, CH_VERSION_EMPTY or a stream version N. While a handler
+   * runs, the message gets a deterministic id (UUID v5 of the handled
+   * message's id, the subscriber id and the index of this write in the
+   * handler call), so the writes of a redelivered message are recognised:
+   * CH_RC_ALREADY_WRITTEN, not an error. A handler must therefore make its
+   * writes in the same order each time it sees the same message.
+   * Returns CH_RC_OK (with *out_position, if not NULL, the stream position),
+   * CH_RC_ALREADY_WRITTEN, CH_RC_CONFLICT, CH_RC_UNAVAILABLE, CH_RC_INVALID
+   * or CH_RC_ERROR.
+   */
+  int (*write)(ch_ctx *ctx, const char *stream_name, const char *type,
+               const json_t *data, const json_t *metadata,
+               int64_t expected_version, int64_t *out_position);
+
+  /*
+   * Read messages of an entity stream from stream position `from`, at most
+   * `max` (-1: all; the host pages through long streams), calling each() for
+   * every one in order. each() returns 0 to go on, non-zero to stop.
+   * Returns the number of messages passed to each(), or a CH_RC_* < 0.
+   */
+  int64_t (*read_stream)(ch_ctx *ctx, const char *stream_name, int64_t from,
+                         int64_t max, int (*each)(void *arg, const ch_message *msg),
+                         void *arg);
+
+  /* Call each() with the last message of a stream (of `type`, if not NULL).
+   * Returns 1 when there was one, 0 when not, or a CH_RC_* < 0. */
+  int (*read_last)(ch_ctx *ctx, const char *stream_name, const char *type,
+                   int (*each)(void *arg, const ch_message *msg), void *arg);
+
+  /* The version of a stream (position of its last message), -1 when empty.
+   * Returns CH_RC_OK or a CH_RC_* < 0. */
+  int (*stream_version)(ch_ctx *ctx, const char *stream_name, int64_t *out_version);
+
+  /*
+   * Project a whole entity stream, however long, into *entity: projection
+   * init(), then each event through its reducer. *out_version (if not NULL)
+   * is the stream's version, -1 when empty: pass it as expected_version to
+   * write the next event safely. Returns CH_RC_OK or a CH_RC_* < 0.
+   */
+  int (*fetch)(ch_ctx *ctx, const char *stream_name, const ch_projection *projection,
+               void *entity, int64_t *out_version);
+
+  /* The view database connection (a libpq PGconn), or NULL when the host has
+   * none configured. Inside a handler, statements run in the host's
+   * transaction for the batch (when it uses one). */
+  struct pg_conn *(*view_db)(ch_ctx *ctx);
+
+  /*
+   * New metadata for a message written in response to `msg`: its traceId and
+   * userId, and originStreamName set to origin_stream_name when that is not
+   * NULL. The caller owns the result (json_decref). NULL when out of memory.
+   */
+  json_t *(*follow)(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name);
+
+  /* UUIDs, written as 36 characters and a NUL. uuid_v5 returns 0, or -1
+   * when ns is not a UUID. */
+  void (*uuid_v4)(char out[37]);
+  int (*uuid_v5)(const char *ns, const char *name, char out[37]);
+
+  /* Stream names: category (before the first '-'; "" for NULL) and id
+   * (after it; NULL when none). category returns 0, or -1 when buf is too
+   * small. */
+  int (*stream_category)(const char *stream_name, char *buf, size_t size);
+  const char *(*stream_id)(const char *stream_name);
+  /* ABI 1.1 and later: append here */
+} ch_host_api;
+
+/* True when the running host provides function `fn` of ch_host_api. */
+#define CH_HOST_HAS(host, fn) \
+  (offsetof(ch_host_api, fn) + sizeof(((ch_host_api *)0)->fn) <= (host)->struct_size)
+
+/* The exported entry point. */
+#define CH_PLUGIN_ENTRY "comphost_plugin_query"
+typedef const ch_plugin_desc *(*ch_plugin_query_fn)(const ch_host_api *host);
+
+/*
+ * Define the entry point and the plugin's `ch_host` pointer, through which it
+ * calls the host: ch_host->write(ctx, ...). Use once per plugin, with the
+ * name of its static ch_plugin_desc.
+ */
+#define CH_PLUGIN_DEFINE(desc)                                              \
+  const ch_host_api *ch_host;                                               \
+  CH_EXPORT const ch_plugin_desc *comphost_plugin_query(const ch_host_api *h); \
+  CH_EXPORT const ch_plugin_desc *comphost_plugin_query(const ch_host_api *h) \
+  {                                                                         \
+    ch_host = h;                                                            \
+    return &(desc);                                                         \
+  }
+
+/* Declare ch_host in a plugin's other source files. */
+extern const ch_host_api *ch_host;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COMPHOST_PLUGIN_H */
