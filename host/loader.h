@@ -32,7 +32,8 @@ extern const ch_host_api chd_host_api;
 /*
  * Load and check the plugin at `path`. Returns 0, or -1 with a message in
  * err that names the file and, for an ABI mismatch, both versions, e.g.
- *   "plugins/x.so: built for plugin ABI 2.0, this host has ABI 1.0"
+ *   "'plugins/x.so': built for plugin ABI 2.0, this host has ABI 1.0 (majors differ)"
+ * On failure *p is zeroed.
  * Nothing stays loaded on failure.
  */
 int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen);

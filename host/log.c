@@ -157,3 +157,16 @@ void chd_log(ch_log_level level, const chd_log_fields *f, const char *fmt, ...)
   chd_logv(level, f, fmt, ap);
   va_end(ap);
 }
+
+void chd_log_pq_notice(void *arg, const char *message)
+{
+  char text[1024];
+  size_t n;
+  (void)arg;
+
+  snprintf(text, sizeof text, "%s", message);
+  n = strlen(text);
+  while (n > 0 && text[n - 1] == '\n')
+    text[--n] = '\0';
+  chd_log(CH_LOG_DEBUG, NULL, "server notice: %s", text);
+}

@@ -36,6 +36,10 @@ void chd_log(ch_log_level level, const chd_log_fields *f, const char *fmt, ...)
 void chd_logv(ch_log_level level, const chd_log_fields *f, const char *fmt, va_list ap)
   __attribute__((format(printf, 3, 0)));
 
+/* A libpq notice processor: server notices become debug lines, instead of
+ * text on stderr. Install with PQsetNoticeProcessor(conn, chd_log_pq_notice, NULL). */
+void chd_log_pq_notice(void *arg, const char *message);
+
 /* Shorthands for lines about nothing in particular. */
 #define chd_log_error(...) chd_log(CH_LOG_ERROR, NULL, __VA_ARGS__)
 #define chd_log_warn(...)  chd_log(CH_LOG_WARN, NULL, __VA_ARGS__)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "stream_name.h"
 #include "uuid.h"
 
@@ -225,6 +226,7 @@ chd_mdb_rc chd_mdb_connect(chd_mdb *db)
     return rc;
   }
 
+  PQsetNoticeProcessor(db->conn, chd_log_pq_notice, NULL);
   res = PQexec(db->conn, "SET search_path = message_store, public; SET datestyle = 'ISO, YMD'");
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
     rc = fail(db, CHD_MDB_ERROR, "cannot set up the session at %s: %s",

@@ -347,6 +347,9 @@ int chd_supervisor_run(const chd_inventory *inv)
       goto out;
     }
   if (wait_ready(inv, slots, status) != 0) {
+    /* no go: workers waiting for it see the pipe close and end */
+    for (size_t i = 0; i < inv->count; i++)
+      close_fd(&slots[i].go_fd);
     if (!stop_requested) {
       chd_log_error("not every plugin could start: stopping all of them");
       rc = 1;

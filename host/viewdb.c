@@ -67,6 +67,7 @@ PGconn *chd_viewdb_connect(const char *url, char *err, size_t errlen)
     PQfinish(conn);
     return NULL;
   }
+  PQsetNoticeProcessor(conn, chd_log_pq_notice, NULL);
   return conn;
 }
 

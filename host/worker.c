@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +75,14 @@ static int handshake(const chd_worker_args *a)
     return 0;
   write_all(a->ready_fd, "R", 1);
   close(a->ready_fd);
-  do {
-    r = read(a->go_fd, &c, 1);
-  } while (r < 0 && errno == EINTR && !stop_requested);
+  /* poll in slices: a SIGTERM that came before we block must count too */
+  for (r = -1; !stop_requested;) {
+    struct pollfd p = { a->go_fd, POLLIN, 0 };
+    if (poll(&p, 1, 100) > 0) {
+      r = read(a->go_fd, &c, 1);
+      break;
+    }
+  }
   close(a->go_fd);
   return r == 1 && c == 'G' && !stop_requested ? 0 : -1;
 }

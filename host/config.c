@@ -1,0 +1,940 @@
+/* config.c - the host's INI configuration (inih). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+#include <ini.h>
+
+#ifndef COMPHOST_PLUGINDIR
+#error "COMPHOST_PLUGINDIR must name the installed plugin directory"
+#endif
+
+/*
+ * How the file is read. inih splits "key = value" lines and strips comments,
+ * but it does not tell its handler about section headers or line numbers. So
+ * inih reads the file through read_line(), which numbers the lines, handles
+ * the section headers itself and refuses what inih would silently bend:
+ *
+ * - indented lines: inih would take them as the continuation of the previous
+ *   value (multi-line values), which no key of ours wants;
+ * - lines longer than inih's line buffer: inih would cut them in two;
+ * - section names longer than inih keeps (its MAX_SECTION is 50), text after
+ *   the ']' of a header (inih ignores it).
+ *
+ * inih processes each line completely before it asks for the next one, so
+ * when the handler runs, p->line is the line of its key. Parsing stops at the
+ * first error: read_line() returns NULL once one is recorded.
+ */
+#define MAX_SECTION_NAME 49
+
+enum kind {
+  K_CONNINFO,   /* a connection string: empty means not set */
+  K_TEXT,       /* any non-empty text */
+  K_INT,        /* a whole number in min..max */
+  K_BOOL,
+  K_ENUM        /* one of choices, stored as its index */
+};
+
+struct key_def {
+  const char *name;
+  enum kind kind;
+  int64_t min, max;               /* K_INT */
+  const char *const *choices;     /* K_ENUM: NULL-terminated, in enum order */
+  size_t offset;                  /* K_INT, K_BOOL: the field it sets */
+};
+
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const position_stores[] = { "message_store", "view_data", NULL };
+static const char *const position_formats[] = { "book", "eventide", NULL };
+
+enum {
+  HK_MESSAGE_STORE, HK_VIEW_DATA, HK_PLUGIN_DIR, HK_LOG_LEVEL, HK_SHUTDOWN_TIMEOUT_MS,
+  HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_COUNT
+};
+
+static const struct key_def host_keys[HK_COUNT] = {
+  [HK_MESSAGE_STORE] = { .name = "message_store", .kind = K_CONNINFO },
+  [HK_VIEW_DATA] = { .name = "view_data", .kind = K_CONNINFO },
+  [HK_PLUGIN_DIR] = { .name = "plugin_dir", .kind = K_TEXT },
+  [HK_LOG_LEVEL] = { .name = "log_level", .kind = K_ENUM, .choices = log_levels },
+  [HK_SHUTDOWN_TIMEOUT_MS] = { .name = "shutdown_timeout_ms", .kind = K_INT,
+    .min = 1, .max = 3600000, .offset = offsetof(chd_config, shutdown_timeout_ms) },
+  [HK_RESTART_BACKOFF_MAX_MS] = { .name = "restart_backoff_max_ms", .kind = K_INT,
+    .min = 1, .max = 3600000, .offset = offsetof(chd_config, restart_backoff_max_ms) },
+  [HK_MAX_CRASH_RESTARTS] = { .name = "max_crash_restarts", .kind = K_INT,
+    .min = 1, .max = 1000, .offset = offsetof(chd_config, max_crash_restarts) },
+};
+
+enum {
+  IK_LIBRARY, IK_BATCH_SIZE, IK_POLL_INTERVAL_MS, IK_POSITION_UPDATE_INTERVAL,
+  IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
+  IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
+  IK_COUNT
+};
+
+#define INST_INT(key, lo, hi) \
+  { .name = #key, .kind = K_INT, .min = (lo), .max = (hi), \
+    .offset = offsetof(chd_instance_config, key) }
+#define INST_BOOL(key) \
+  { .name = #key, .kind = K_BOOL, .offset = offsetof(chd_instance_config, key) }
+
+static const struct key_def instance_keys[IK_COUNT] = {
+  [IK_LIBRARY] = { .name = "library", .kind = K_TEXT },
+  [IK_BATCH_SIZE] = INST_INT(batch_size, 1, 100000),
+  [IK_POLL_INTERVAL_MS] = INST_INT(poll_interval_ms, 1, 3600000),
+  [IK_POSITION_UPDATE_INTERVAL] = INST_INT(position_update_interval, 1, 1000000),
+  /* the upper bound is group_size - 1, checked at the end of the section */
+  [IK_GROUP_MEMBER] = INST_INT(group_member, 0, 32766),
+  [IK_GROUP_SIZE] = INST_INT(group_size, 0, 32767),
+  [IK_POSITION_STORE] = { .name = "position_store", .kind = K_ENUM,
+                          .choices = position_stores },
+  [IK_POSITION_FORMAT] = { .name = "position_format", .kind = K_ENUM,
+                           .choices = position_formats },
+  [IK_MAX_RETRIES] = INST_INT(max_retries, 0, 1000),
+  [IK_RETRY_BACKOFF_MS] = INST_INT(retry_backoff_ms, 1, 3600000),
+  [IK_BATCH_TRANSACTION] = INST_BOOL(batch_transaction),
+  [IK_STORE_TRANSACTION] = INST_BOOL(store_transaction),
+  [IK_DETERMINISTIC_IDS] = INST_BOOL(deterministic_ids),
+};
+
+/* The lines of an instance's host keys, 0 when not set. */
+struct instance_lines {
+  int key[IK_COUNT];
+};
+
+struct parser {
+  chd_config *cfg;
+  const char *path;
+  FILE *fp;
+  char *buf;                      /* the line being read (getline) */
+  size_t bufsize;
+  int line;                       /* the number of the line inih has */
+  enum { SEC_NONE, SEC_HOST, SEC_INSTANCE } sec;
+  char section[MAX_SECTION_NAME + 1];
+  int host_line;                  /* line of [host], 0 if none */
+  int host_key_line[HK_COUNT];
+  char *plugin_dir;               /* [host] plugin_dir as written */
+  struct instance_lines *lines;   /* parallel to cfg->instances */
+  size_t capacity;                /* of cfg->instances and lines */
+  char *err;
+  size_t errlen;
+  int err_line;
+  bool failed;
+};
+
+/* Append to the string in buf, truncating at size. */
+static void append(char *buf, size_t size, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+  size_t n;
+  va_list ap;
+
+  if (!buf || size == 0)
+    return;
+  n = strnlen(buf, size);
+  if (n >= size - 1)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf + n, size - n, fmt, ap);
+  va_end(ap);
+}
+
+/* "FILE:LINE: " (or "FILE: " when line is 0) and the message, into err. */
+static void vformat_error(char *err, size_t errlen, const char *path, int line,
+                          const char *fmt, va_list ap)
+  __attribute__((format(printf, 5, 0)));
+
+static void vformat_error(char *err, size_t errlen, const char *path, int line,
+                          const char *fmt, va_list ap)
+{
+  size_t n;
+
+  if (!err || errlen == 0)
+    return;
+  if (line > 0)
+    snprintf(err, errlen, "%s:%d: ", path, line);
+  else
+    snprintf(err, errlen, "%s: ", path);
+  n = strlen(err);
+  if (n < errlen - 1)
+    vsnprintf(err + n, errlen - n, fmt, ap);
+}
+
+static void format_error(char *err, size_t errlen, const char *path, int line,
+                         const char *fmt, ...)
+  __attribute__((format(printf, 5, 6)));
+
+static void format_error(char *err, size_t errlen, const char *path, int line,
+                         const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vformat_error(err, errlen, path, line, fmt, ap);
+  va_end(ap);
+}
+
+/* Record the first error of the parse; later ones are dropped. */
+static void fail(struct parser *p, int line, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static void fail(struct parser *p, int line, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (p->failed)
+    return;
+  p->failed = true;
+  p->err_line = line;
+  va_start(ap, fmt);
+  vformat_error(p->err, p->errlen, p->path, line, fmt, ap);
+  va_end(ap);
+}
+
+/* a, b, c and d in a new string. */
+static char *concat(const char *a, const char *b, const char *c, const char *d)
+{
+  size_t n = strlen(a) + strlen(b) + strlen(c) + strlen(d) + 1;
+  char *s = malloc(n);
+
+  if (s)
+    snprintf(s, n, "%s%s%s%s", a, b, c, d);
+  return s;
+}
+
+/* `rel` relative to the directory of the file `file`: as given when it is
+ * absolute or when `file` has no directory part. */
+static char *beside(const char *file, const char *rel)
+{
+  const char *slash = strrchr(file, '/');
+  size_t dirlen;
+  char *s;
+
+  if (rel[0] == '/' || !slash)
+    return strdup(rel);
+  dirlen = (size_t)(slash - file) + 1;
+  s = malloc(dirlen + strlen(rel) + 1);
+  if (!s)
+    return NULL;
+  memcpy(s, file, dirlen);
+  strcpy(s + dirlen, rel);
+  return s;
+}
+
+static int find_key(const struct key_def *defs, int count, const char *name)
+{
+  for (int i = 0; i < count; i++)
+    if (!strcmp(defs[i].name, name))
+      return i;
+  return -1;
+}
+
+int chd_parse_int64(const char *s, int64_t *out)
+{
+  bool neg = false;
+  int64_t v = 0;
+
+  if (!s)
+    return -1;
+  if (*s == '+' || *s == '-')
+    neg = *s++ == '-';
+  if (!*s)
+    return -1;
+  for (; *s; s++) {
+    int d;
+
+    if (*s < '0' || *s > '9')
+      return -1;
+    d = *s - '0';
+    /* C division truncates towards zero: (MIN + d) / 10 is rounded up */
+    if (neg ? v < (INT64_MIN + d) / 10 : v > (INT64_MAX - d) / 10)
+      return -1;
+    v = v * 10 + (neg ? -d : d);
+  }
+  *out = v;
+  return 0;
+}
+
+int chd_parse_bool(const char *s, bool *out)
+{
+  static const char *const yes[] = { "true", "yes", "on", "1" };
+  static const char *const no[] = { "false", "no", "off", "0" };
+
+  if (!s)
+    return -1;
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+    if (!strcasecmp(s, yes[i])) {
+      *out = true;
+      return 0;
+    }
+    if (!strcasecmp(s, no[i])) {
+      *out = false;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+#define BOOL_HINT "(true/false, yes/no, on/off, 1/0)"
+
+/* Parse the value of a host key into *n (K_INT; K_BOOL as 0 or 1; K_ENUM as
+ * the index of the choice). Returns false after fail(). */
+static bool parse_value(struct parser *p, const struct key_def *def, const char *value,
+                        int64_t *n)
+{
+  bool b;
+
+  *n = 0;
+  if (def->kind == K_CONNINFO)
+    return true;
+  if (!*value) {
+    fail(p, p->line, "[%s] %s: empty value", p->section, def->name);
+    return false;
+  }
+  switch (def->kind) {
+  case K_INT:
+    if (chd_parse_int64(value, n) != 0) {
+      fail(p, p->line, "[%s] %s: '%s' is not a whole number", p->section, def->name, value);
+      return false;
+    }
+    if (*n < def->min || *n > def->max) {
+      fail(p, p->line, "[%s] %s: '%s' is out of range (%" PRId64 "..%" PRId64 ")",
+           p->section, def->name, value, def->min, def->max);
+      return false;
+    }
+    return true;
+  case K_BOOL:
+    if (chd_parse_bool(value, &b) != 0) {
+      fail(p, p->line, "[%s] %s: '%s' is not a boolean " BOOL_HINT, p->section, def->name,
+           value);
+      return false;
+    }
+    *n = b;
+    return true;
+  case K_ENUM:
+    for (int i = 0; def->choices[i]; i++) {
+      if (!strcmp(def->choices[i], value)) {
+        *n = i;
+        return true;
+      }
+    }
+    {
+      char list[256] = "";
+
+      for (int i = 0; def->choices[i]; i++)
+        append(list, sizeof list, "%s%s", i ? ", " : "", def->choices[i]);
+      fail(p, p->line, "[%s] %s: '%s' is not one of %s", p->section, def->name, value, list);
+    }
+    return false;
+  default:
+    return true;
+  }
+}
+
+/* Set the K_INT or K_BOOL field of def in the struct at base. */
+static void set_field(void *base, const struct key_def *def, int64_t n)
+{
+  char *field = (char *)base + def->offset;
+
+  if (def->kind == K_INT)
+    *(int64_t *)(void *)field = n;
+  else if (def->kind == K_BOOL)
+    *(bool *)(void *)field = n != 0;
+}
+
+static bool set_string(struct parser *p, char **dst, const char *value)
+{
+  char *s = NULL;
+
+  if (value && *value && !(s = strdup(value))) {
+    fail(p, 0, "out of memory");
+    return false;
+  }
+  free(*dst);
+  *dst = s;
+  return true;
+}
+
+static void host_key(struct parser *p, const char *name, const char *value)
+{
+  chd_config *cfg = p->cfg;
+  int id = find_key(host_keys, HK_COUNT, name);
+  int64_t n;
+
+  if (id < 0) {
+    char list[512] = "";
+
+    for (int i = 0; i < HK_COUNT; i++)
+      append(list, sizeof list, "%s%s", i ? ", " : "", host_keys[i].name);
+    fail(p, p->line, "[host] %s: unknown key (known: %s)", name, list);
+    return;
+  }
+  if (p->host_key_line[id]) {
+    fail(p, p->line, "[host] %s: duplicate key (first on line %d)", name,
+         p->host_key_line[id]);
+    return;
+  }
+  p->host_key_line[id] = p->line;
+  if (!parse_value(p, &host_keys[id], value, &n))
+    return;
+  switch (id) {
+  case HK_MESSAGE_STORE:
+    set_string(p, &cfg->message_store, value);
+    break;
+  case HK_VIEW_DATA:
+    set_string(p, &cfg->view_data, value);
+    break;
+  case HK_PLUGIN_DIR:
+    set_string(p, &p->plugin_dir, value);
+    break;
+  case HK_LOG_LEVEL:
+    cfg->log_level = (ch_log_level)n;
+    break;
+  default:
+    set_field(cfg, &host_keys[id], n);
+    break;
+  }
+}
+
+static void plugin_key(struct parser *p, chd_instance_config *inst, const char *name,
+                       const char *value)
+{
+  const chd_config_kv *first = chd_config_plugin_key(inst, name);
+  chd_config_kv *kvs, *kv;
+
+  if (first) {
+    fail(p, p->line, "[%s] %s: duplicate key (first on line %d)", p->section, name,
+         first->line);
+    return;
+  }
+  kvs = realloc(inst->plugin_keys, (inst->plugin_key_count + 1) * sizeof *kvs);
+  if (!kvs) {
+    fail(p, 0, "out of memory");
+    return;
+  }
+  inst->plugin_keys = kvs;
+  kv = &kvs[inst->plugin_key_count];
+  kv->key = strdup(name);
+  kv->value = strdup(value);
+  kv->line = p->line;
+  inst->plugin_key_count++;
+  if (!kv->key || !kv->value)
+    fail(p, 0, "out of memory");
+}
+
+static void instance_key(struct parser *p, const char *name, const char *value)
+{
+  chd_config *cfg = p->cfg;
+  chd_instance_config *inst = &cfg->instances[cfg->instance_count - 1];
+  struct instance_lines *lines = &p->lines[cfg->instance_count - 1];
+  int id = find_key(instance_keys, IK_COUNT, name);
+  int64_t n;
+
+  if (id < 0) {
+    plugin_key(p, inst, name, value);
+    return;
+  }
+  if (lines->key[id]) {
+    fail(p, p->line, "[%s] %s: duplicate key (first on line %d)", p->section, name,
+         lines->key[id]);
+    return;
+  }
+  lines->key[id] = p->line;
+  if (!parse_value(p, &instance_keys[id], value, &n))
+    return;
+  switch (id) {
+  case IK_LIBRARY: {
+    size_t len = strlen(value);
+
+    /* a name gets ".so" appended: "x.so" would look for x.so.so */
+    if (!strchr(value, '/') && len > 3 && !strcmp(value + len - 3, ".so")) {
+      fail(p, p->line, "[%s] library: '%s' is taken as a plugin name, not a file: "
+           "write '%.*s', or a path with '/'", p->section, value, (int)(len - 3), value);
+      return;
+    }
+    if (set_string(p, &inst->library, value))
+      inst->library_line = p->line;
+    break;
+  }
+  case IK_POSITION_STORE:
+    inst->position_store = (chd_position_store)n;
+    break;
+  case IK_POSITION_FORMAT:
+    inst->position_format = (chd_position_format)n;
+    break;
+  default:
+    set_field(inst, &instance_keys[id], n);
+    break;
+  }
+}
+
+/* The handler of inih: one "key = value" of the line p->line. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+  struct parser *p = user;
+
+  if (p->failed)
+    return 0;
+  if (!value)
+    value = "";
+  if (!*name)
+    fail(p, p->line, "missing key name before '='");
+  else if (p->sec == SEC_NONE)
+    fail(p, p->line, "%s: key outside any section (add [host] or a plugin section above it)",
+         name);
+  else if (strcmp(section, p->section))
+    /* cannot happen: read_line() saw every header inih saw */
+    fail(p, p->line, "[%s] %s: section header not understood", section, name);
+  else if (p->sec == SEC_HOST)
+    host_key(p, name, value);
+  else
+    instance_key(p, name, value);
+  return !p->failed;
+}
+
+/* Checks that need the whole section. */
+static void finish_section(struct parser *p)
+{
+  const chd_instance_config *inst;
+  const struct instance_lines *lines;
+
+  if (p->sec != SEC_INSTANCE || p->failed)
+    return;
+  inst = &p->cfg->instances[p->cfg->instance_count - 1];
+  lines = &p->lines[p->cfg->instance_count - 1];
+  if (inst->group_size == 0 && inst->group_member > 0)
+    fail(p, lines->key[IK_GROUP_MEMBER], "[%s] group_member: given without group_size",
+         inst->name);
+  else if (inst->group_size > 0 && inst->group_member >= inst->group_size)
+    fail(p, lines->key[IK_GROUP_MEMBER],
+         "[%s] group_member: '%" PRId64 "' is out of range (0..%" PRId64
+         " with group_size = %" PRId64 ")",
+         inst->name, inst->group_member, inst->group_size - 1, inst->group_size);
+}
+
+static void start_instance(struct parser *p, const char *name)
+{
+  chd_config *cfg = p->cfg;
+  chd_instance_config *inst;
+
+  if (cfg->instance_count == p->capacity) {
+    size_t cap = p->capacity ? p->capacity * 2 : 4;
+    chd_instance_config *insts = realloc(cfg->instances, cap * sizeof *insts);
+    struct instance_lines *lines;
+
+    if (!insts) {
+      fail(p, 0, "out of memory");
+      return;
+    }
+    cfg->instances = insts;
+    lines = realloc(p->lines, cap * sizeof *lines);
+    if (!lines) {
+      fail(p, 0, "out of memory");
+      return;
+    }
+    p->lines = lines;
+    p->capacity = cap;
+  }
+  inst = &cfg->instances[cfg->instance_count];
+  memset(inst, 0, sizeof *inst);
+  memset(&p->lines[cfg->instance_count], 0, sizeof p->lines[0]);
+  cfg->instance_count++;
+  inst->line = p->line;
+  inst->batch_size = 100;
+  inst->poll_interval_ms = 100;
+  inst->position_update_interval = 100;
+  inst->group_member = 0;
+  inst->group_size = 0;
+  inst->position_store = CHD_POSITION_MESSAGE_STORE;
+  inst->position_format = CHD_POSITION_FORMAT_BOOK;
+  inst->max_retries = 5;
+  inst->retry_backoff_ms = 200;
+  inst->batch_transaction = false;   /* settled by resolve() */
+  inst->store_transaction = false;
+  inst->deterministic_ids = true;
+  if (!(inst->name = strdup(name)))
+    fail(p, 0, "out of memory");
+}
+
+static bool section_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+/* A "[name]" line, s without leading or trailing white space. */
+static void section_header(struct parser *p, char *s)
+{
+  char *end = strchr(s, ']');
+  const char *rest;
+  size_t len;
+
+  if (!end) {
+    fail(p, p->line, "missing ']' after the section name");
+    return;
+  }
+  for (rest = end + 1; isspace((unsigned char)*rest); rest++)
+    ;
+  if (*rest && *rest != ';' && *rest != '#') {
+    fail(p, p->line, "unexpected text after ']': '%s'", rest);
+    return;
+  }
+  *end = '\0';
+  s++;
+  len = strlen(s);
+  if (len == 0) {
+    fail(p, p->line, "empty section name");
+    return;
+  }
+  for (const char *c = s; *c; c++) {
+    if (!section_char(*c)) {
+      fail(p, p->line, "invalid section name '%s' (use a-z, 0-9, '_', '.' and '-')", s);
+      return;
+    }
+  }
+  if (len > MAX_SECTION_NAME) {
+    fail(p, p->line, "section name '%s' is too long (at most %d characters)", s,
+         MAX_SECTION_NAME);
+    return;
+  }
+
+  finish_section(p);
+  if (p->failed)
+    return;
+  if (!strcmp(s, "host")) {
+    if (p->host_line) {
+      fail(p, p->line, "duplicate section [host] (first on line %d)", p->host_line);
+      return;
+    }
+    p->host_line = p->line;
+    p->sec = SEC_HOST;
+  } else {
+    for (size_t i = 0; i < p->cfg->instance_count; i++) {
+      if (!strcmp(p->cfg->instances[i].name, s)) {
+        fail(p, p->line, "duplicate section [%s] (first on line %d)", s,
+             p->cfg->instances[i].line);
+        return;
+      }
+    }
+    start_instance(p, s);
+    if (p->failed)
+      return;
+    p->sec = SEC_INSTANCE;
+  }
+  memcpy(p->section, s, len + 1);
+}
+
+/* The separator of a "key = value" line as inih finds it: the first '=' or
+ * ':' before an inline comment (';' after white space). */
+static bool has_separator(const char *s)
+{
+  bool was_space = false;
+
+  for (; *s; s++) {
+    if (*s == '=' || *s == ':')
+      return true;
+    if (was_space && *s == ';')
+      return false;
+    was_space = isspace((unsigned char)*s);
+  }
+  return false;
+}
+
+/* The reader of inih (fgets-like): the next line, checked, and a section
+ * header applied to the parser. Blank lines and comments are passed on
+ * empty, so their length does not matter. */
+static char *read_line(char *str, int num, void *stream)
+{
+  struct parser *p = stream;
+  ssize_t got;
+  char *s, *t;
+  size_t len;
+
+  if (p->failed || num < 2)
+    return NULL;
+  errno = 0;
+  got = getline(&p->buf, &p->bufsize, p->fp);
+  if (got < 0) {
+    if (ferror(p->fp)) {
+      p->failed = true;
+      p->err_line = p->line + 1;
+      if (p->err && p->errlen)
+        snprintf(p->err, p->errlen, "cannot read '%s': %s", p->path,
+                 strerror(errno ? errno : EIO));
+    }
+    return NULL;
+  }
+  p->line++;
+  s = p->buf;
+  if (p->line == 1 && got >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3))
+    s += 3;   /* a UTF-8 byte order mark */
+  len = strlen(s);
+  while (len > 0 && isspace((unsigned char)s[len - 1]))
+    s[--len] = '\0';
+  for (t = s; isspace((unsigned char)*t); t++)
+    ;
+
+  if (!*t || *t == ';' || *t == '#') {
+    strcpy(str, "\n");
+    return str;
+  }
+  if (t != s) {
+    fail(p, p->line, "unexpected indentation (multi-line values are not supported)");
+    return NULL;
+  }
+  if (len > (size_t)num - 2) {
+    /* inih would cut the line in two (room for '\n' and '\0') */
+    fail(p, p->line, "line too long (%zu characters, at most %d)", len, num - 2);
+    return NULL;
+  }
+  memcpy(str, s, len);
+  str[len] = '\n';
+  str[len + 1] = '\0';
+  if (*s == '[')
+    section_header(p, s);
+  else if (!has_separator(s))
+    fail(p, p->line, "expected 'key = value', '[section]' or a comment, not '%s'", s);
+  return p->failed ? NULL : str;
+}
+
+/* After the file: environment overrides, paths and checks across sections. */
+static void resolve(struct parser *p, const char *plugin_dir_override)
+{
+  chd_config *cfg = p->cfg;
+  const char *env;
+
+  env = getenv("MESSAGE_STORE_CONNECTION_STRING");
+  if (env && *env && !set_string(p, &cfg->message_store, env))
+    return;
+  env = getenv("DATABASE_URL");
+  if (env && *env && !set_string(p, &cfg->view_data, env))
+    return;
+  if (!cfg->message_store) {
+    fail(p, 0, "no message store: set [host] message_store or MESSAGE_STORE_CONNECTION_STRING");
+    return;
+  }
+  if (cfg->instance_count == 0) {
+    fail(p, 0, "no plugin instance: add a section per plugin");
+    return;
+  }
+
+  env = getenv("COMPHOST_PLUGIN_DIR");
+  if (plugin_dir_override && *plugin_dir_override)
+    cfg->plugin_dir = strdup(plugin_dir_override);
+  else if (env && *env)
+    cfg->plugin_dir = strdup(env);
+  else if (p->plugin_dir)
+    cfg->plugin_dir = beside(p->path, p->plugin_dir);
+  else
+    cfg->plugin_dir = strdup(COMPHOST_PLUGINDIR);
+  if (!cfg->plugin_dir) {
+    fail(p, 0, "out of memory");
+    return;
+  }
+
+  for (size_t i = 0; i < cfg->instance_count; i++) {
+    chd_instance_config *inst = &cfg->instances[i];
+    const struct instance_lines *lines = &p->lines[i];
+    const char *lib = inst->library ? inst->library : inst->name;
+    size_t dirlen = strlen(cfg->plugin_dir);
+    char *path;
+
+    if (strchr(lib, '/'))
+      path = beside(p->path, lib);
+    else
+      path = concat(cfg->plugin_dir, dirlen > 0 && cfg->plugin_dir[dirlen - 1] == '/' ? "" : "/",
+                    lib, ".so");
+    if (!path) {
+      fail(p, 0, "out of memory");
+      return;
+    }
+    free(inst->library);
+    inst->library = path;
+
+    if (!lines->key[IK_BATCH_TRANSACTION])
+      inst->batch_transaction = inst->position_store == CHD_POSITION_VIEW_DATA;
+    if (inst->position_store == CHD_POSITION_VIEW_DATA && !cfg->view_data) {
+      fail(p, lines->key[IK_POSITION_STORE],
+           "[%s] position_store: view_data needs a view database: set [host] view_data"
+           " or DATABASE_URL", inst->name);
+      return;
+    }
+  }
+}
+
+int chd_config_load(chd_config *cfg, const char *path, const char *plugin_dir_override,
+                    char *err, size_t errlen)
+{
+  struct parser p;
+  int rc;
+
+  memset(cfg, 0, sizeof *cfg);
+  if (err && errlen)
+    err[0] = '\0';
+  memset(&p, 0, sizeof p);
+  p.cfg = cfg;
+  p.path = path ? path : "";
+  p.err = err;
+  p.errlen = errlen;
+
+  cfg->log_level = CH_LOG_INFO;
+  cfg->shutdown_timeout_ms = 30000;
+  cfg->restart_backoff_max_ms = 60000;
+  cfg->max_crash_restarts = 3;
+
+  if (!path || !*path) {
+    p.failed = true;
+    if (err && errlen)
+      snprintf(err, errlen, "no configuration file given");
+    return -1;
+  }
+  if (!(cfg->path = strdup(path))) {
+    fail(&p, 0, "out of memory");
+    goto done;
+  }
+  p.fp = fopen(path, "r");
+  if (!p.fp) {
+    p.failed = true;
+    if (err && errlen)
+      snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    goto done;
+  }
+
+  rc = ini_parse_stream(read_line, &p, on_key, &p);
+  if (rc == -2) {
+    fail(&p, 0, "out of memory");
+  } else if (rc > 0 && (!p.failed || rc < p.err_line)) {
+    /* a line inih refused that read_line() let through: should not happen */
+    p.failed = false;
+    fail(&p, rc, "cannot parse this line");
+  }
+  finish_section(&p);
+  if (!p.failed)
+    resolve(&p, plugin_dir_override);
+
+done:
+  if (p.fp)
+    fclose(p.fp);
+  free(p.buf);
+  free(p.plugin_dir);
+  free(p.lines);
+  if (p.failed) {
+    chd_config_release(cfg);
+    return -1;
+  }
+  return 0;
+}
+
+void chd_config_release(chd_config *cfg)
+{
+  if (!cfg)
+    return;
+  for (size_t i = 0; i < cfg->instance_count; i++) {
+    chd_instance_config *inst = &cfg->instances[i];
+
+    for (size_t j = 0; j < inst->plugin_key_count; j++) {
+      free(inst->plugin_keys[j].key);
+      free(inst->plugin_keys[j].value);
+    }
+    free(inst->plugin_keys);
+    free(inst->name);
+    free(inst->library);
+  }
+  free(cfg->instances);
+  free(cfg->path);
+  free(cfg->message_store);
+  free(cfg->view_data);
+  free(cfg->plugin_dir);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+const chd_config_kv *chd_config_plugin_key(const chd_instance_config *inst, const char *key)
+{
+  if (!inst || !key)
+    return NULL;
+  for (size_t i = 0; i < inst->plugin_key_count; i++)
+    if (inst->plugin_keys[i].key && !strcmp(inst->plugin_keys[i].key, key))
+      return &inst->plugin_keys[i];
+  return NULL;
+}
+
+/* Check one value of a declared type; what is wrong, or NULL. */
+static const char *type_problem(ch_config_type type, const char *value)
+{
+  int64_t n;
+  bool b;
+
+  switch (type) {
+  case CH_CONFIG_STRING:
+    return NULL;
+  case CH_CONFIG_INT:
+    return chd_parse_int64(value, &n) == 0 ? NULL : "is not a whole number";
+  case CH_CONFIG_BOOL:
+    return chd_parse_bool(value, &b) == 0 ? NULL : "is not a boolean " BOOL_HINT;
+  default:
+    return "has a type the host does not know";
+  }
+}
+
+int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_config *inst,
+                                 const ch_config_key *declared, char *err, size_t errlen)
+{
+  const char *path = cfg && cfg->path ? cfg->path : "";
+  const char *problem;
+
+  if (err && errlen)
+    err[0] = '\0';
+  for (size_t i = 0; i < inst->plugin_key_count; i++) {
+    const chd_config_kv *kv = &inst->plugin_keys[i];
+    const ch_config_key *d = NULL;
+
+    for (const ch_config_key *k = declared; k && k->name; k++) {
+      if (!strcmp(k->name, kv->key)) {
+        d = k;
+        break;
+      }
+    }
+    if (!d) {
+      format_error(err, errlen, path, kv->line, "[%s] %s: unknown key ", inst->name, kv->key);
+      if (!declared || !declared->name) {
+        append(err, errlen, "(the plugin declares no keys)");
+      } else {
+        append(err, errlen, "(the plugin declares: ");
+        for (const ch_config_key *k = declared; k->name; k++)
+          append(err, errlen, "%s%s", k == declared ? "" : ", ", k->name);
+        append(err, errlen, ")");
+      }
+      return -1;
+    }
+    if ((problem = type_problem(d->type, kv->value))) {
+      format_error(err, errlen, path, kv->line, "[%s] %s: '%s' %s", inst->name, kv->key,
+                   kv->value, problem);
+      return -1;
+    }
+  }
+  for (const ch_config_key *k = declared; k && k->name; k++) {
+    if (chd_config_plugin_key(inst, k->name))
+      continue;
+    if (!k->default_value) {
+      if (k->required) {
+        format_error(err, errlen, path, inst->line, "[%s] %s: required by the plugin, not set",
+                     inst->name, k->name);
+        return -1;
+      }
+    } else if ((problem = type_problem(k->type, k->default_value))) {
+      format_error(err, errlen, path, inst->line, "[%s] %s: the plugin's default '%s' %s",
+                   inst->name, k->name, k->default_value, problem);
+      return -1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,557 @@
+/* test_loader.c - loading and checking plugins, with the fixtures of
+ * tests/fixtures (built into FIXTURE_DIR). */
+#include "support.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader.h"
+
+#ifndef FIXTURE_DIR
+#error "FIXTURE_DIR must name the directory of the fixture plugins"
+#endif
+
+static void fixture_path(const char *name, char *buf, size_t size)
+{
+  int n = snprintf(buf, size, "%s/%s.so", FIXTURE_DIR, name);
+
+  assert_true(n > 0 && (size_t)n < size);
+}
+
+static bool is_loaded(const char *path)
+{
+  void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+
+  if (!h)
+    return false;
+  dlclose(h);
+  return true;
+}
+
+static void assert_zeroed(const chd_plugin *p)
+{
+  static const chd_plugin zero;
+
+  assert_memory_equal(p, &zero, sizeof zero);
+}
+
+/* Load fixture `name` (with FX_CASE = fx_case, if not NULL) and expect a
+ * refusal that names the file, leaves the plugin zeroed and nothing loaded.
+ * Returns the message after "'PATH': ". */
+static const char *refuse(const char *name, const char *fx_case, char *err, size_t errlen)
+{
+  char path[PATH_MAX], prefix[PATH_MAX + 8];
+  chd_plugin p;
+
+  fixture_path(name, path, sizeof path);
+  if (fx_case)
+    assert_int_equal(setenv("FX_CASE", fx_case, 1), 0);
+  memset(&p, 0x5a, sizeof p);
+  err[0] = '\0';
+  assert_int_equal(chd_plugin_load(&p, path, err, errlen), -1);
+  unsetenv("FX_CASE");
+
+  assert_zeroed(&p);
+  assert_false(is_loaded(path));
+  snprintf(prefix, sizeof prefix, "'%s': ", path);
+  if (strncmp(err, prefix, strlen(prefix)) != 0) {
+    print_error("message: %s\nexpected it to start with: %s\n", err, prefix);
+    fail();
+  }
+  return err + strlen(prefix);
+}
+
+/* The message after "'PATH': " is exactly `want`. */
+static void expect_refusal(const char *name, const char *fx_case, const char *want)
+{
+  char err[1024];
+
+  assert_string_equal(refuse(name, fx_case, err, sizeof err), want);
+}
+
+/* The message after "'PATH': " has each of `want`, in order (for texts of
+ * dlerror(), which vary). */
+static void expect_refusal_parts(const char *name, const char *const *want)
+{
+  char err[1024];
+  const char *at = refuse(name, NULL, err, sizeof err);
+
+  for (; *want; want++) {
+    const char *found = strstr(at, *want);
+    if (!found) {
+      print_error("message: %s\nmissing: %s\n", err, *want);
+      fail();
+    }
+    at = found + strlen(*want);
+  }
+}
+
+static void load_ok(chd_plugin *p, const char *name, const char *fx_case)
+{
+  char path[PATH_MAX], err[1024] = "";
+
+  fixture_path(name, path, sizeof path);
+  if (fx_case)
+    assert_int_equal(setenv("FX_CASE", fx_case, 1), 0);
+  if (chd_plugin_load(p, path, err, sizeof err) != 0) {
+    print_error("cannot load %s: %s\n", path, err);
+    fail();
+  }
+  unsetenv("FX_CASE");
+}
+
+/* The build id of a loaded object, read from its notes in memory: a check of
+ * the loader's reading of the file that shares no code with it. */
+struct note_search {
+  uintptr_t base;
+  char hex[41];
+};
+
+static int find_note(struct dl_phdr_info *info, size_t size, void *arg)
+{
+  struct note_search *s = arg;
+  (void)size;
+
+  if (info->dlpi_addr != s->base)
+    return 0;
+  for (size_t i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    const unsigned char *at, *end;
+    size_t align = ph->p_align == 8 ? 8 : 4;
+
+    if (ph->p_type != PT_NOTE)
+      continue;
+    at = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+    end = at + ph->p_memsz;
+    while (at + sizeof(ElfW(Nhdr)) <= end) {
+      const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)at;
+      const unsigned char *name = at + sizeof *nh;
+      const unsigned char *desc = name + ((nh->n_namesz + align - 1) & ~(align - 1));
+
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+          memcmp(name, "GNU", 4) == 0 && nh->n_descsz <= 20) {
+        for (size_t j = 0; j < nh->n_descsz; j++)
+          sprintf(s->hex + 2 * j, "%02x", desc[j]);
+        return 1;
+      }
+      at = desc + ((nh->n_descsz + align - 1) & ~(align - 1));
+    }
+  }
+  return 1;
+}
+
+static void test_good_plugin_loads(void **state)
+{
+  char path[PATH_MAX];
+  const ch_plugin_desc *d;
+  struct link_map *map = NULL;
+  struct note_search search = { 0 };
+  struct stat st;
+  chd_plugin p;
+  (void)state;
+
+  load_ok(&p, "fx_good", NULL);
+  fixture_path("fx_good", path, sizeof path);
+  assert_string_equal(p.path, path);
+  assert_non_null(p.handle);
+  assert_true(is_loaded(path));
+
+  d = &p.desc;
+  assert_int_equal(d->magic, CH_PLUGIN_MAGIC);
+  assert_int_equal(d->abi_major, CH_ABI_MAJOR);
+  assert_int_equal(d->abi_minor, CH_ABI_MINOR);
+  assert_int_equal(d->struct_size, sizeof(ch_plugin_desc));
+  assert_int_equal(d->kind, CH_KIND_AGGREGATOR);
+  assert_string_equal(chd_kind_name(d->kind), "aggregator");
+  assert_int_equal(d->flags, 0);
+  assert_string_equal(d->name, "fx_good");
+  assert_string_equal(d->version, "1.2.3");
+  assert_string_equal(d->description, "a valid aggregator");
+
+  assert_string_equal(d->config_keys[0].name, "table");
+  assert_int_equal(d->config_keys[0].type, CH_CONFIG_STRING);
+  assert_string_equal(d->config_keys[0].default_value, "pages");
+  assert_string_equal(d->config_keys[1].name, "page_size");
+  assert_int_equal(d->config_keys[1].type, CH_CONFIG_INT);
+  assert_string_equal(d->config_keys[1].default_value, "-25");
+  assert_string_equal(d->config_keys[2].name, "verbose");
+  assert_int_equal(d->config_keys[2].type, CH_CONFIG_BOOL);
+  assert_string_equal(d->config_keys[2].default_value, "off");
+  assert_string_equal(d->config_keys[3].name, "label");
+  assert_true(d->config_keys[3].required);
+  assert_null(d->config_keys[3].default_value);
+  assert_null(d->config_keys[4].name);
+
+  assert_string_equal(d->migrations[0].id, "20180303013723_create-pages");
+  assert_non_null(strstr(d->migrations[0].sql, "CREATE TABLE pages"));
+  assert_null(d->migrations[1].id);
+
+  assert_non_null(d->init);
+  assert_null(d->start);
+  assert_null(d->stop);
+  assert_non_null(d->destroy);
+  assert_null(d->reset);
+
+  assert_int_equal(chd_plugin_subscription_count(&p), 2);
+  assert_string_equal(d->subscriptions[0].stream_name, "viewing");
+  assert_string_equal(d->subscriptions[0].subscriber_id, "fx-good-viewing");
+  assert_null(d->subscriptions[0].origin_stream_name);
+  assert_string_equal(d->subscriptions[1].stream_name, "videoPublishing");
+  assert_string_equal(d->subscriptions[1].subscriber_id, "fx-good-naming");
+  assert_string_equal(d->subscriptions[1].origin_stream_name, "videoPublishing:command");
+
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(p.size > 0);
+  assert_int_equal(p.size, st.st_size);
+
+  assert_int_equal(strlen(p.build_id), 40);
+  assert_int_equal(strspn(p.build_id, "0123456789abcdef"), 40);
+  assert_int_equal(dlinfo(p.handle, RTLD_DI_LINKMAP, &map), 0);
+  search.base = map->l_addr;
+  dl_iterate_phdr(find_note, &search);
+  assert_string_equal(p.build_id, search.hex);
+
+  chd_plugin_unload(&p);
+  assert_zeroed(&p);
+  assert_false(is_loaded(path));
+}
+
+static void test_handler_find(void **state)
+{
+  const ch_subscription *viewing, *naming;
+  ch_handler_fn any, viewed, named;
+  chd_plugin p;
+  (void)state;
+
+  load_ok(&p, "fx_good", NULL);
+  viewing = &p.desc.subscriptions[0];
+  naming = &p.desc.subscriptions[1];
+  /* the tables, as fx_good.c declares them */
+  assert_string_equal(viewing->handlers[0].type, "$any");
+  assert_string_equal(viewing->handlers[1].type, "VideoViewed");
+  assert_string_equal(naming->handlers[0].type, "VideoNamed");
+  any = viewing->handlers[0].fn;
+  viewed = viewing->handlers[1].fn;
+  named = naming->handlers[0].fn;
+  assert_true(any != viewed);
+
+  /* its own entry wins over "$any", even after it in the table */
+  assert_true(chd_handler_find(viewing, "VideoViewed") == viewed);
+  assert_true(chd_handler_find(viewing, "VideoNamed") == any);
+  assert_true(chd_handler_find(viewing, "videoviewed") == any);
+  assert_true(chd_handler_find(viewing, "$any") == any);
+  assert_true(chd_handler_find(viewing, NULL) == any);
+
+  /* no "$any": nothing for other types */
+  assert_true(chd_handler_find(naming, "VideoNamed") == named);
+  assert_null(chd_handler_find(naming, "VideoViewed"));
+  assert_null(chd_handler_find(naming, ""));
+  assert_null(chd_handler_find(naming, NULL));
+
+  assert_null(chd_handler_find(NULL, "VideoNamed"));
+  assert_null(chd_handler_find(&(ch_subscription){ .stream_name = "x" }, "VideoNamed"));
+  chd_plugin_unload(&p);
+}
+
+static void test_same_file_twice(void **state)
+{
+  char path[PATH_MAX];
+  chd_plugin a, b;
+  (void)state;
+
+  fixture_path("fx_good", path, sizeof path);
+  load_ok(&a, "fx_good", NULL);
+  load_ok(&b, "fx_good", NULL);
+  assert_true(a.handle == b.handle);
+  assert_string_equal(a.desc.name, b.desc.name);
+  assert_string_equal(a.build_id, b.build_id);
+  assert_int_equal(a.size, b.size);
+  assert_true(a.path != b.path);
+
+  chd_plugin_unload(&a);
+  assert_zeroed(&a);
+  assert_true(is_loaded(path));
+  assert_string_equal(b.desc.subscriptions[0].stream_name, "viewing");
+  chd_plugin_unload(&b);
+  assert_false(is_loaded(path));
+}
+
+static void test_relative_path_is_a_file_not_a_library_name(void **state)
+{
+  char cwd[PATH_MAX], err[1024];
+  chd_plugin p;
+  (void)state;
+
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(FIXTURE_DIR), 0);
+  assert_int_equal(chd_plugin_load(&p, "fx_good.so", err, sizeof err), 0);
+  assert_string_equal(p.path, "fx_good.so");
+  assert_int_equal(strlen(p.build_id), 40);
+  chd_plugin_unload(&p);
+  assert_int_equal(chd_plugin_load(&p, "./fx_good.so", err, sizeof err), 0);
+  assert_string_equal(p.path, "./fx_good.so");
+  chd_plugin_unload(&p);
+  assert_int_equal(chdir(cwd), 0);
+}
+
+static void test_valid_edge_cases(void **state)
+{
+  chd_plugin p;
+  (void)state;
+
+  load_ok(&p, "fx_cases", "longest_name");
+  assert_int_equal(strlen(p.desc.name), 64);
+  assert_int_equal(p.desc.kind, CH_KIND_COMPONENT);
+  assert_null(p.desc.config_keys);
+  assert_null(p.desc.migrations);
+  chd_plugin_unload(&p);
+
+  load_ok(&p, "fx_cases", "all_and_typed");
+  assert_int_equal(chd_plugin_subscription_count(&p), 2);
+  assert_string_equal(p.desc.subscriptions[0].stream_name, "$all");
+  assert_string_equal(p.desc.subscriptions[1].stream_name, "identity:command");
+  chd_plugin_unload(&p);
+
+  load_ok(&p, "fx_cases", "keys_valid");
+  assert_string_equal(p.desc.config_keys[10].name, "k");
+  chd_plugin_unload(&p);
+}
+
+static void test_zeroed_plugin(void **state)
+{
+  chd_plugin p;
+  (void)state;
+
+  memset(&p, 0, sizeof p);
+  assert_int_equal(chd_plugin_subscription_count(&p), 0);
+  chd_plugin_unload(&p);
+  chd_plugin_unload(&p);
+  chd_plugin_unload(NULL);
+  assert_zeroed(&p);
+}
+
+static void test_kind_names(void **state)
+{
+  (void)state;
+  assert_string_equal(chd_kind_name(CH_KIND_COMPONENT), "component");
+  assert_string_equal(chd_kind_name(CH_KIND_AGGREGATOR), "aggregator");
+  assert_string_equal(chd_kind_name(0), "unknown");
+  assert_string_equal(chd_kind_name(7), "unknown");
+}
+
+/* Refusals before the descriptor */
+
+static void test_missing_file(void **state)
+{
+  (void)state;
+  expect_refusal_parts("fx_no_such_plugin",
+                       (const char *const[]){ "cannot load: ", "No such file or directory",
+                                              NULL });
+}
+
+static void test_no_path(void **state)
+{
+  char err[256];
+  chd_plugin p;
+  (void)state;
+
+  memset(&p, 0x5a, sizeof p);
+  assert_int_equal(chd_plugin_load(&p, "", err, sizeof err), -1);
+  assert_string_equal(err, "no plugin file given");
+  assert_zeroed(&p);
+}
+
+static void test_error_buffer_optional(void **state)
+{
+  char path[PATH_MAX];
+  chd_plugin p;
+  (void)state;
+
+  fixture_path("fx_bad_magic", path, sizeof path);
+  assert_int_equal(chd_plugin_load(&p, path, NULL, 0), -1);
+  assert_zeroed(&p);
+}
+
+static void test_unresolved_symbol(void **state)
+{
+  (void)state;
+  expect_refusal_parts("fx_unresolved_symbol",
+                       (const char *const[]){ "cannot load: ", "undefined symbol",
+                                              "fx_defined_nowhere", NULL });
+}
+
+static void test_missing_entry(void **state)
+{
+  (void)state;
+  expect_refusal("fx_missing_entry", NULL,
+                 "not a comphost plugin: it exports no comphost_plugin_query");
+}
+
+static void test_null_descriptor(void **state)
+{
+  (void)state;
+  expect_refusal("fx_null_desc", NULL, "comphost_plugin_query returned no descriptor");
+}
+
+/* Refusals of the fixed-width header */
+
+static void test_bad_magic(void **state)
+{
+  (void)state;
+  expect_refusal("fx_bad_magic", NULL, "bad magic 0x12345678 (expected 0x43485031): "
+                 "not a comphost plugin descriptor");
+}
+
+static void test_abi_major(void **state)
+{
+  (void)state;
+  expect_refusal("fx_abi_major_2", NULL,
+                 "built for plugin ABI 2.0, this host has ABI 1.0 (majors differ)");
+}
+
+static void test_abi_minor_newer(void **state)
+{
+  (void)state;
+  expect_refusal("fx_abi_minor_future", NULL,
+                 "built for plugin ABI 1.5, newer than this host's ABI 1.0: upgrade comphost");
+}
+
+static void test_small_struct(void **state)
+{
+  char want[128];
+  (void)state;
+
+  snprintf(want, sizeof want, "descriptor is %zu bytes, smaller than the %zu of ABI 1.0",
+           offsetof(ch_plugin_desc, init), (size_t)CH_DESC_SIZE_1_0);
+  expect_refusal("fx_small_struct", NULL, want);
+}
+
+/* Refusals of the descriptor's content */
+
+static void test_bad_kind(void **state)
+{
+  (void)state;
+  expect_refusal("fx_bad_kind", NULL, "kind 7 is neither component (1) nor aggregator (2)");
+}
+
+static void test_bad_names(void **state)
+{
+  (void)state;
+  expect_refusal("fx_bad_name", NULL,
+                 "name 'Home Page' is not valid: use 1 to 64 characters of a-z, 0-9, '_' and '-'");
+  expect_refusal("fx_cases", "long_name",
+                 "name 'a1234567890123456789012345678901234567890123456789012345678901234'"
+                 " is not valid: use 1 to 64 characters of a-z, 0-9, '_' and '-'");
+  expect_refusal("fx_cases", "no_name", "the descriptor has no name");
+  expect_refusal("fx_cases", "empty_name", "the descriptor has no name");
+}
+
+static void test_no_version(void **state)
+{
+  (void)state;
+  expect_refusal("fx_cases", "no_version", "the descriptor has no version");
+  expect_refusal("fx_cases", "empty_version", "the descriptor has no version");
+}
+
+static void test_no_subscriptions(void **state)
+{
+  (void)state;
+  expect_refusal("fx_cases", "null_subscriptions", "declares no subscriptions");
+  expect_refusal("fx_cases", "no_subscriptions", "declares no subscriptions");
+}
+
+static void test_bad_subscriptions(void **state)
+{
+  (void)state;
+  expect_refusal("fx_bad_category", NULL,
+                 "subscription 1 ('viewing'): stream name 'viewing-123' is an entity stream,"
+                 " not a category or \"$all\"");
+  expect_refusal("fx_dup_subscriber", NULL,
+                 "subscription 3 ('views'): subscriber id 'views' is also the id of"
+                 " subscription 1");
+  expect_refusal("fx_cases", "no_subscriber", "subscription 1: has no subscriber id");
+  expect_refusal("fx_cases", "empty_stream", "subscription 1 ('fxEmpty'): stream name is empty");
+  expect_refusal("fx_cases", "bad_origin",
+                 "subscription 1 ('fxOrigin'): origin stream name 'orders-42' is not a category");
+}
+
+static void test_bad_handlers(void **state)
+{
+  (void)state;
+  expect_refusal("fx_dup_handler", NULL,
+                 "subscription 2 ('viewing'): handler type 'VideoViewed' appears twice");
+  expect_refusal("fx_cases", "null_handlers", "subscription 1 ('fxNull'): has no handlers");
+  expect_refusal("fx_cases", "empty_handlers", "subscription 1 ('fxEmpty'): has no handlers");
+  expect_refusal("fx_cases", "null_fn",
+                 "subscription 1 ('fxNullFn'): handler type 'Other' has no function");
+  expect_refusal("fx_cases", "empty_type",
+                 "subscription 1 ('fxEmptyType'): handler 1 has an empty type");
+}
+
+static void test_bad_config_keys(void **state)
+{
+  (void)state;
+  expect_refusal("fx_bad_config_default", NULL,
+                 "config key 'page_size': default 'ten' is not a whole number");
+  expect_refusal("fx_host_key_clash", NULL,
+                 "config key 'batch_size' is the name of a host setting");
+  expect_refusal("fx_cases", "key_empty_name", "config key 1 has an empty name");
+  expect_refusal("fx_cases", "key_twice", "config key 'table' appears twice");
+  expect_refusal("fx_cases", "key_bad_type",
+                 "config key 'mode': type 9 is not string (1), int (2) or bool (3)");
+  expect_refusal("fx_cases", "key_bad_bool",
+                 "config key 'verbose': default 'maybe' is not a boolean"
+                 " (true/false, yes/no, on/off, 1/0)");
+  expect_refusal("fx_cases", "key_int_overflow",
+                 "config key 'limit': default '9223372036854775808' is not a whole number");
+  expect_refusal("fx_cases", "key_int_trailing",
+                 "config key 'limit': default '10 ' is not a whole number");
+}
+
+static void test_bad_migrations(void **state)
+{
+  (void)state;
+  expect_refusal("fx_cases", "migration_empty_id", "migration 1 has an empty id");
+  expect_refusal("fx_cases", "migration_twice", "migration '001_create' appears twice");
+  expect_refusal("fx_cases", "migration_no_sql", "migration '001_create' has no sql");
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_good_plugin_loads),
+    cmocka_unit_test(test_handler_find),
+    cmocka_unit_test(test_same_file_twice),
+    cmocka_unit_test(test_relative_path_is_a_file_not_a_library_name),
+    cmocka_unit_test(test_valid_edge_cases),
+    cmocka_unit_test(test_zeroed_plugin),
+    cmocka_unit_test(test_kind_names),
+    cmocka_unit_test(test_missing_file),
+    cmocka_unit_test(test_no_path),
+    cmocka_unit_test(test_error_buffer_optional),
+    cmocka_unit_test(test_unresolved_symbol),
+    cmocka_unit_test(test_missing_entry),
+    cmocka_unit_test(test_null_descriptor),
+    cmocka_unit_test(test_bad_magic),
+    cmocka_unit_test(test_abi_major),
+    cmocka_unit_test(test_abi_minor_newer),
+    cmocka_unit_test(test_small_struct),
+    cmocka_unit_test(test_bad_kind),
+    cmocka_unit_test(test_bad_names),
+    cmocka_unit_test(test_no_version),
+    cmocka_unit_test(test_no_subscriptions),
+    cmocka_unit_test(test_bad_subscriptions),
+    cmocka_unit_test(test_bad_handlers),
+    cmocka_unit_test(test_bad_config_keys),
+    cmocka_unit_test(test_bad_migrations),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
