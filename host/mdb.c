@@ -38,6 +38,9 @@ static const struct statement {
     "SELECT " MESSAGE_COLUMNS " FROM get_last_stream_message($1::varchar,"
     " $2::varchar)", 2 },
   { "chd_version", "SELECT stream_version($1::varchar)", 1 },
+  { "chd_snapshot",
+    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text"
+    " FROM pg_current_snapshot() AS s", 0 },
   /* "$all": Message DB has no function for it. Ordered (the book's query is
    * not) and inclusive like the category read. LIMIT NULL means no limit. */
   { "chd_all",
@@ -48,7 +51,7 @@ static const struct statement {
     " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", 2 },
 };
 
-enum { ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_ALL };
+enum { ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL };
 
 struct chd_mdb {
   char *conninfo;
@@ -690,6 +693,23 @@ chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
     rc = fail(db, CHD_MDB_ERROR, "stream version of '%s' is not a number: '%s'",
               stream_name, PQgetvalue(res, 0, 0));
   }
+  PQclear(res);
+  return rc;
+}
+
+chd_mdb_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax)
+{
+  PGresult *res;
+  chd_mdb_rc rc = ensure_connected(db);
+
+  if (rc != CHD_MDB_OK)
+    return rc;
+  res = exec_prepared(db, ST_SNAPSHOT, NULL);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    rc = result_error(db, res, "reading the current snapshot");
+  else if (parse_i64(PQgetvalue(res, 0, 0), xmin) != 0 ||
+           parse_i64(PQgetvalue(res, 0, 1), xmax) != 0)
+    rc = fail(db, CHD_MDB_ERROR, "the current snapshot is not two numbers");
   PQclear(res);
   return rc;
 }

@@ -162,6 +162,13 @@ chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
 chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
                                   int64_t *out_version);
 
+/*
+ * The server's current snapshot: *xmin, the oldest transaction still in
+ * progress, and *xmax, one past the newest that had started (as
+ * pg_current_snapshot() gives them). Every transaction below xmin is over.
+ */
+chd_mdb_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax);
+
 /* Free a batch's contents and zero it. A zeroed batch is allowed. */
 void chd_mdb_batch_release(chd_mdb_batch *batch);
 

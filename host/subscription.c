@@ -452,6 +452,52 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
       break;
 }
 
+/*
+ * How many messages of an $all batch may be delivered: the contiguous run
+ * from position + 1, and past a gap only once nothing can fill it.
+ * Returns the count, or -1 when the snapshot could not be read.
+ */
+static int64_t contiguous_prefix(chd_sub *s, const chd_mdb_batch *b)
+{
+  int64_t expected = s->position + 1, now = chd_now_ms();
+  size_t n = 0;
+
+  while (n < b->count) {
+    int64_t gp = b->messages[n].global_position;
+    int64_t xmin, xmax;
+
+    if (gp <= expected) {                  /* contiguous */
+      expected = gp + 1;
+      n++;
+      continue;
+    }
+    if (s->gap_at != expected) {           /* a new gap: note who could fill it */
+      if (chd_mdb_snapshot(s->ctx->mdb, &xmin, &xmax) != CHD_MDB_OK)
+        return -1;
+      s->gap_at = expected;
+      s->gap_since_ms = now;
+      s->gap_xmax = xmax;
+      break;
+    }
+    if (now - s->gap_since_ms < CHD_GAP_MIN_WAIT_MS)
+      break;
+    if (now - s->gap_since_ms < CHD_GAP_TIMEOUT_MS) {
+      if (chd_mdb_snapshot(s->ctx->mdb, &xmin, &xmax) != CHD_MDB_OK)
+        return -1;
+      if (xmin < s->gap_xmax)              /* a writer of that time still runs */
+        break;
+    }
+    chd_log(CH_LOG_DEBUG, NULL, "%s: global positions %" PRId64 " to %" PRId64
+            " are empty; going on", s->subscriber_id, expected, gp - 1);
+    s->gap_at = 0;
+    expected = gp + 1;
+    n++;
+  }
+  if (n > 0 && s->gap_at && s->gap_at < expected)
+    s->gap_at = 0;
+  return (int64_t)n;
+}
+
 int chd_sub_tick(chd_sub *s, bool *did_work)
 {
   ch_ctx *ctx = s->ctx;
@@ -473,6 +519,19 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
     if (rc != CHD_MDB_DISCONNECTED)
       chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
     return -1;
+  }
+  if (chd_stream_is_all(s->desc->stream_name)) {
+    int64_t usable = contiguous_prefix(s, &b);
+    if (usable < 0) {
+      chd_mdb_batch_release(&b);
+      return -1;
+    }
+    /* hold back what lies beyond a gap; the next read fetches it again */
+    for (size_t i = (size_t)usable; i < b.count; i++) {
+      json_decref(b.messages[i].data);
+      json_decref(b.messages[i].metadata);
+    }
+    b.count = (size_t)usable;
   }
   if (b.count == 0) {
     chd_mdb_batch_release(&b);

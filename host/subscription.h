@@ -12,6 +12,13 @@
  * stops the subscription at that message (logged, and recorded in the
  * position store so that `comphost check` shows it).
  *
+ * "$all" mixes categories, and Message DB orders commits only within a
+ * category: a transaction can commit a message at a global position below
+ * one already visible. So the $all reader delivers messages only while their
+ * global positions are contiguous; at a gap it waits until every transaction
+ * that was in progress when it saw the gap has ended (then the gap is a
+ * failed or rolled-back write, forever empty), or CHD_GAP_TIMEOUT_MS passed.
+ *
  * With a batch transaction (the view_data position store), the batch's view
  * writes and its position commit together. When a handler fails inside a
  * batch, the host rolls back and replays the batch one message per
@@ -25,6 +32,9 @@
 #include <stdint.h>
 
 #include "host_api.h"
+
+#define CHD_GAP_MIN_WAIT_MS 20
+#define CHD_GAP_TIMEOUT_MS 5000
 
 typedef enum chd_sub_state {
   CHD_SUB_RUNNING = 0,
@@ -43,6 +53,11 @@ typedef struct chd_sub {
   int64_t next_poll_ms;        /* monotonic time of the next read */
   chd_sub_state state;
   int64_t stopped_at;          /* global position it stopped at, when stopped */
+
+  /* "$all": a gap in global positions that the reader waits on */
+  int64_t gap_at;              /* first missing global position, 0 if none */
+  int64_t gap_since_ms;
+  int64_t gap_xmax;            /* the server's snapshot xmax when it was seen */
 
   /* counters */
   int64_t handled;

@@ -96,6 +96,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     return -1;
   }
   memset(&status[i], 0, sizeof status[i]);
+  fflush(NULL);      /* nothing buffered may be written twice */
   pid = fork();
   if (pid < 0) {
     chd_log(CH_LOG_ERROR, &f, "cannot fork: %s", strerror(errno));
@@ -131,8 +132,8 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     a.poisoned = sl->poisoned;
     a.poison_reason = sl->poison_reason[0] ? sl->poison_reason : NULL;
     rc = chd_worker_run(&a);
-    fflush(NULL);
-    _exit(rc);
+    /* exit, not _exit: leak checkers look at workers too */
+    exit(rc);
   }
   close_fd(&ready[1]);
   close_fd(&go[0]);
@@ -170,11 +171,10 @@ static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_sta
   const ch_plugin_desc *d = &inv->plugins[i].desc;
   chd_log_fields f = { inst->name, NULL, NULL, NULL };
   int64_t now = chd_now_ms();
-  char how[160];
+  char how[160], subscriber[256];
 
   describe_exit(wstatus, how, sizeof how);
   if (st->in_handler) {
-    char subscriber[256];
     int sub = st->sub_index;
 
     chd_sub_effective_id(&d->subscriptions[sub], inst, subscriber, sizeof subscriber);

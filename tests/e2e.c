@@ -157,6 +157,20 @@ void ch_e2e_db_create(ch_e2e_db *db)
   assert_int_equal(mkdir(db->dir, 0700), 0);
 }
 
+/* A sanitizer report in any log of the test (a worker's leak, say) fails it. */
+static void assert_no_sanitizer_reports(const ch_e2e_db *db)
+{
+  char cmd[400];
+
+  snprintf(cmd, sizeof cmd, "grep -l 'Sanitizer\\|runtime error:' '%s'/*.log >/dev/null 2>&1",
+           db->dir);
+  if (system(cmd) == 0) {
+    print_error("a sanitizer reported a problem: see the logs in %s\n", db->dir);
+    setenv("COMPHOST_E2E_KEEP", "1", 1);
+    fail();
+  }
+}
+
 void ch_e2e_db_drop(ch_e2e_db *db)
 {
   char sql[256];
@@ -165,6 +179,7 @@ void ch_e2e_db_drop(ch_e2e_db *db)
   ch_e2e_exec(admin_url(), sql);
   snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->view_name);
   ch_e2e_exec(admin_url(), sql);
+  assert_no_sanitizer_reports(db);
   if (!getenv("COMPHOST_E2E_KEEP")) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", db->dir);

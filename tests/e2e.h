@@ -27,7 +27,8 @@ typedef struct ch_e2e_host {
   char log_path[320];
 } ch_e2e_host;
 
-/* Create the databases and the directory; drop and remove them. */
+/* Create the databases and the directory; drop and remove them. Dropping
+ * fails the test when a sanitizer reported anything in the test's logs. */
 void ch_e2e_db_create(ch_e2e_db *db);
 void ch_e2e_db_drop(ch_e2e_db *db);
 

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "e2e.h"
 
 #define HOME_PAGE COMPHOST_BUILD_PLUGIN_DIR "/home-page.so"
@@ -488,6 +490,52 @@ static void test_consumer_group_instances(void **state)
                                             "  'subscriberPosition-fx:run:1')"), 2);
 }
 
+/* $all holds back a message beyond a gap that an open transaction may still
+ * fill, and passes a gap left by a rolled-back write. */
+static void test_all_waits_for_gaps(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "all.ini", "[fxa]\nlibrary = fx_all\n");
+  PGconn *open_tx = PQconnectdb(db.store_url);
+  PGresult *res;
+  (void)state;
+
+  assert_int_equal(PQstatus(open_tx), CONNECTION_OK);
+  ch_e2e_host_start(&h, &db, ini, "all.log");
+  assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
+
+  /* a write that stays uncommitted takes a global position ... */
+  res = PQexec(open_tx, "BEGIN; SELECT message_store.write_message(gen_random_uuid()::varchar,"
+                        " 'fxallA-1', 'Early', '{}'::jsonb)");
+  assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+  PQclear(res);
+  /* ... and a later one, in another category, commits */
+  write_one("fxallB-1", "Later", NULL, NULL);
+  ch_e2e_sleep_ms(1000);
+  assert_int_equal(seen("subscriber = 'fxa:all'"), 0);
+
+  res = PQexec(open_tx, "COMMIT");
+  assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  assert_int_equal(ch_e2e_wait_int(db.view_url, "SELECT count(*) FROM fx_seen"
+                                   " WHERE subscriber = 'fxa:all'", 2, WAIT), 2);
+  /* in global order: the early one first */
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM fx_seen a, fx_seen b"
+                              " WHERE a.type = 'Early' AND b.type = 'Later'"
+                              " AND a.at < b.at AND a.global_position < b.global_position"), 1);
+
+  /* a rolled-back write leaves a gap for good: the reader goes past it */
+  res = PQexec(open_tx, "BEGIN; SELECT message_store.write_message(gen_random_uuid()::varchar,"
+                        " 'fxallA-2', 'Never', '{}'::jsonb); ROLLBACK");
+  assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  write_one("fxallB-2", "AfterGap", NULL, NULL);
+  assert_int_equal(ch_e2e_wait_int(db.view_url, "SELECT count(*) FROM fx_seen"
+                                   " WHERE subscriber = 'fxa:all'", 3, 3000), 3);
+  PQfinish(open_tx);
+  stop_cleanly(&h);
+}
+
 static void test_check_prints_the_inventory(void **state)
 {
   char *out = NULL;
@@ -526,6 +574,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_bad_config_and_wrong_abi_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_database_restart, setup, teardown),
     cmocka_unit_test_setup_teardown(test_consumer_group_instances, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_all_waits_for_gaps, setup, teardown),
     cmocka_unit_test_setup_teardown(test_check_prints_the_inventory, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,8 @@
  *   (others)  no handler
  * `fxorigin` records what comes from the origin category `fxsource`, and
  * `fxbatch` records Count messages in batches and fails on Fail.
+ * Built with FX_ALL, the plugin has one more subscription: `$all`,
+ * recording every message of a stream whose name starts with "fxall".
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -202,7 +204,23 @@ static const ch_handler batch_handlers[] = {
   { NULL, NULL, { 0 } },
 };
 
+#ifdef FX_ALL
+static ch_result on_all(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  (void)state;
+  return strncmp(m->stream_name, "fxall", 5) ? CH_OK : record(ctx, FX_PREFIX ":all", m);
+}
+
+static const ch_handler all_handlers[] = {
+  { "$any", on_all, { 0 } },
+  { NULL, NULL, { 0 } },
+};
+#endif
+
 static const ch_subscription subscriptions[] = {
+#ifdef FX_ALL
+  { "$all", FX_PREFIX ":all", NULL, all_handlers, NULL, { 0 } },
+#endif
   { "fxrun", FX_PREFIX ":run", NULL, run_handlers, NULL, { 0 } },
   { "fxorigin", FX_PREFIX ":origin", "fxsource", origin_handlers, NULL, { 0 } },
   { "fxbatch", FX_PREFIX ":batch", NULL, batch_handlers, on_batch, { 0 } },
