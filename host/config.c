@@ -938,3 +938,8 @@ int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_confi
   }
   return 0;
 }
+
+bool chd_config_is_host_key(const char *name)
+{
+  return name && find_key(instance_keys, IK_COUNT, name) >= 0;
+}

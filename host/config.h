@@ -118,6 +118,10 @@ const chd_config_kv *chd_config_plugin_key(const chd_instance_config *inst, cons
 int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_config *inst,
                                  const ch_config_key *declared, char *err, size_t errlen);
 
+/* True when `name` is a key the host reads itself in an instance section
+ * (batch_size, position_store, ...): a plugin cannot declare a key so named. */
+bool chd_config_is_host_key(const char *name);
+
 /* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
 int chd_parse_int64(const char *s, int64_t *out);
 int chd_parse_bool(const char *s, bool *out);

@@ -14,18 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "stream_name.h"
 
 #define NAME_MAX_LEN 64
-
-/* Keys of an instance section that the host reads itself (config.c): a plugin
- * cannot declare a key of the same name. */
-static const char *const host_keys[] = {
-  "library", "batch_size", "poll_interval_ms", "position_update_interval",
-  "group_member", "group_size", "position_store", "position_format",
-  "max_retries", "retry_backoff_ms", "batch_transaction", "store_transaction",
-  "deterministic_ids",
-};
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));
@@ -59,37 +51,18 @@ static bool valid_name(const char *s)
   return true;
 }
 
-/* A whole decimal int64: optional sign, digits, nothing else. */
 static bool parses_as_int(const char *s)
 {
-  char *end;
-  const char *digits = (*s == '-' || *s == '+') ? s + 1 : s;
+  int64_t v;
 
-  if (*digits < '0' || *digits > '9')
-    return false;
-  errno = 0;
-  (void)strtoll(s, &end, 10);
-  return errno == 0 && *end == '\0';
+  return chd_parse_int64(s, &v) == 0;
 }
 
 static bool parses_as_bool(const char *s)
 {
-  static const char *const words[] = {
-    "true", "false", "yes", "no", "on", "off", "1", "0",
-  };
+  bool v;
 
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-    if (strcmp(s, words[i]) == 0)
-      return true;
-  return false;
-}
-
-static bool is_host_key(const char *s)
-{
-  for (size_t i = 0; i < sizeof host_keys / sizeof host_keys[0]; i++)
-    if (strcmp(s, host_keys[i]) == 0)
-      return true;
-  return false;
+  return chd_parse_bool(s, &v) == 0;
 }
 
 /* "subscription N ('id')", or "subscription N" when it has no id. */
@@ -100,6 +73,18 @@ static void subscription_label(const ch_subscription *sub, size_t n, char *buf, 
   else
     snprintf(buf, size, "subscription %zu ('%s')", n, sub->subscriber_id);
 }
+
+/* Reserved slots must stay zero, so that a later ABI can give them a meaning. */
+static bool reserved_zero(void *const *slots, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (slots[i])
+      return false;
+  return true;
+}
+
+#define RESERVED_ZERO(entry) \
+  reserved_zero((entry).reserved, sizeof (entry).reserved / sizeof (entry).reserved[0])
 
 static int check_handlers(const ch_subscription *sub, const char *path, const char *label,
                           char *err, size_t errlen)
@@ -119,6 +104,9 @@ static int check_handlers(const ch_subscription *sub, const char *path, const ch
       if (strcmp(h[j].type, h[i].type) == 0)
         return fail(err, errlen, "'%s': %s: handler type '%s' appears twice", path, label,
                     h[i].type);
+    if (!RESERVED_ZERO(h[i]))
+      return fail(err, errlen, "'%s': %s: handler type '%s' sets reserved fields", path,
+                  label, h[i].type);
   }
   return 0;
 }
@@ -147,6 +135,8 @@ static int check_subscriptions(const ch_plugin_desc *d, const char *path, char *
         (!*s->origin_stream_name || !chd_stream_is_category(s->origin_stream_name)))
       return fail(err, errlen, "'%s': %s: origin stream name '%s' is not a category",
                   path, label, s->origin_stream_name);
+    if (!RESERVED_ZERO(*s))
+      return fail(err, errlen, "'%s': %s: sets reserved fields", path, label);
     if (check_handlers(s, path, label, err, errlen) < 0)
       return -1;
     for (size_t j = 0; j < i; j++)
@@ -169,7 +159,9 @@ static int check_config_keys(const ch_plugin_desc *d, const char *path, char *er
 
     if (!*name)
       return fail(err, errlen, "'%s': config key %zu has an empty name", path, i + 1);
-    if (is_host_key(name))
+    if (!RESERVED_ZERO(k[i]))
+      return fail(err, errlen, "'%s': config key '%s' sets reserved fields", path, name);
+    if (chd_config_is_host_key(name))
       return fail(err, errlen, "'%s': config key '%s' is the name of a host setting",
                   path, name);
     for (size_t j = 0; j < i; j++)
@@ -212,6 +204,8 @@ static int check_migrations(const ch_plugin_desc *d, const char *path, char *err
         return fail(err, errlen, "'%s': migration '%s' appears twice", path, m[i].id);
     if (!m[i].sql)
       return fail(err, errlen, "'%s': migration '%s' has no sql", path, m[i].id);
+    if (!RESERVED_ZERO(m[i]))
+      return fail(err, errlen, "'%s': migration '%s' sets reserved fields", path, m[i].id);
   }
   return 0;
 }
@@ -222,6 +216,9 @@ static int check_desc(const ch_plugin_desc *d, const char *path, char *err, size
   if (d->kind != CH_KIND_COMPONENT && d->kind != CH_KIND_AGGREGATOR)
     return fail(err, errlen, "'%s': kind %u is neither component (%d) nor aggregator (%d)",
                 path, (unsigned)d->kind, CH_KIND_COMPONENT, CH_KIND_AGGREGATOR);
+  if (d->flags != 0)
+    return fail(err, errlen, "'%s': flags 0x%x are unknown to this host (ABI %u.%u)", path,
+                (unsigned)d->flags, CH_ABI_MAJOR, CH_ABI_MINOR);
   if (is_empty(d->name))
     return fail(err, errlen, "'%s': the descriptor has no name", path);
   if (!valid_name(d->name))

@@ -522,6 +522,10 @@ static void test_bad_migrations(void **state)
   expect_refusal("fx_cases", "migration_empty_id", "migration 1 has an empty id");
   expect_refusal("fx_cases", "migration_twice", "migration '001_create' appears twice");
   expect_refusal("fx_cases", "migration_no_sql", "migration '001_create' has no sql");
+  expect_refusal("fx_cases", "unknown_flags", "flags 0x4 are unknown to this host (ABI 1.0)");
+  expect_refusal("fx_cases", "reserved_subscription",
+                 "subscription 1 ('fxReserved'): sets reserved fields");
+  expect_refusal("fx_cases", "reserved_migration", "migration '001_create' sets reserved fields");
 }
 
 int main(void)
