@@ -208,7 +208,10 @@ static void child_env(const ch_e2e_db *db)
 {
   setenv("MESSAGE_STORE_CONNECTION_STRING", db->store_url, 1);
   setenv("DATABASE_URL", db->view_url, 1);
-  unsetenv("COMPHOST_PLUGIN_DIR");
+  if (getenv("COMPHOST_E2E_PLUGIN_DIR"))
+    setenv("COMPHOST_PLUGIN_DIR", getenv("COMPHOST_E2E_PLUGIN_DIR"), 1);
+  else
+    unsetenv("COMPHOST_PLUGIN_DIR");
   /* let a worker that crashes die of its signal, as without sanitizers */
   if (getenv("ASAN_OPTIONS")) {
     char opts[1024];

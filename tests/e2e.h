@@ -40,7 +40,8 @@ void ch_e2e_db_drop(ch_e2e_db *db);
 const char *ch_e2e_write_ini(const ch_e2e_db *db, const char *name, const char *body);
 
 /* Start `comphost -c ini` with stdout and stderr appended to <dir>/<log>. The environment's connection strings are replaced
- * by db's. */
+ * by db's; COMPHOST_PLUGIN_DIR is unset, or set to COMPHOST_E2E_PLUGIN_DIR
+ * when the test sets that. */
 void ch_e2e_host_start(ch_e2e_host *h, const ch_e2e_db *db, const char *ini,
                        const char *log_name);
 

@@ -536,6 +536,115 @@ static void test_all_waits_for_gaps(void **state)
   stop_cleanly(&h);
 }
 
+/* Eventide's position format: <category>:position-<id>, type Recorded. */
+static void test_eventide_position_format(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "evt.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "position_format = eventide\nposition_update_interval = 5\n");
+  (void)state;
+
+  ch_e2e_write_many(&db, "fxrun", "Count", 12, 3);
+  ch_e2e_host_start(&h, &db, ini, "evt.log");
+  assert_int_equal(ch_e2e_wait_int(db.view_url, "SELECT count(*) FROM fx_seen", 12, WAIT), 12);
+  stop_cleanly(&h);
+  /* every 5 messages, and once more on stop */
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages"
+                              " WHERE stream_name = 'fxrun:position-fx:run' AND type = 'Recorded'"),
+                   3);
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT (data->>'position')::bigint"
+                              " FROM message_store.messages"
+                              " WHERE stream_name = 'fxrun:position-fx:run'"
+                              " ORDER BY position DESC LIMIT 1"), last_gp("fxrun"));
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages"
+                              " WHERE stream_name LIKE 'subscriberPosition-%'"), 0);
+  /* a restart resumes from there */
+  ch_e2e_host_start(&h, &db, ini, "evt2.log");
+  assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
+  ch_e2e_sleep_ms(400);
+  stop_cleanly(&h);
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM fx_seen"), 12);
+}
+
+/* store_transaction: a batch's writes and its position commit together. */
+static void test_store_transaction(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "stx.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "store_transaction = true\n");
+  char data[64], stream[32];
+  (void)state;
+
+  for (int i = 0; i < 30; i++) {
+    snprintf(stream, sizeof stream, "fxrun-%d", i);
+    snprintf(data, sizeof data, "{\"id\": \"s%d\"}", i);
+    write_one(stream, "WriteTwo", data, NULL);
+  }
+  ch_e2e_host_start(&h, &db, ini, "stx.log");
+  assert_int_equal(ch_e2e_wait_int(db.view_url, "SELECT count(*) FROM fx_seen", 30, WAIT), 30);
+  stop_cleanly(&h);
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages"
+                              " WHERE stream_name LIKE 'fxout-s%'"), 60);
+  /* the position went into the same transaction as the batch's writes: the
+   * store stamps every message with its transaction's start time */
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages p,"
+                              " message_store.messages w WHERE p.stream_name ="
+                              " 'subscriberPosition-fx:run' AND w.stream_name = 'fxout-s29'"
+                              " AND p.time = w.time AND w.type = 'Second'"), 1);
+}
+
+static void test_duplicate_subscriber_and_plugin_name_refused(void **state)
+{
+  char *out = NULL, copy[400], cmd[800], body[600];
+  const char *check[] = { "check", "-c", NULL, "--no-db", NULL };
+  (void)state;
+
+  check[2] = ch_e2e_write_ini(&db, "dup.ini", "[one]\nlibrary = fx_runtime\n"
+                              "[two]\nlibrary = fx_runtime\n");
+  assert_int_equal(ch_e2e_run(&db, check, &out), 1);
+  assert_non_null(strstr(out, "dup.ini:10: [two]: subscriber id 'fx:run' is used by [one] too"));
+  free(out);
+
+  /* the same plugin name from two files */
+  snprintf(copy, sizeof copy, "%s/copy.so", db.dir);
+  snprintf(cmd, sizeof cmd, "cp '%s/fx_runtime.so' '%s'", COMPHOST_TEST_PLUGIN_DIR, copy);
+  assert_int_equal(system(cmd), 0);
+  snprintf(body, sizeof body, "[one]\nlibrary = fx_runtime\n[two]\nlibrary = %s\n", copy);
+  check[2] = ch_e2e_write_ini(&db, "name.ini", body);
+  assert_int_equal(ch_e2e_run(&db, check, &out), 1);
+  assert_non_null(strstr(out, "plugin name 'fx-runtime' of"));
+  assert_non_null(strstr(out, "two libraries cannot share a plugin name"));
+  free(out);
+}
+
+/* --plugin-dir beats COMPHOST_PLUGIN_DIR, which beats the INI's plugin_dir. */
+static void test_plugin_dir_overrides(void **state)
+{
+  char *out = NULL;
+  const char *check[] = { "check", "-c", NULL, "--no-db", NULL, NULL, NULL };
+  (void)state;
+
+  check[2] = ch_e2e_write_ini(&db, "dir.ini", "[fx]\nlibrary = fx_runtime\n");
+  check[4] = "--plugin-dir";
+  check[5] = "/nonexistent";
+  assert_int_equal(ch_e2e_run(&db, check, &out), 1);
+  assert_non_null(strstr(out, "'/nonexistent/fx_runtime.so': cannot load"));
+  free(out);
+
+  setenv("COMPHOST_E2E_PLUGIN_DIR", "/elsewhere", 1);
+  check[4] = NULL;
+  assert_int_equal(ch_e2e_run(&db, check, &out), 1);
+  assert_non_null(strstr(out, "'/elsewhere/fx_runtime.so': cannot load"));
+  free(out);
+
+  check[4] = "--plugin-dir";
+  check[5] = COMPHOST_TEST_PLUGIN_DIR;
+  assert_int_equal(ch_e2e_run(&db, check, &out), 0);
+  assert_non_null(strstr(out, COMPHOST_TEST_PLUGIN_DIR "/fx_runtime.so"));
+  free(out);
+  unsetenv("COMPHOST_E2E_PLUGIN_DIR");
+}
+
 static void test_check_prints_the_inventory(void **state)
 {
   char *out = NULL;
@@ -575,6 +684,11 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_database_restart, setup, teardown),
     cmocka_unit_test_setup_teardown(test_consumer_group_instances, setup, teardown),
     cmocka_unit_test_setup_teardown(test_all_waits_for_gaps, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_eventide_position_format, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store_transaction, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_duplicate_subscriber_and_plugin_name_refused, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_plugin_dir_overrides, setup, teardown),
     cmocka_unit_test_setup_teardown(test_check_prints_the_inventory, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
