@@ -760,7 +760,8 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
     free(inst->library);
     inst->library = path;
 
-    if (!lines->key[IK_BATCH_TRANSACTION])
+    inst->batch_transaction_set = lines->key[IK_BATCH_TRANSACTION] != 0;
+    if (!inst->batch_transaction_set)
       inst->batch_transaction = inst->position_store == CHD_POSITION_VIEW_DATA;
     if (inst->position_store == CHD_POSITION_VIEW_DATA && !cfg->view_data) {
       fail(p, lines->key[IK_POSITION_STORE],

@@ -63,7 +63,10 @@ typedef struct chd_instance_config {
   int64_t max_retries;             /* max_retries, default 5: CH_RETRY attempts per message */
   int64_t retry_backoff_ms;        /* retry_backoff_ms, default 200, doubling, max 30 s */
   bool batch_transaction;          /* batch_transaction: one view-data transaction per batch
-                                      (default: true with position_store = view_data) */
+                                      (default: true with position_store = view_data; the
+                                      host also turns it on for aggregators when a view
+                                      database is configured, unless the file sets it) */
+  bool batch_transaction_set;      /* the file set batch_transaction */
   bool store_transaction;          /* store_transaction: one message-store transaction per
                                       batch, for the batch's writes and position (default false) */
   bool deterministic_ids;          /* deterministic_ids, default true */

@@ -134,9 +134,11 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
 
   ctx->last_error[0] = '\0';
   if (ctx->current && ctx->inst->deterministic_ids) {
-    char name[300];
-    snprintf(name, sizeof name, "%s/%u", ctx->subscriber_id ? ctx->subscriber_id : "",
-             ctx->write_index++);
+    char name[700];
+    /* the same write of the same delivery: same subscriber, place, stream
+     * and type; a handler that decides otherwise on a redelivery writes anew */
+    snprintf(name, sizeof name, "%s/%u/%s/%s", ctx->subscriber_id ? ctx->subscriber_id : "",
+             ctx->write_index++, stream_name ? stream_name : "", type ? type : "");
     if (chd_uuid_v5(ctx->current->id, name, id) == 0)
       use_id = id;
   }
@@ -152,7 +154,12 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
       return CH_RC_ERROR;
     if (rc != CHD_MDB_OK) {
       snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
-      return rc == CHD_MDB_DUPLICATE_ID && use_id ? CH_RC_ALREADY_WRITTEN : chd_rc_from_mdb(rc);
+      if (rc == CHD_MDB_DUPLICATE_ID && use_id) {
+        if (out_position)
+          *out_position = -1;
+        return CH_RC_ALREADY_WRITTEN;
+      }
+      return chd_rc_from_mdb(rc);
     }
   }
   if (rc == CHD_MDB_DUPLICATE_ID && use_id) {

@@ -44,7 +44,17 @@ static int check_instance(const chd_inventory *inv, size_t i, char *err, size_t 
     }
   }
   for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
+    const char *stream = p->desc.subscriptions[s].stream_name;
     char id[256];
+
+    if (!strcmp(stream, "$all") &&
+        (inst->group_size > 0 || inst->position_format == CHD_POSITION_FORMAT_EVENTIDE)) {
+      snprintf(err, errlen, "%s:%d: [%s]: plugin %s reads $all, which %s", file, inst->line,
+               inst->name, p->desc.name, inst->group_size > 0
+               ? "cannot be split among consumer group members (group_size)"
+               : "has no category for the eventide position format");
+      return -1;
+    }
     chd_sub_effective_id(&p->desc.subscriptions[s], inst, id, sizeof id);
     for (size_t j = 0; j <= i; j++) {
       const chd_plugin *q = &inv->plugins[j];
@@ -89,6 +99,11 @@ int chd_inventory_load(chd_inventory *inv, const char *config_path,
       return -1;
     }
     inv->count = i + 1;
+    /* aggregators commit a batch's view writes at once unless told otherwise:
+     * one commit (one fsync) per batch instead of one per message */
+    if (!inst->batch_transaction_set && inv->cfg.view_data &&
+        inv->plugins[i].desc.kind == CH_KIND_AGGREGATOR)
+      inv->cfg.instances[i].batch_transaction = true;
     if (check_instance(inv, i, err, errlen) != 0) {
       chd_inventory_release(inv);
       return -1;
@@ -179,13 +194,28 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
             chd_kind_name(p->desc.kind), p->desc.abi_major, p->desc.abi_minor);
     fprintf(out, "  file:      %s (%lld bytes, build id %s)\n", p->path, (long long)p->size,
             p->build_id[0] ? p->build_id : "none");
-    fprintf(out, "  positions: %s, every %" PRId64 " messages; batch %" PRId64
-            ", poll %" PRId64 " ms", store_name(inst), inst->position_update_interval,
-            inst->batch_size, inst->poll_interval_ms);
+    if (inst->position_store == CHD_POSITION_VIEW_DATA ? inst->batch_transaction
+                                                       : inst->store_transaction)
+      fprintf(out, "  positions: %s, with every batch", store_name(inst));
+    else
+      fprintf(out, "  positions: %s, every %" PRId64 " messages", store_name(inst),
+              inst->position_update_interval);
+    fprintf(out, "; batch %" PRId64 " (%s), poll %" PRId64 " ms", inst->batch_size,
+            inst->batch_transaction ? "one view transaction" : "no transaction",
+            inst->poll_interval_ms);
     if (inst->group_size > 0)
       fprintf(out, "; group member %" PRId64 " of %" PRId64, inst->group_member,
               inst->group_size);
     fputc('\n', out);
+    for (const ch_config_key *k = p->desc.config_keys; k && k->name; k++) {
+      const chd_config_kv *kv = chd_config_plugin_key(inst, k->name);
+      fprintf(out, "  setting %s = %s%s%s", k->name,
+              kv ? kv->value : k->default_value ? k->default_value : "(unset)",
+              kv ? "" : k->default_value ? " (default)" : "", k->required ? ", required" : "");
+      if (k->help)
+        fprintf(out, ": %s", k->help);
+      fputc('\n', out);
+    }
     for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
       const ch_subscription *sub = &p->desc.subscriptions[s];
       char id[256], types[1024];

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "status.h"
 #include "stream_name.h"
 
 #define NAME_MAX_LEN 64
@@ -117,8 +118,15 @@ static int check_subscriptions(const ch_plugin_desc *d, const char *path, char *
   const ch_subscription *subs = d->subscriptions;
   char label[256];
 
+  size_t count = 0;
+
   if (!subs || !subs[0].stream_name)
     return fail(err, errlen, "'%s': declares no subscriptions", path);
+  while (subs[count].stream_name)
+    count++;
+  if (count > CHD_STATUS_MAX_SUBS)
+    return fail(err, errlen, "'%s': declares %zu subscriptions; a plugin may have at most %d",
+                path, count, CHD_STATUS_MAX_SUBS);
   for (size_t i = 0; subs[i].stream_name; i++) {
     const ch_subscription *s = &subs[i];
 

@@ -85,6 +85,24 @@ static chd_mdb_rc fail(chd_mdb *db, chd_mdb_rc rc, const char *fmt, ...)
   return rc;
 }
 
+bool chd_pq_refused_for_good(const char *message)
+{
+  static const char *const passing[] = {
+    "the database system is starting up", "the database system is shutting down",
+    "the database system is in recovery mode", "too many clients",
+    "terminating connection", "remaining connection slots",
+  };
+
+  /* a server that answered with FATAL refused us; unless it was busy
+   * starting, stopping or full, asking again gives the same answer */
+  if (!message || !strstr(message, "FATAL:"))
+    return false;
+  for (size_t i = 0; i < sizeof passing / sizeof passing[0]; i++)
+    if (strstr(message, passing[i]))
+      return false;
+  return true;
+}
+
 chd_mdb *chd_mdb_new(const char *conninfo)
 {
   chd_mdb *db;
@@ -223,7 +241,9 @@ chd_mdb_rc chd_mdb_connect(chd_mdb *db)
   if (!db->conn)
     return fail(db, CHD_MDB_ERROR, "out of memory connecting to %s", db->describe);
   if (PQstatus(db->conn) != CONNECTION_OK) {
-    rc = fail(db, CHD_MDB_DISCONNECTED, "cannot connect to message store at %s: %s",
+    rc = fail(db, chd_pq_refused_for_good(PQerrorMessage(db->conn)) ? CHD_MDB_ERROR
+                                                                     : CHD_MDB_DISCONNECTED,
+              "cannot connect to message store at %s: %s",
               db->describe, PQerrorMessage(db->conn));
     disconnect(db);
     return rc;

@@ -21,6 +21,7 @@
 #define CHD_MDB_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,10 +80,16 @@ void chd_mdb_free(chd_mdb *db);
  * Connect, set search_path to message_store, public, check that Message DB
  * 1.3 or later is installed, and prepare the statements.
  * Returns CHD_MDB_OK, CHD_MDB_INVALID (the connection string does not parse),
- * CHD_MDB_DISCONNECTED (no server answers, or it refused us) or
- * CHD_MDB_ERROR (connected, but no usable Message DB there).
+ * CHD_MDB_DISCONNECTED (no server answers, or it is starting, stopping or
+ * full: worth trying again) or CHD_MDB_ERROR (the server refused us, as for a
+ * wrong password or a database that does not exist, or there is no usable
+ * Message DB there: trying again will not help).
  */
 chd_mdb_rc chd_mdb_connect(chd_mdb *db);
+
+/* True when a libpq connection error says the server refused the connection
+ * for a reason that asking again does not change (see chd_mdb_connect). */
+bool chd_pq_refused_for_good(const char *message);
 
 /*
  * Reconnect after CHD_MDB_DISCONNECTED, waiting between attempts with

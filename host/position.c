@@ -15,10 +15,20 @@ static const char *record_type(const chd_instance_config *inst)
 void chd_position_stream(const chd_instance_config *inst, const char *category,
                          const char *subscriber_id, char *buf, size_t size)
 {
+  /* Eventide adds the type "position" to the category's types:
+   * account -> account:position, account:command -> account:command+position */
   if (inst->position_format == CHD_POSITION_FORMAT_EVENTIDE)
-    snprintf(buf, size, "%s:position-%s", category, subscriber_id);
+    snprintf(buf, size, "%s%sposition-%s", category, strchr(category, ':') ? "+" : ":",
+             subscriber_id);
   else
     snprintf(buf, size, "subscriberPosition-%s", subscriber_id);
+}
+
+/* Where a stopped subscription is recorded: beside, not in, the position
+ * stream, whose readers (the book's, Eventide's) take its last message. */
+static void status_stream(const char *subscriber_id, char *buf, size_t size)
+{
+  snprintf(buf, size, "subscriberStatus-%s", subscriber_id);
 }
 
 static int view_failed(ch_ctx *ctx, PGresult *res, const char *what)
@@ -141,8 +151,11 @@ int chd_position_mark_stopped(chd_sub *s, const ch_message *msg, const char *rea
     json_t *data = json_pack("{s:I, s:s, s:s, s:s}", "position",
                              (json_int_t)msg->global_position, "stream", msg->stream_name,
                              "type", msg->type, "reason", reason);
-    chd_mdb_rc rc = chd_mdb_write(ctx->mdb, s->position_stream, NULL, "Stopped", data, NULL,
-                                  CH_VERSION_ANY, NULL);
+    char stream[320];
+    chd_mdb_rc rc;
+
+    status_stream(s->subscriber_id, stream, sizeof stream);
+    rc = chd_mdb_write(ctx->mdb, stream, NULL, "Stopped", data, NULL, CH_VERSION_ANY, NULL);
     json_decref(data);
     if (rc != CHD_MDB_OK) {
       snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
@@ -188,11 +201,12 @@ int chd_position_inspect(chd_mdb *mdb, PGconn *view, const chd_instance_config *
     }
     PQclear(res);
   } else {
-    char stream[320];
+    char stream[320], status[320];
     chd_position_stream(inst, category, subscriber_id, stream, sizeof stream);
+    status_stream(subscriber_id, status, sizeof status);
     if (read_message_store(mdb, stream, record_type(inst), position, NULL, 0,
                            err, errlen) != 0 ||
-        read_message_store(mdb, stream, "Stopped", stopped_at, reason, reason_size,
+        read_message_store(mdb, status, "Stopped", stopped_at, reason, reason_size,
                            err, errlen) != 0)
       return -1;
   }

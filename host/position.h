@@ -3,15 +3,18 @@
  *
  * message_store (default), book format: stream subscriberPosition-<id>,
  * type Read, data {"position": N}, no metadata. Eventide format:
- * <category>:position-<id>, type Recorded. The position is the global
+ * <category>:position-<id> (<category>+position-<id> when the category has
+ * types already, as "account:command"), type Recorded. The position is the global
  * position of the last message done; reading resumes at position + 1.
  *
  * view_data: a row of comphost_positions, written in the batch's view
  * transaction, so views and positions change together.
  *
- * A stopped subscription is recorded too: a Stopped message in the position
- * stream (data {"position", "stream", "type", "reason"}), or the stopped_at
- * and stop_reason columns. It counts while the position is below it.
+ * A stopped subscription is recorded too: a Stopped message (data
+ * {"position", "stream", "type", "reason"}) in subscriberStatus-<id>, kept
+ * out of the position stream whose last message other readers take as the
+ * position; or the stopped_at and stop_reason columns. It counts while the
+ * position is below it.
  */
 #ifndef CHD_POSITION_H
 #define CHD_POSITION_H

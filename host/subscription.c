@@ -166,7 +166,17 @@ static int recover(chd_sub *s)
   }
   if (ctx->view && conn_broken(ctx->view)) {
     chd_log(CH_LOG_WARN, &f, "lost the view database; reconnecting");
-    if (chd_viewdb_ensure(&ctx->view, ctx->cfg->view_data, ctx->stop) != 0)
+    char err[1024];
+    int rc;
+
+    while ((rc = chd_viewdb_ensure(&ctx->view, ctx->cfg->view_data, ctx->stop, err,
+                                   sizeof err)) == -2) {
+      /* refused now, after having worked: wait for an operator, loudly */
+      chd_log(CH_LOG_ERROR, &f, "%s; trying again in 10 s", err);
+      if (nap(10000, ctx->stop) != 0)
+        return -1;
+    }
+    if (rc != 0)
       return -1;
   }
   return 0;
@@ -498,6 +508,17 @@ static int64_t contiguous_prefix(chd_sub *s, const chd_mdb_batch *b)
   return (int64_t)n;
 }
 
+/* Keep the first `keep` messages of a batch, releasing the rest. */
+static void truncate_batch(chd_mdb_batch *b, size_t keep)
+{
+  for (size_t i = keep; i < b->count; i++) {
+    json_decref(b->messages[i].data);
+    json_decref(b->messages[i].metadata);
+  }
+  if (keep < b->count)
+    b->count = keep;
+}
+
 int chd_sub_tick(chd_sub *s, bool *did_work)
 {
   ch_ctx *ctx = s->ctx;
@@ -527,11 +548,18 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
       return -1;
     }
     /* hold back what lies beyond a gap; the next read fetches it again */
-    for (size_t i = (size_t)usable; i < b.count; i++) {
-      json_decref(b.messages[i].data);
-      json_decref(b.messages[i].metadata);
+    truncate_batch(&b, (size_t)usable);
+  }
+  if (s->stop_before > 0 && b.count > 0) {
+    size_t keep = 0;
+    while (keep < b.count && b.messages[keep].global_position < s->stop_before)
+      keep++;
+    if (keep == 0) {
+      stop_subscription(s, &b.messages[0], s->stop_reason);
+      chd_mdb_batch_release(&b);
+      return 0;
     }
-    b.count = (size_t)usable;
+    truncate_batch(&b, keep);
   }
   if (b.count == 0) {
     chd_mdb_batch_release(&b);

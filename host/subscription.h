@@ -54,6 +54,11 @@ typedef struct chd_sub {
   chd_sub_state state;
   int64_t stopped_at;          /* global position it stopped at, when stopped */
 
+  /* a message that crashed the worker again and again: handle what comes
+   * before it, then stop there (0: none) */
+  int64_t stop_before;
+  char stop_reason[512];
+
   /* "$all": a gap in global positions that the reader waits on */
   int64_t gap_at;              /* first missing global position, 0 if none */
   int64_t gap_since_ms;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mdb.h"
 
 /* One line from a libpq message. */
 static void one_line(char *s)
@@ -71,10 +72,10 @@ PGconn *chd_viewdb_connect(const char *url, char *err, size_t errlen)
   return conn;
 }
 
-int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_t *stop)
+int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_t *stop,
+                      char *err, size_t errlen)
 {
   int delay = 100;
-  char err[1024];
 
   bool was_connected = *conn != NULL;
 
@@ -83,12 +84,21 @@ int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_
   PQfinish(*conn);
   *conn = NULL;
   for (;;) {
-    *conn = chd_viewdb_connect(url, err, sizeof err);
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+
+    if (!opts) {
+      chd_viewdb_connect(url, err, errlen);     /* for its message */
+      return -2;
+    }
+    PQconninfoFree(opts);
+    *conn = chd_viewdb_connect(url, err, errlen);
     if (*conn) {
       if (was_connected)
         chd_log_info("reconnected to the view database");
       return 0;
     }
+    if (chd_pq_refused_for_good(err))
+      return -2;
     chd_log_warn("%s; retrying in %d ms", err, delay);
     for (int slept = 0; slept < delay; slept += 50) {
       struct timespec ts = { 0, 50 * 1000000L };

@@ -29,9 +29,12 @@ PGconn *chd_viewdb_connect(const char *url, char *err, size_t errlen);
 /*
  * Make sure *conn is usable: when it is broken, reconnect, waiting with
  * backoff (100 ms doubling to 5 s) until it works or *stop becomes non-zero.
- * Returns 0 when connected, -1 when stopped.
+ * Returns 0 when connected, -1 when stopped, -2 when asking again cannot
+ * help (a connection string that does not parse, a refused login, a
+ * database that does not exist), with the reason in err.
  */
-int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_t *stop);
+int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_t *stop,
+                      char *err, size_t errlen);
 
 /* Run a statement with no result rows. Returns 0, or -1 with the server's
  * message in err. */

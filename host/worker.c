@@ -108,10 +108,11 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
     return -1;
   }
   if (a->cfg->view_data) {
-    if (chd_viewdb_ensure(&ctx->view, a->cfg->view_data, &stop_requested) != 0) {
+    int vrc = chd_viewdb_ensure(&ctx->view, a->cfg->view_data, &stop_requested, err, errlen);
+    if (vrc == -1)
       snprintf(err, errlen, "stopped while connecting to the view database");
+    if (vrc != 0)
       return -1;
-    }
     if (chd_viewdb_migrate(ctx->view, a->plugin->desc.name, a->plugin->desc.migrations,
                            err, errlen) != 0)
       return -1;
@@ -119,35 +120,17 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
   return 0;
 }
 
-/* A subscription that crashed the worker again and again does not run. */
+/* A subscription that crashed the worker again and again runs up to that
+ * message and stops there. */
 static void apply_poison(chd_sub *s, const chd_worker_args *a)
 {
   int64_t at = a->poisoned ? a->poisoned[s->index] : 0;
-  chd_log_fields f = { a->inst->name, s->subscriber_id, NULL, NULL };
-  chd_mdb_batch b;
-  ch_message stub;
 
   if (at <= 0 || s->position >= at)
     return;
-  s->state = CHD_SUB_STOPPED;
-  s->stopped_at = at;
-  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
-    chd_status_self->subs[s->index].stopped_at = at;
-  chd_log(CH_LOG_ERROR, &f, "subscription stopped at global position %" PRId64 ": %s", at,
-          a->poison_reason ? a->poison_reason : "it crashed the worker repeatedly");
-  /* record it with the message's stream and type when it can be read */
-  memset(&stub, 0, sizeof stub);
-  stub.global_position = at;
-  stub.stream_name = "?";
-  stub.type = "?";
-  if (chd_mdb_read(s->ctx->mdb, s->desc->stream_name, at, 1, &b) == CHD_MDB_OK && b.count &&
-      b.messages[0].global_position == at)
-    stub = b.messages[0];
-  else
-    memset(&b, 0, sizeof b);
-  chd_position_mark_stopped(s, &stub, a->poison_reason ? a->poison_reason
-                                                       : "it crashed the worker repeatedly");
-  chd_mdb_batch_release(&b);
+  s->stop_before = at;
+  snprintf(s->stop_reason, sizeof s->stop_reason, "%s",
+           a->poison_reason ? a->poison_reason : "it crashed the worker repeatedly");
 }
 
 static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
@@ -198,7 +181,7 @@ int chd_worker_run(const chd_worker_args *a)
   ch_ctx ctx;
   char err[1400];
   int rc = CHD_EXIT_CONFIG;
-  bool inited = false;
+  bool inited = false, started = false;
 
   stop_requested = 0;
   install_signals();
@@ -228,14 +211,17 @@ int chd_worker_run(const chd_worker_args *a)
     }
     apply_poison(&subs[i], a);
   }
-  if (handshake(a) != 0) {
-    rc = CHD_EXIT_OK;
-    goto out;
-  }
+  /* start() belongs to getting ready: a plugin that cannot start stops the
+   * whole host before any message is handled */
   if (d->start && d->start(&ctx, ctx.state) != 0) {
     snprintf(err, sizeof err, "start of plugin %s failed: %s", d->name,
              ctx.error[0] ? ctx.error : "(no reason given)");
     rc = refuse(a, err);
+    goto out;
+  }
+  started = true;
+  if (handshake(a) != 0) {
+    rc = CHD_EXIT_OK;
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
@@ -257,11 +243,11 @@ int chd_worker_run(const chd_worker_args *a)
     chd_log(CH_LOG_INFO, &f, "Stopped %s at global position %" PRId64,
             subs[i].subscriber_id, subs[i].position);
   }
-  if (d->stop)
-    d->stop(&ctx, ctx.state);
   rc = CHD_EXIT_OK;
 
 out:
+  if (started && d->stop)
+    d->stop(&ctx, ctx.state);
   if (inited && d->destroy)
     d->destroy(&ctx, ctx.state);
   free(subs);

@@ -2,12 +2,12 @@
  * worker.h - one plugin instance in its own process.
  *
  * The worker connects to the message store (and the view database), applies
- * the plugin's migrations, calls init(), loads every subscription's position
- * and then, when started with a handshake, reports 'R' (ready) or 'F' and a
- * reason on ready_fd and waits for 'G' on go_fd: so nothing starts until
- * every instance of the host is ready. Then start(), and the subscriptions'
- * loop until SIGTERM or SIGINT: finish the message in hand, save every
- * position, stop(), destroy(), exit 0.
+ * the plugin's migrations, calls init(), loads every subscription's position,
+ * calls start() and then, when started with a handshake, reports 'R' (ready)
+ * or 'F' and a reason on ready_fd and waits for 'G' on go_fd: so no message
+ * is handled until every instance of the host is ready. Then the
+ * subscriptions' loop until SIGTERM or SIGINT: finish the message in hand,
+ * save every position, stop(), destroy(), exit 0.
  */
 #ifndef CHD_WORKER_H
 #define CHD_WORKER_H

@@ -223,8 +223,9 @@ static void test_crashing_plugin(void **state)
   assert_true(ch_e2e_log_contains(&h, "while handling Crash"));
   assert_int_equal(ch_e2e_log_count(&h, "while handling Crash"), 3);
   assert_true(ch_e2e_log_contains(&h, "the worker crashed 3 times on Crash in fxrun-crash"));
-  /* fx handled what came before the crash, and not past it (each restart
-   * redelivers them: with message_store positions delivery is at least once) */
+  /* the restarted worker handles what came before the crash, then stops
+   * there (the crashes rolled back the batch each time) */
+  assert_true(ch_e2e_wait_log(&h, "subscription stopped: the worker crashed 3 times", WAIT));
   assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(DISTINCT global_position) FROM fx_seen"
                                            " WHERE subscriber = 'fx:run'"), 5);
   /* its other subscriptions still run in the restarted worker */
@@ -541,7 +542,8 @@ static void test_eventide_position_format(void **state)
 {
   ch_e2e_host h;
   const char *ini = ch_e2e_write_ini(&db, "evt.ini", "[fx]\nlibrary = fx_runtime\n"
-                                     "position_format = eventide\nposition_update_interval = 5\n");
+                                     "position_format = eventide\nposition_update_interval = 5\n"
+                                     "batch_transaction = false\n");
   (void)state;
 
   ch_e2e_write_many(&db, "fxrun", "Count", 12, 3);
@@ -645,6 +647,33 @@ static void test_plugin_dir_overrides(void **state)
   unsetenv("COMPHOST_E2E_PLUGIN_DIR");
 }
 
+/* A server that refuses us (no such role, no such database) is an error to
+ * report, not an outage to wait out. */
+static void test_refused_connections_fail_fast(void **state)
+{
+  ch_e2e_db bad = db;
+  ch_e2e_host h;
+  const char *ini;
+  int status;
+  (void)state;
+
+  snprintf(bad.store_url, sizeof bad.store_url, "%s user='nosuchrole'", db.store_url);
+  ini = ch_e2e_write_ini(&bad, "refused.ini", "[fx]\nlibrary = fx_runtime\n");
+  ch_e2e_host_start(&h, &bad, ini, "refused.log");
+  status = ch_e2e_host_wait(&h, 20000);
+  assert_true(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  assert_true(ch_e2e_log_contains(&h, "role \\\"nosuchrole\\\" does not exist"));
+
+  bad = db;
+  snprintf(bad.view_url, sizeof bad.view_url, "%s dbname='nosuchdb'", db.view_url);
+  ini = ch_e2e_write_ini(&bad, "refused2.ini", "[fx]\nlibrary = fx_runtime\n");
+  ch_e2e_host_start(&h, &bad, ini, "refused2.log");
+  status = ch_e2e_host_wait(&h, 20000);
+  assert_true(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  assert_true(ch_e2e_log_contains(&h, "cannot connect to view database"));
+  assert_true(ch_e2e_log_contains(&h, "database \\\"nosuchdb\\\" does not exist"));
+}
+
 static void test_check_prints_the_inventory(void **state)
 {
   char *out = NULL;
@@ -689,6 +718,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_duplicate_subscriber_and_plugin_name_refused, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_plugin_dir_overrides, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_refused_connections_fail_fast, setup, teardown),
     cmocka_unit_test_setup_teardown(test_check_prints_the_inventory, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

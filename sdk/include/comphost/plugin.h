@@ -135,7 +135,8 @@ typedef ch_result (*ch_batch_fn)(ch_ctx *ctx, void *state, const ch_message *msg
  * across everything that runs against the store. origin_stream_name, when
  * not NULL, keeps only messages whose metadata.originStreamName has that
  * category. Messages filtered out, or of a type with no handler, advance the
- * position as if handled. A table ends with an entry whose stream_name is NULL.
+ * position as if handled. A table ends with an entry whose stream_name is NULL;
+ * a plugin has at most 16 subscriptions.
  */
 typedef struct ch_subscription {
   const char *stream_name;
@@ -160,7 +161,7 @@ typedef struct ch_config_key {
   ch_config_type type;
   const char *default_value;         /* NULL: no default */
   bool required;
-  const char *help;                  /* one line, shown by `comphost inspect` */
+  const char *help;                  /* one line, shown by `comphost check` */
   void *reserved[2];
 } ch_config_key;
 
@@ -260,11 +261,12 @@ typedef struct ch_host_api {
   /*
    * Write a message. data and metadata may be NULL. expected_version is
    * CH_VERSION_ANY, CH_VERSION_EMPTY or a stream version N. While a handler
-   * runs, the message gets a deterministic id (UUID v5 of the handled
-   * message's id, the subscriber id and the index of this write in the
-   * handler call), so the writes of a redelivered message are recognised:
-   * CH_RC_ALREADY_WRITTEN, not an error. A handler must therefore make its
-   * writes in the same order each time it sees the same message.
+   * runs, the message gets a deterministic id (UUID v5 in the namespace of
+   * the handled message's id, of the subscriber id, the index of this write
+   * in the handler call, the stream name and the type), so the writes of a
+   * redelivered message are recognised: CH_RC_ALREADY_WRITTEN, not an
+   * error (*out_position is then -1). A handler that makes the same writes
+   * in the same order each time it sees a message is idempotent for free.
    * Returns CH_RC_OK (with *out_position, if not NULL, the stream position),
    * CH_RC_ALREADY_WRITTEN, CH_RC_CONFLICT, CH_RC_UNAVAILABLE, CH_RC_INVALID
    * or CH_RC_ERROR.
