@@ -1,0 +1,236 @@
+/*
+ * admin_streams.c - the book's admin-streams aggregator (chapter 13): the
+ * Admin Portal's list of streams.
+ *
+ * Subscribes to `$all` with an `$any` handler and keeps one row of
+ * `admin_streams` per stream: how many messages it holds, and the id and
+ * global position of its last one. The guard
+ * `last_message_global_position < globalPosition` makes every message count
+ * once, however often it is delivered.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include <comphost/plugin.h>
+
+static const ch_migration migrations[] = {
+  { "20190830155603_create-admin-streams",
+    "CREATE TABLE IF NOT EXISTS admin_streams ("
+    " stream_name text PRIMARY KEY,"
+    " message_count integer NOT NULL DEFAULT 0,"
+    " last_message_id text,"
+    " last_message_global_position bigint NOT NULL DEFAULT 0)",
+    { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static PGconn *view(ch_ctx *ctx)
+{
+  return (PGconn *)ch_host->view_db(ctx);
+}
+
+/* Run a statement; on failure say why through set_error. */
+static ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
+{
+  PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
+  ch_result r = CH_OK;
+
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
+    r = CH_FAIL;
+  }
+  PQclear(res);
+  return r;
+}
+
+/*
+ * A PostgreSQL array literal, built one element at a time: {"a","b",NULL}.
+ * Text elements are quoted, with '"' and '\' escaped.
+ */
+typedef struct pg_array {
+  char *text;
+  size_t len, cap, count;
+  bool failed;
+} pg_array;
+
+static void put(pg_array *a, const char *s, size_t n)
+{
+  if (a->failed)
+    return;
+  if (a->len + n + 1 > a->cap) {
+    size_t cap = a->cap ? a->cap : 256;
+    char *p;
+    while (a->len + n + 1 > cap)
+      cap *= 2;
+    p = realloc(a->text, cap);
+    if (!p) {
+      a->failed = true;
+      return;
+    }
+    a->text = p;
+    a->cap = cap;
+  }
+  memcpy(a->text + a->len, s, n);
+  a->len += n;
+  a->text[a->len] = '\0';
+}
+
+static void add_text(pg_array *a, const char *s)
+{
+  put(a, a->count++ ? "," : "{", 1);
+  if (!s) {
+    put(a, "NULL", 4);
+    return;
+  }
+  put(a, "\"", 1);
+  while (*s) {
+    size_t n = strcspn(s, "\"\\");
+    put(a, s, n);
+    s += n;
+    if (*s) {
+      put(a, "\\", 1);
+      put(a, s++, 1);
+    }
+  }
+  put(a, "\"", 1);
+}
+
+static void add_int(pg_array *a, int64_t v)
+{
+  char buf[24];
+  int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+
+  put(a, a->count++ ? "," : "{", 1);
+  put(a, buf, (size_t)n);
+}
+
+/* Close the literal; NULL when memory ran out. */
+static const char *finish(pg_array *a)
+{
+  put(a, a->count ? "}" : "{}", a->count ? 1 : 2);
+  return a->failed ? NULL : a->text;
+}
+
+static int init(ch_ctx *ctx, void **state)
+{
+  *state = NULL;
+  if (!view(ctx)) {
+    ch_host->set_error(ctx, "admin-streams needs a view database ([host] view_data)");
+    return -1;
+  }
+  return 0;
+}
+
+/* upsertStream */
+static ch_result any(ch_ctx *ctx, void *state, const ch_message *msg)
+{
+  char gp[24];
+  const char *params[3] = { msg->stream_name, msg->id, gp };
+  (void)state;
+
+  snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
+  return exec(ctx,
+              "INSERT INTO admin_streams AS s"
+              " (stream_name, message_count, last_message_id, last_message_global_position)"
+              " VALUES ($1, 1, $2, $3::bigint)"
+              " ON CONFLICT (stream_name) DO UPDATE"
+              " SET message_count = s.message_count + 1,"
+              " last_message_id = EXCLUDED.last_message_id,"
+              " last_message_global_position = EXCLUDED.last_message_global_position"
+              " WHERE s.last_message_global_position < EXCLUDED.last_message_global_position",
+              3, params);
+}
+
+/*
+ * A whole batch in one statement: per stream, the messages beyond
+ * last_message_global_position are counted, and the last of them becomes the
+ * stream's last message.
+ */
+static ch_result any_batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t count)
+{
+  enum { NCOLS = 3 };
+  pg_array cols[NCOLS];
+  const char *params[NCOLS];
+  ch_result r = CH_OK;
+  (void)state;
+
+  memset(cols, 0, sizeof cols);
+  for (size_t i = 0; i < count; i++) {
+    add_text(&cols[0], msgs[i].stream_name);
+    add_text(&cols[1], msgs[i].id);
+    add_int(&cols[2], msgs[i].global_position);
+  }
+  if (count == 0)
+    goto out;
+  for (int c = 0; c < NCOLS; c++) {
+    params[c] = finish(&cols[c]);
+    if (!params[c]) {
+      ch_host->set_error(ctx, "out of memory");
+      r = CH_RETRY;
+      goto out;
+    }
+  }
+  r = exec(ctx,
+           "WITH e AS ("
+           "  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
+           "    AS e(stream_name, id, gp)),"
+           " f AS ("
+           "  SELECT e.stream_name, count(*) AS n, max(e.gp) AS gp,"
+           "   (array_agg(e.id ORDER BY e.gp DESC))[1] AS id"
+           "  FROM e LEFT JOIN admin_streams s ON s.stream_name = e.stream_name"
+           "  WHERE e.gp > coalesce(s.last_message_global_position, 0)"
+           "  GROUP BY e.stream_name)"
+           " INSERT INTO admin_streams AS s"
+           "  (stream_name, message_count, last_message_id, last_message_global_position)"
+           " SELECT stream_name, n, id, gp FROM f"
+           " ON CONFLICT (stream_name) DO UPDATE"
+           "  SET message_count = s.message_count + EXCLUDED.message_count,"
+           "  last_message_id = EXCLUDED.last_message_id,"
+           "  last_message_global_position = EXCLUDED.last_message_global_position"
+           " WHERE s.last_message_global_position < EXCLUDED.last_message_global_position",
+           NCOLS, params);
+
+out:
+  for (int c = 0; c < NCOLS; c++)
+    free(cols[c].text);
+  return r;
+}
+
+static int reset(ch_ctx *ctx, void *state)
+{
+  (void)state;
+  return exec(ctx, "TRUNCATE admin_streams", 0, NULL) == CH_OK ? 0 : -1;
+}
+
+static const ch_handler handlers[] = {
+  { "$any", any, { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static const ch_subscription subscriptions[] = {
+  { "$all", "6db9a0ab-7679-4b02-b5ad-2ebc8ae06b6a", NULL, handlers, any_batch,
+    { NULL, NULL, NULL } },
+  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+};
+
+static const ch_plugin_desc admin_streams = {
+  .magic = CH_PLUGIN_MAGIC,
+  .abi_major = CH_ABI_MAJOR,
+  .abi_minor = CH_ABI_MINOR,
+  .struct_size = sizeof(ch_plugin_desc),
+  .kind = CH_KIND_AGGREGATOR,
+  .name = "admin-streams",
+  .version = "1.0.0",
+  .description = "the Admin Portal's streams: message count and last message of every stream",
+  .subscriptions = subscriptions,
+  .migrations = migrations,
+  .init = init,
+  .reset = reset,
+};
+
+CH_PLUGIN_DEFINE(admin_streams)

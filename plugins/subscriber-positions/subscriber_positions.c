@@ -1,0 +1,262 @@
+/*
+ * subscriber_positions.c - the book's admin-subscriber-positions aggregator
+ * (chapter 13): the Admin Portal's "Component Read Positions".
+ *
+ * The book names the page but prints neither the aggregator nor its table.
+ * This one subscribes to the `subscriberPosition` category, where the
+ * subscriptions of the book's format record their read positions (type
+ * Read, data {"position": N}), and keeps one row of
+ * `admin_subscriber_positions` per subscriber id (the stream name after
+ * `subscriberPosition-`): its last recorded position and when it was
+ * recorded. The guard `last_message_global_position < globalPosition` makes
+ * a redelivered Read change nothing.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include <comphost/plugin.h>
+
+static const ch_migration migrations[] = {
+  { "create-admin-subscriber-positions",
+    "CREATE TABLE IF NOT EXISTS admin_subscriber_positions ("
+    " subscriber_id text PRIMARY KEY,"
+    " position bigint NOT NULL,"
+    " recorded_at timestamp NOT NULL,"
+    " last_message_global_position bigint NOT NULL DEFAULT 0)",
+    { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static PGconn *view(ch_ctx *ctx)
+{
+  return (PGconn *)ch_host->view_db(ctx);
+}
+
+/* Run a statement; on failure say why through set_error. */
+static ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
+{
+  PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
+  ch_result r = CH_OK;
+
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
+    r = CH_FAIL;
+  }
+  PQclear(res);
+  return r;
+}
+
+/*
+ * A PostgreSQL array literal, built one element at a time: {"a","b",NULL}.
+ * Text elements are quoted, with '"' and '\' escaped.
+ */
+typedef struct pg_array {
+  char *text;
+  size_t len, cap, count;
+  bool failed;
+} pg_array;
+
+static void put(pg_array *a, const char *s, size_t n)
+{
+  if (a->failed)
+    return;
+  if (a->len + n + 1 > a->cap) {
+    size_t cap = a->cap ? a->cap : 256;
+    char *p;
+    while (a->len + n + 1 > cap)
+      cap *= 2;
+    p = realloc(a->text, cap);
+    if (!p) {
+      a->failed = true;
+      return;
+    }
+    a->text = p;
+    a->cap = cap;
+  }
+  memcpy(a->text + a->len, s, n);
+  a->len += n;
+  a->text[a->len] = '\0';
+}
+
+static void add_text(pg_array *a, const char *s)
+{
+  put(a, a->count++ ? "," : "{", 1);
+  if (!s) {
+    put(a, "NULL", 4);
+    return;
+  }
+  put(a, "\"", 1);
+  while (*s) {
+    size_t n = strcspn(s, "\"\\");
+    put(a, s, n);
+    s += n;
+    if (*s) {
+      put(a, "\\", 1);
+      put(a, s++, 1);
+    }
+  }
+  put(a, "\"", 1);
+}
+
+static void add_int(pg_array *a, int64_t v)
+{
+  char buf[24];
+  int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+
+  put(a, a->count++ ? "," : "{", 1);
+  put(a, buf, (size_t)n);
+}
+
+/* Close the literal; NULL when memory ran out. */
+static const char *finish(pg_array *a)
+{
+  put(a, a->count ? "}" : "{}", a->count ? 1 : 2);
+  return a->failed ? NULL : a->text;
+}
+
+/* A Read's subscriber id and position; false when it has either not. */
+static bool read_of(const ch_message *msg, const char **subscriber_id, int64_t *position)
+{
+  json_t *p = json_object_get(msg->data, "position");
+
+  *subscriber_id = ch_host->stream_id(msg->stream_name);
+  if (!*subscriber_id || !json_is_integer(p))
+    return false;
+  *position = (int64_t)json_integer_value(p);
+  return true;
+}
+
+static int init(ch_ctx *ctx, void **state)
+{
+  *state = NULL;
+  if (!view(ctx)) {
+    ch_host->set_error(ctx, "subscriber-positions needs a view database ([host] view_data)");
+    return -1;
+  }
+  return 0;
+}
+
+static ch_result read_recorded(ch_ctx *ctx, void *state, const ch_message *msg)
+{
+  char pos[24], gp[24];
+  const char *params[4] = { NULL, pos, msg->time, gp };
+  int64_t position;
+  (void)state;
+
+  if (!read_of(msg, &params[0], &position)) {
+    ch_host->set_error(ctx, "a Read needs a subscriber id in its stream name and an integer"
+                       " data.position");
+    return CH_FAIL;
+  }
+  snprintf(pos, sizeof pos, "%" PRId64, position);
+  snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
+  return exec(ctx,
+              "INSERT INTO admin_subscriber_positions AS p"
+              " (subscriber_id, position, recorded_at, last_message_global_position)"
+              " VALUES ($1, $2::bigint, $3::timestamp, $4::bigint)"
+              " ON CONFLICT (subscriber_id) DO UPDATE SET position = EXCLUDED.position,"
+              " recorded_at = EXCLUDED.recorded_at,"
+              " last_message_global_position = EXCLUDED.last_message_global_position"
+              " WHERE p.last_message_global_position < EXCLUDED.last_message_global_position",
+              4, params);
+}
+
+/*
+ * A whole batch in one statement: the last Read of each subscriber in the
+ * batch, applied when it is beyond the row's guard. A Read that is not one
+ * (no subscriber id, no integer position) fails the batch: the host then
+ * replays it message by message, and the handler decides.
+ */
+static ch_result read_batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t count)
+{
+  enum { NCOLS = 4 };
+  pg_array cols[NCOLS];
+  const char *params[NCOLS];
+  ch_result r = CH_OK;
+  size_t n = 0;
+  (void)state;
+
+  memset(cols, 0, sizeof cols);
+  for (size_t i = 0; i < count; i++) {
+    const char *id;
+    int64_t position;
+    if (strcmp(msgs[i].type, "Read") != 0)
+      continue;
+    if (!read_of(&msgs[i], &id, &position)) {
+      ch_host->set_error(ctx, "the Read at %" PRId64 " is not one", msgs[i].global_position);
+      r = CH_FAIL;
+      goto out;
+    }
+    add_text(&cols[0], id);
+    add_int(&cols[1], position);
+    add_text(&cols[2], msgs[i].time);
+    add_int(&cols[3], msgs[i].global_position);
+    n++;
+  }
+  if (n == 0)
+    goto out;
+  for (int c = 0; c < NCOLS; c++) {
+    params[c] = finish(&cols[c]);
+    if (!params[c]) {
+      ch_host->set_error(ctx, "out of memory");
+      r = CH_RETRY;
+      goto out;
+    }
+  }
+  r = exec(ctx,
+           "INSERT INTO admin_subscriber_positions AS p"
+           " (subscriber_id, position, recorded_at, last_message_global_position)"
+           " SELECT DISTINCT ON (subscriber_id) subscriber_id, position, recorded_at, gp"
+           " FROM unnest($1::text[], $2::bigint[], $3::timestamp[], $4::bigint[])"
+           "   AS r(subscriber_id, position, recorded_at, gp)"
+           " ORDER BY subscriber_id, gp DESC"
+           " ON CONFLICT (subscriber_id) DO UPDATE SET position = EXCLUDED.position,"
+           "  recorded_at = EXCLUDED.recorded_at,"
+           "  last_message_global_position = EXCLUDED.last_message_global_position"
+           " WHERE p.last_message_global_position < EXCLUDED.last_message_global_position",
+           NCOLS, params);
+
+out:
+  for (int c = 0; c < NCOLS; c++)
+    free(cols[c].text);
+  return r;
+}
+
+static int reset(ch_ctx *ctx, void *state)
+{
+  (void)state;
+  return exec(ctx, "TRUNCATE admin_subscriber_positions", 0, NULL) == CH_OK ? 0 : -1;
+}
+
+static const ch_handler handlers[] = {
+  { "Read", read_recorded, { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static const ch_subscription subscriptions[] = {
+  { "subscriberPosition", "aggregators:subscriber-positions", NULL, handlers, read_batch,
+    { NULL, NULL, NULL } },
+  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+};
+
+static const ch_plugin_desc subscriber_positions = {
+  .magic = CH_PLUGIN_MAGIC,
+  .abi_major = CH_ABI_MAJOR,
+  .abi_minor = CH_ABI_MINOR,
+  .struct_size = sizeof(ch_plugin_desc),
+  .kind = CH_KIND_AGGREGATOR,
+  .name = "subscriber-positions",
+  .version = "1.0.0",
+  .description = "the Admin Portal's component read positions: the last Read of every subscriber",
+  .subscriptions = subscriptions,
+  .migrations = migrations,
+  .init = init,
+  .reset = reset,
+};
+
+CH_PLUGIN_DEFINE(subscriber_positions)

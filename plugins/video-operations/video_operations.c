@@ -1,0 +1,256 @@
+/*
+ * video_operations.c - the book's video-operations aggregator (chapter 11).
+ *
+ * Subscribes to `videoPublishing` as aggregators:video-operations and records
+ * the outcome of every naming request in `video_operations`, keyed by the
+ * request's traceId: VideoNamed (succeeded, no reason) and VideoNameRejected
+ * (failed, with data.reason). The video id comes from the stream name
+ * (videoPublishing-<videoId>), not from the event's data, which has none.
+ * The primary key on trace_id is the idempotence guard: the first outcome of
+ * a traceId wins, however often it is delivered.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include <comphost/plugin.h>
+
+static const ch_migration migrations[] = {
+  { "20181224101632_create-video-operations",
+    "CREATE TABLE IF NOT EXISTS video_operations ("
+    " trace_id text PRIMARY KEY,"
+    " video_id text NOT NULL,"
+    " succeeded boolean NOT NULL,"
+    " failure_reason text)",
+    { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static PGconn *view(ch_ctx *ctx)
+{
+  return (PGconn *)ch_host->view_db(ctx);
+}
+
+/* Run a statement; on failure say why through set_error. */
+static ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
+{
+  PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
+  ch_result r = CH_OK;
+
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
+    r = CH_FAIL;
+  }
+  PQclear(res);
+  return r;
+}
+
+/*
+ * A PostgreSQL array literal, built one element at a time: {"a","b",NULL}.
+ * Text elements are quoted, with '"' and '\' escaped.
+ */
+typedef struct pg_array {
+  char *text;
+  size_t len, cap, count;
+  bool failed;
+} pg_array;
+
+static void put(pg_array *a, const char *s, size_t n)
+{
+  if (a->failed)
+    return;
+  if (a->len + n + 1 > a->cap) {
+    size_t cap = a->cap ? a->cap : 256;
+    char *p;
+    while (a->len + n + 1 > cap)
+      cap *= 2;
+    p = realloc(a->text, cap);
+    if (!p) {
+      a->failed = true;
+      return;
+    }
+    a->text = p;
+    a->cap = cap;
+  }
+  memcpy(a->text + a->len, s, n);
+  a->len += n;
+  a->text[a->len] = '\0';
+}
+
+static void add_text(pg_array *a, const char *s)
+{
+  put(a, a->count++ ? "," : "{", 1);
+  if (!s) {
+    put(a, "NULL", 4);
+    return;
+  }
+  put(a, "\"", 1);
+  while (*s) {
+    size_t n = strcspn(s, "\"\\");
+    put(a, s, n);
+    s += n;
+    if (*s) {
+      put(a, "\\", 1);
+      put(a, s++, 1);
+    }
+  }
+  put(a, "\"", 1);
+}
+
+static void add_bool(pg_array *a, bool v)
+{
+  put(a, a->count++ ? "," : "{", 1);
+  put(a, v ? "t" : "f", 1);
+}
+
+/* Close the literal; NULL when memory ran out. */
+static const char *finish(pg_array *a)
+{
+  put(a, a->count ? "}" : "{}", a->count ? 1 : 2);
+  return a->failed ? NULL : a->text;
+}
+
+/* What a naming event says: the row of video_operations it writes. */
+typedef struct outcome {
+  const char *trace_id;
+  const char *video_id;
+  bool succeeded;
+  const char *failure_reason;
+} outcome;
+
+static outcome outcome_of(const ch_message *msg)
+{
+  outcome o;
+
+  o.trace_id = json_string_value(json_object_get(msg->metadata, "traceId"));
+  o.video_id = ch_host->stream_id(msg->stream_name);   /* streamToEntityId */
+  o.succeeded = strcmp(msg->type, "VideoNamed") == 0;
+  o.failure_reason = o.succeeded ? NULL
+                                 : json_string_value(json_object_get(msg->data, "reason"));
+  return o;
+}
+
+static bool is_naming_event(const ch_message *msg)
+{
+  return strcmp(msg->type, "VideoNamed") == 0 || strcmp(msg->type, "VideoNameRejected") == 0;
+}
+
+static int init(ch_ctx *ctx, void **state)
+{
+  *state = NULL;
+  if (!view(ctx)) {
+    ch_host->set_error(ctx, "video-operations needs a view database ([host] view_data)");
+    return -1;
+  }
+  return 0;
+}
+
+/* writeResult, for VideoNamed and VideoNameRejected alike */
+static ch_result write_result(ch_ctx *ctx, void *state, const ch_message *msg)
+{
+  outcome o = outcome_of(msg);
+  const char *params[4] = { o.trace_id, o.video_id, o.succeeded ? "t" : "f",
+                            o.failure_reason };
+  (void)state;
+
+  return exec(ctx,
+              "INSERT INTO video_operations (trace_id, video_id, succeeded, failure_reason)"
+              " VALUES ($1, $2, $3::boolean, $4) ON CONFLICT (trace_id) DO NOTHING",
+              4, params);
+}
+
+/*
+ * A whole batch in one statement: the first outcome of each traceId in the
+ * batch, inserted unless the traceId has a row already. An event with no
+ * traceId or no video id fails the batch: the host then replays it message
+ * by message, and the handler above decides.
+ */
+static ch_result write_result_batch(ch_ctx *ctx, void *state, const ch_message *msgs,
+                                    size_t count)
+{
+  pg_array cols[4];
+  const char *params[4];
+  ch_result r = CH_OK;
+  size_t n = 0;
+  (void)state;
+
+  memset(cols, 0, sizeof cols);
+  for (size_t i = 0; i < count; i++) {
+    outcome o;
+    if (!is_naming_event(&msgs[i]))
+      continue;
+    o = outcome_of(&msgs[i]);
+    if (!o.trace_id || !o.video_id) {
+      ch_host->set_error(ctx, "%s at %" PRId64 " has no traceId or no video id",
+                         msgs[i].type, msgs[i].global_position);
+      r = CH_FAIL;
+      goto out;
+    }
+    add_text(&cols[0], o.trace_id);
+    add_text(&cols[1], o.video_id);
+    add_bool(&cols[2], o.succeeded);
+    add_text(&cols[3], o.failure_reason);
+    n++;
+  }
+  if (n == 0)
+    goto out;
+  for (int c = 0; c < 4; c++) {
+    params[c] = finish(&cols[c]);
+    if (!params[c]) {
+      ch_host->set_error(ctx, "out of memory");
+      r = CH_RETRY;
+      goto out;
+    }
+  }
+  r = exec(ctx,
+           "INSERT INTO video_operations (trace_id, video_id, succeeded, failure_reason)"
+           " SELECT DISTINCT ON (trace_id) trace_id, video_id, succeeded, failure_reason"
+           " FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[]) WITH ORDINALITY"
+           "   AS r(trace_id, video_id, succeeded, failure_reason, n)"
+           " ORDER BY trace_id, n"
+           " ON CONFLICT (trace_id) DO NOTHING",
+           4, params);
+
+out:
+  for (int c = 0; c < 4; c++)
+    free(cols[c].text);
+  return r;
+}
+
+static int reset(ch_ctx *ctx, void *state)
+{
+  (void)state;
+  return exec(ctx, "TRUNCATE video_operations", 0, NULL) == CH_OK ? 0 : -1;
+}
+
+static const ch_handler handlers[] = {
+  { "VideoNamed", write_result, { NULL, NULL } },
+  { "VideoNameRejected", write_result, { NULL, NULL } },
+  { NULL, NULL, { NULL, NULL } },
+};
+
+static const ch_subscription subscriptions[] = {
+  { "videoPublishing", "aggregators:video-operations", NULL, handlers, write_result_batch,
+    { NULL, NULL, NULL } },
+  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+};
+
+static const ch_plugin_desc video_operations = {
+  .magic = CH_PLUGIN_MAGIC,
+  .abi_major = CH_ABI_MAJOR,
+  .abi_minor = CH_ABI_MINOR,
+  .struct_size = sizeof(ch_plugin_desc),
+  .kind = CH_KIND_AGGREGATOR,
+  .name = "video-operations",
+  .version = "1.0.0",
+  .description = "the book's video operations: the outcome of every naming request, by traceId",
+  .subscriptions = subscriptions,
+  .migrations = migrations,
+  .init = init,
+  .reset = reset,
+};
+
+CH_PLUGIN_DEFINE(video_operations)
