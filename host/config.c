@@ -38,6 +38,7 @@
 enum kind {
   K_CONNINFO,   /* a connection string: empty means not set */
   K_TEXT,       /* any non-empty text */
+  K_OPT_TEXT,   /* any text: empty means not set */
   K_INT,        /* a whole number in min..max */
   K_BOOL,
   K_ENUM        /* one of choices, stored as its index */
@@ -57,7 +58,8 @@ static const char *const position_formats[] = { "book", "eventide", NULL };
 
 enum {
   HK_MESSAGE_STORE, HK_VIEW_DATA, HK_PLUGIN_DIR, HK_LOG_LEVEL, HK_SHUTDOWN_TIMEOUT_MS,
-  HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_COUNT
+  HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_HTTP_LISTEN,
+  HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_COUNT
 };
 
 static const struct key_def host_keys[HK_COUNT] = {
@@ -71,6 +73,10 @@ static const struct key_def host_keys[HK_COUNT] = {
     .min = 1, .max = 3600000, .offset = offsetof(chd_config, restart_backoff_max_ms) },
   [HK_MAX_CRASH_RESTARTS] = { .name = "max_crash_restarts", .kind = K_INT,
     .min = 1, .max = 1000, .offset = offsetof(chd_config, max_crash_restarts) },
+  [HK_HTTP_LISTEN] = { .name = "http_listen", .kind = K_OPT_TEXT },
+  [HK_HEALTH_MAX_HEARTBEAT_AGE_MS] = { .name = "health_max_heartbeat_age_ms", .kind = K_INT,
+    .min = 2000, .max = 3600000, .offset = offsetof(chd_config, health_max_heartbeat_age_ms) },
+  [HK_STATE_FILE] = { .name = "state_file", .kind = K_OPT_TEXT },
 };
 
 enum {
@@ -122,6 +128,7 @@ struct parser {
   int host_line;                  /* line of [host], 0 if none */
   int host_key_line[HK_COUNT];
   char *plugin_dir;               /* [host] plugin_dir as written */
+  char *state_file;               /* [host] state_file as written */
   struct instance_lines *lines;   /* parallel to cfg->instances */
   size_t capacity;                /* of cfg->instances and lines */
   char *err;
@@ -295,7 +302,7 @@ static bool parse_value(struct parser *p, const struct key_def *def, const char 
   bool b;
 
   *n = 0;
-  if (def->kind == K_CONNINFO)
+  if (def->kind == K_CONNINFO || def->kind == K_OPT_TEXT)
     return true;
   if (!*value) {
     fail(p, p->line, "[%s] %s: empty value", p->section, def->name);
@@ -399,6 +406,20 @@ static void host_key(struct parser *p, const char *name, const char *value)
     break;
   case HK_LOG_LEVEL:
     cfg->log_level = (ch_log_level)n;
+    break;
+  case HK_HTTP_LISTEN: {
+    char host[64];
+    int port;
+
+    if (*value && chd_parse_listen(value, host, sizeof host, &port) != 0)
+      fail(p, p->line, "[host] http_listen: '%s' is not HOST:PORT (an IP address or"
+           " localhost, and a port from 0 to 65535)", value);
+    else
+      set_string(p, &cfg->http_listen, value);
+    break;
+  }
+  case HK_STATE_FILE:
+    set_string(p, &p->state_file, value);
     break;
   default:
     set_field(cfg, &host_keys[id], n);
@@ -740,6 +761,10 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
     fail(p, 0, "out of memory");
     return;
   }
+  if (p->state_file && !(cfg->state_file = beside(p->path, p->state_file))) {
+    fail(p, 0, "out of memory");
+    return;
+  }
 
   for (size_t i = 0; i < cfg->instance_count; i++) {
     chd_instance_config *inst = &cfg->instances[i];
@@ -791,6 +816,7 @@ int chd_config_load(chd_config *cfg, const char *path, const char *plugin_dir_ov
   cfg->shutdown_timeout_ms = 30000;
   cfg->restart_backoff_max_ms = 60000;
   cfg->max_crash_restarts = 3;
+  cfg->health_max_heartbeat_age_ms = 10000;
 
   if (!path || !*path) {
     p.failed = true;
@@ -827,6 +853,7 @@ done:
     fclose(p.fp);
   free(p.buf);
   free(p.plugin_dir);
+  free(p.state_file);
   free(p.lines);
   if (p.failed) {
     chd_config_release(cfg);
@@ -855,6 +882,8 @@ void chd_config_release(chd_config *cfg)
   free(cfg->message_store);
   free(cfg->view_data);
   free(cfg->plugin_dir);
+  free(cfg->http_listen);
+  free(cfg->state_file);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -937,6 +966,43 @@ int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_confi
       return -1;
     }
   }
+  return 0;
+}
+
+int chd_parse_listen(const char *s, char *host, size_t host_size, int *port)
+{
+  const char *colon, *h;
+  size_t hlen;
+  int64_t n;
+
+  if (!s || !*s)
+    return -1;
+  if (s[0] == '[') {                        /* [IPv6]:PORT */
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':')
+      return -1;
+    h = s + 1;
+    hlen = (size_t)(close - h);
+    colon = close + 1;
+  } else if ((colon = strrchr(s, ':'))) {   /* HOST:PORT */
+    h = s;
+    hlen = (size_t)(colon - s);
+    if (memchr(s, ':', hlen))
+      return -1;                            /* IPv6 needs brackets */
+  } else {                                  /* PORT: on the loopback */
+    h = "127.0.0.1";
+    hlen = strlen(h);
+    colon = s - 1;
+  }
+  if (hlen == 0 || hlen >= host_size || chd_parse_int64(colon + 1, &n) != 0 ||
+      colon[1] == '+' || colon[1] == '-' || n < 0 || n > 65535)
+    return -1;
+  for (size_t i = 0; i < hlen; i++)
+    if (!isalnum((unsigned char)h[i]) && h[i] != '.' && h[i] != ':' && h[i] != '-')
+      return -1;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  *port = (int)n;
   return 0;
 }
 

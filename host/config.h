@@ -85,6 +85,12 @@ typedef struct chd_config {
   int64_t restart_backoff_max_ms;  /* [host] restart_backoff_max_ms, default 60000 */
   int64_t max_crash_restarts;      /* [host] max_crash_restarts, default 3: crashes on
                                       the same message before its subscription stops */
+  char *http_listen;               /* [host] http_listen, "HOST:PORT" of the metrics and
+                                      health listener; NULL: none */
+  int64_t health_max_heartbeat_age_ms; /* [host] health_max_heartbeat_age_ms, default
+                                      10000: /healthz fails past it */
+  char *state_file;                /* [host] state_file, resolved; NULL: the default
+                                      (see monitor.h) */
   chd_instance_config *instances;
   size_t instance_count;
 } chd_config;
@@ -128,5 +134,9 @@ bool chd_config_is_host_key(const char *name);
 /* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
 int chd_parse_int64(const char *s, int64_t *out);
 int chd_parse_bool(const char *s, bool *out);
+
+/* "HOST:PORT", "[IPv6]:PORT" or "PORT" (on 127.0.0.1): the host into `host`
+ * and the port (0 to 65535). Returns 0, or -1 when s is not one. */
+int chd_parse_listen(const char *s, char *host, size_t host_size, int *port);
 
 #endif /* CHD_CONFIG_H */

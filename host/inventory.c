@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 #include "mdb.h"
@@ -137,6 +139,17 @@ static void handled_types(const ch_subscription *sub, char *buf, size_t size)
     buf[size - 1] = '\0';
 }
 
+/* The file's modification time, "2026-11-28T06:49:19Z", or "unknown". */
+static void file_mtime(const char *path, char *buf, size_t size)
+{
+  struct stat st;
+  struct tm tm;
+
+  if (stat(path, &st) != 0 || !gmtime_r(&st.st_mtime, &tm) ||
+      strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(buf, size, "unknown");
+}
+
 void chd_inventory_log(const chd_inventory *inv)
 {
   chd_log_info("comphost %s (plugin ABI %u.%u) runs %zu plugin instance%s from %s",
@@ -146,10 +159,12 @@ void chd_inventory_log(const chd_inventory *inv)
     const chd_instance_config *inst = &inv->cfg.instances[i];
     const chd_plugin *p = &inv->plugins[i];
     chd_log_fields f = { inst->name, NULL, NULL, NULL };
+    char mtime[32];
 
-    chd_log(CH_LOG_INFO, &f, "plugin %s %s (%s) from %s, %lld bytes, build id %s",
+    file_mtime(p->path, mtime, sizeof mtime);
+    chd_log(CH_LOG_INFO, &f, "plugin %s %s (%s) from %s, %lld bytes, modified %s, build id %s",
             p->desc.name, p->desc.version, chd_kind_name(p->desc.kind), p->path,
-            (long long)p->size, p->build_id[0] ? p->build_id : "(none)");
+            (long long)p->size, mtime, p->build_id[0] ? p->build_id : "(none)");
     for (size_t s = 0; p->desc.subscriptions[s].stream_name; s++) {
       const ch_subscription *sub = &p->desc.subscriptions[s];
       char id[256], types[1024];

@@ -55,6 +55,7 @@ enum { ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_AL
 
 struct chd_mdb {
   char *conninfo;
+  char *session_sql;          /* run on every new session, or NULL */
   PGconn *conn;
   const volatile sig_atomic_t *interrupt;
   char describe[256];
@@ -128,6 +129,7 @@ void chd_mdb_free(chd_mdb *db)
   if (db->conn)
     PQfinish(db->conn);
   free(db->conflict_stream);
+  free(db->session_sql);
   free(db->conninfo);
   free(db);
 }
@@ -155,6 +157,17 @@ PGconn *chd_mdb_conn(chd_mdb *db)
 void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag)
 {
   db->interrupt = flag;
+}
+
+int chd_mdb_set_session_sql(chd_mdb *db, const char *sql)
+{
+  char *copy = sql ? strdup(sql) : NULL;
+
+  if (sql && !copy)
+    return -1;
+  free(db->session_sql);
+  db->session_sql = copy;
+  return 0;
 }
 
 /* Fill db->describe from the parsed connection string: never the password. */
@@ -264,6 +277,18 @@ chd_mdb_rc chd_mdb_connect(chd_mdb *db)
   if (rc != CHD_MDB_OK) {
     disconnect(db);
     return rc;
+  }
+  if (db->session_sql) {
+    res = PQexec(db->conn, db->session_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
+      rc = fail(db, PQstatus(db->conn) == CONNECTION_BAD ? CHD_MDB_DISCONNECTED : CHD_MDB_ERROR,
+                "cannot set up the session at %s: %s", db->describe,
+                PQresultErrorMessage(res));
+      PQclear(res);
+      disconnect(db);
+      return rc;
+    }
+    PQclear(res);
   }
 
   for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {

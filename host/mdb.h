@@ -102,6 +102,11 @@ chd_mdb_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms);
 /* A flag that, once non-zero, stops chd_mdb_reconnect() (a signal flag). */
 void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag);
 
+/* A statement to run on every new session, after the version check (the
+ * worker's subscriber locks, sublock.h); NULL for none. Returns 0, or -1
+ * when out of memory. */
+int chd_mdb_set_session_sql(chd_mdb *db, const char *sql);
+
 /* The text of the last error, "" if none. */
 const char *chd_mdb_error(const chd_mdb *db);
 

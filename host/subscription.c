@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "position.h"
 #include "status.h"
 #include "stream_name.h"
@@ -35,6 +36,7 @@ static int nap(int64_t ms, const volatile sig_atomic_t *stop)
       return -1;
     if (left <= 0)
       return 0;
+    chd_status_heartbeat();     /* waiting on purpose: the loop is alive */
     if (left > 50)
       left = 50;
     ts.tv_sec = 0;
@@ -126,11 +128,14 @@ static ch_handler_fn handler_for(const chd_sub *s, const ch_message *m)
 static ch_result call_handler(chd_sub *s, ch_handler_fn fn, const ch_message *m)
 {
   ch_ctx *ctx = s->ctx;
+  int64_t started;
   ch_result r;
 
   chd_ctx_begin_message(ctx, s->subscriber_id, m);
   chd_status_begin(s->index, m);
+  started = chd_now_us();
   r = fn(ctx, ctx->state, m);
+  chd_metrics_handler_done(s->index, started);
   chd_status_end();
   chd_ctx_end_message(ctx);
   if (r != CH_OK && r != CH_RETRY && r != CH_FAIL) {
@@ -265,6 +270,7 @@ static void advance(chd_sub *s, int64_t global_position, int64_t count, bool sav
   if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
     chd_status_self->subs[s->index].position = s->position;
     chd_status_self->subs[s->index].handled = s->handled;
+    chd_metrics_moved(s->index);
   }
   if (s->since_save >= s->ctx->inst->position_update_interval &&
       chd_sub_save_position(s) != 0) {
@@ -409,9 +415,12 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
         if (origin_matches(s, &b->messages[i]))
           passing[n++] = b->messages[i];
       if (n > 0) {
+        int64_t started = chd_now_us();
+        chd_status_heartbeat();
         chd_ctx_begin_message(ctx, s->subscriber_id, NULL);
         failed = s->desc->handle_batch(ctx, ctx->state, passing, n) != CH_OK;
         chd_ctx_end_message(ctx);
+        chd_metrics_handler_done(s->index, started);
       }
       free(passing);
     }
@@ -522,8 +531,10 @@ static void truncate_batch(chd_mdb_batch *b, size_t keep)
 int chd_sub_tick(chd_sub *s, bool *did_work)
 {
   ch_ctx *ctx = s->ctx;
+  int64_t started = chd_now_us();
   chd_mdb_batch b;
   chd_mdb_rc rc;
+  bool full;
 
   *did_work = false;
   if (s->state == CHD_SUB_STOPPED)
@@ -541,6 +552,8 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
       chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
     return -1;
   }
+  full = (int64_t)b.count >= ctx->inst->batch_size;
+  chd_metrics_read(s, b.count);
   if (chd_stream_is_all(s->desc->stream_name)) {
     int64_t usable = contiguous_prefix(s, &b);
     if (usable < 0) {
@@ -576,6 +589,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
         break;
     }
   }
+  chd_metrics_batch_done(s, b.count, full, started);
   chd_mdb_batch_release(&b);
   return 0;
 }

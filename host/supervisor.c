@@ -1,6 +1,7 @@
 /* supervisor.c - the parent process: one worker per plugin instance. */
 #include "supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,12 +17,14 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "monitor.h"
 #include "status.h"
 #include "subscription.h"
 #include "worker.h"
 
 #define FIRST_BACKOFF_MS 1000
 #define STABLE_RUN_MS 30000
+#define RELOAD_CHECK_TIMEOUT_MS 60000
 
 typedef struct slot {
   pid_t pid;                      /* 0 when not running */
@@ -39,6 +42,10 @@ typedef struct slot {
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t hup_received;
+
+/* for SIGHUP: the command line to execute again (chd_supervisor_set_reexec) */
+static char **reexec_argv;
+static const char *reexec_plugin_dir;
 
 static void on_stop(int sig)
 {
@@ -65,6 +72,11 @@ static void install_signals(void)
   sigaction(SIGHUP, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
+  /* a re-executed host starts with SIGHUP blocked: one that came meanwhile
+   * is delivered now, to the handler */
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGHUP);
+  sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
 }
 
 static void close_fd(int *fd)
@@ -97,6 +109,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     return -1;
   }
   memset(&status[i], 0, sizeof status[i]);
+  status[i].restarts = sl->restarts;
   fflush(NULL);      /* nothing buffered may be written twice */
   pid = fork();
   if (pid < 0) {
@@ -116,6 +129,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     if (getppid() != parent)
       _exit(CHD_EXIT_SOFTWARE);
     signal(SIGHUP, SIG_DFL);
+    chd_monitor_child();
     for (size_t j = 0; j < inv->count; j++) {
       close_fd(&slots[j].ready_fd);
       close_fd(&slots[j].go_fd);
@@ -219,6 +233,7 @@ static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_sta
   sl->restarts++;
   chd_log(CH_LOG_INFO, &f, "restarting in %" PRId64 " ms (restart %d)", sl->backoff_ms,
           sl->restarts);
+  chd_status_worker_ended(st, sl->restarts, sl->next_start_ms, how);
 }
 
 static void reap(const chd_inventory *inv, slot *slots, chd_status *status, int running)
@@ -241,6 +256,7 @@ static void reap(const chd_inventory *inv, slot *slots, chd_status *status, int 
       describe_exit(wstatus, &ru, how, sizeof how);
       chd_log(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? CH_LOG_INFO : CH_LOG_WARN,
               &f, "worker %d %s", (int)pid, how);
+      chd_status_worker_ended(&status[i], status[i].restarts, 0, how);
       sl->pid = 0;
       close_fd(&sl->ready_fd);
       close_fd(&sl->go_fd);
@@ -333,10 +349,176 @@ static int wait_ready(const chd_inventory *inv, slot *slots, chd_status *status)
   return stop_requested ? -1 : rc;
 }
 
+void chd_supervisor_set_reexec(char **argv, const char *plugin_dir_override)
+{
+  reexec_argv = argv;
+  reexec_plugin_dir = plugin_dir_override;
+}
+
+static void free_args(char **args)
+{
+  for (size_t i = 0; args[i]; i++)
+    free(args[i]);
+}
+
+/*
+ * Check the configuration file and its plugins as a new host would load
+ * them, with `comphost check --no-db` in a fresh process: a bad plugin
+ * cannot hurt the supervisor, and the files are opened anew (a dlopen() here
+ * would return the plugins already loaded under the same names). Returns 0
+ * when they pass, or -1 with the reason in why.
+ */
+static int check_config(const char *path, char *why, size_t size)
+{
+  const char *words[] = { "comphost", "check", "--no-db", "-c", path, "--plugin-dir",
+                          reexec_plugin_dir, NULL };
+  char *args[8] = { NULL };
+  char out[2048];
+  size_t len = 0;
+  int fds[2], wstatus;
+  int64_t deadline = chd_now_ms() + RELOAD_CHECK_TIMEOUT_MS;
+  pid_t pid, r;
+
+  /* copied before fork(): the child only execs */
+  for (size_t i = 0; words[i] && (i != 5 || reexec_plugin_dir); i++)
+    if (!(args[i] = strdup(words[i]))) {
+      free_args(args);
+      snprintf(why, size, "out of memory");
+      return -1;
+    }
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    snprintf(why, size, "cannot create a pipe: %s", strerror(errno));
+    free_args(args);
+    return -1;
+  }
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    snprintf(why, size, "cannot fork: %s", strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    free_args(args);
+    return -1;
+  }
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+    /* the inventory goes nowhere, the reason of a refusal into the pipe */
+    if (null < 0 || dup2(null, STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0)
+      _exit(CHD_EXIT_SOFTWARE);
+    execv("/proc/self/exe", args);
+    _exit(127);
+  }
+  close(fds[1]);
+  free_args(args);
+  for (;;) {
+    struct pollfd pfd = { fds[0], POLLIN, 0 };
+    int64_t left = deadline - chd_now_ms();
+    ssize_t got;
+
+    if (left <= 0 || stop_requested) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (poll(&pfd, 1, (int)(left < 1000 ? left : 1000)) <= 0)
+      continue;
+    got = read(fds[0], out + len, sizeof out - 1 - len);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break;
+    len += (size_t)got;
+    if (len == sizeof out - 1)
+      break;
+  }
+  close(fds[0]);
+  out[len] = '\0';
+  while ((r = waitpid(pid, &wstatus, 0)) < 0 && errno == EINTR)
+    ;
+  if (r < 0) {
+    snprintf(why, size, "cannot wait for the check: %s", strerror(errno));
+    return -1;
+  }
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
+    return 0;
+  if (len > 0) {
+    /* "comphost: FILE:LINE: ...": the first line, without the program name */
+    const char *text = strncmp(out, "comphost: ", 10) == 0 ? out + 10 : out;
+    snprintf(why, size, "%.*s", (int)strcspn(text, "\n"), text);
+  } else if (WIFSIGNALED(wstatus)) {
+    snprintf(why, size, "the check was killed by signal %d (%s)%s", WTERMSIG(wstatus),
+             strsignal(WTERMSIG(wstatus)), stop_requested ? " for a stop"
+             : chd_now_ms() >= deadline ? " after 60 s" : "");
+  } else {
+    snprintf(why, size, "the check exited with code %d", WEXITSTATUS(wstatus));
+  }
+  return -1;
+}
+
+/* Nothing of this process but stdin, stdout and stderr passes to the new one. */
+static void close_on_exec_all(void)
+{
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+
+  if (!d)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    int fd = atoi(e->d_name), flags;
+
+    if (fd <= STDERR_FILENO || fd == dirfd(d))
+      continue;
+    flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(d);
+}
+
+/*
+ * SIGHUP. Returns 0 when the host goes on as it is (the new configuration
+ * was refused, or a stop came meanwhile), or -1 when the workers were stopped
+ * and executing the host again failed. Does not return when it succeeds.
+ */
+static int reload(const chd_inventory *inv, slot *slots, chd_status *status)
+{
+  sigset_t hup;
+  char why[1024];
+
+  if (!reexec_argv) {
+    chd_log_warn("SIGHUP: this host cannot restart itself; restart it to apply changes");
+    return 0;
+  }
+  chd_log_info("SIGHUP: checking %s and its plugins", inv->cfg.path);
+  if (check_config(inv->cfg.path, why, sizeof why) != 0) {
+    chd_log_error("SIGHUP: not reloading, the running plugins go on: %s", why);
+    return 0;
+  }
+  if (stop_requested)
+    return 0;
+  chd_log_info("SIGHUP: %s and its plugins are valid: stopping the workers to restart in"
+               " place", inv->cfg.path);
+  stop_all(inv, slots, status);
+  if (stop_requested)
+    return 0;
+  /* a SIGHUP during the new start waits for the new handler (install_signals) */
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  sigprocmask(SIG_BLOCK, &hup, NULL);
+  close_on_exec_all();
+  chd_log_info("restarting in place (pid %d)", (int)getpid());
+  fflush(NULL);
+  execv("/proc/self/exe", reexec_argv);
+  chd_log_error("cannot restart in place: executing /proc/self/exe: %s", strerror(errno));
+  sigprocmask(SIG_UNBLOCK, &hup, NULL);
+  return -1;
+}
+
 int chd_supervisor_run(const chd_inventory *inv)
 {
   chd_status *status = chd_status_map(inv->count);
   slot *slots = calloc(inv->count, sizeof *slots);
+  char err[1024];
   int rc = 0;
 
   if (!status || !slots) {
@@ -348,6 +530,11 @@ int chd_supervisor_run(const chd_inventory *inv)
   for (size_t i = 0; i < inv->count; i++)
     slots[i].ready_fd = slots[i].go_fd = slots[i].crash_sub = -1;
   install_signals();
+  if (chd_monitor_start(inv, status, err, sizeof err) != 0) {
+    chd_log_error("%s", err);
+    rc = 1;
+    goto out;
+  }
 
   for (size_t i = 0; i < inv->count; i++)
     if (spawn(inv, slots, status, i, 1) != 0) {
@@ -380,19 +567,23 @@ int chd_supervisor_run(const chd_inventory *inv)
     reap(inv, slots, status, 1);
     if (hup_received) {
       hup_received = 0;
-      chd_log_warn("SIGHUP: reloading is not supported yet; restart the host to apply changes");
+      if (reload(inv, slots, status) != 0) {
+        rc = CHD_EXIT_SOFTWARE;
+        goto out;
+      }
     }
     now = chd_now_ms();
     for (size_t i = 0; i < inv->count && !stop_requested; i++)
       if (!slots[i].pid && slots[i].next_start_ms && now >= slots[i].next_start_ms)
         spawn(inv, slots, status, i, 0);
-    sleep_ms(100);
+    chd_monitor_wait(100);
   }
   chd_log_info("stopping: waiting for the workers to finish their message and save positions");
   stop_all(inv, slots, status);
   chd_log_info("host stopped");
 
 out:
+  chd_monitor_stop();
   chd_status_unmap(status, inv->count);
   free(slots);
   return rc;

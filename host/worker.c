@@ -13,6 +13,7 @@
 
 #include "host_api.h"
 #include "position.h"
+#include "sublock.h"
 #include "subscription.h"
 #include "viewdb.h"
 
@@ -98,6 +99,16 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
     return -1;
   }
   chd_mdb_set_interrupt(ctx->mdb, &stop_requested);
+  {
+    /* hold the subscriber locks on every session: `comphost rebuild` waits */
+    char *lock_sql = chd_sublock_session_sql(a->inst, a->plugin);
+    int set = lock_sql ? chd_mdb_set_session_sql(ctx->mdb, lock_sql) : -1;
+    free(lock_sql);
+    if (set != 0) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+  }
   rc = chd_mdb_connect(ctx->mdb);
   if (rc == CHD_MDB_DISCONNECTED) {
     chd_log(CH_LOG_WARN, &f, "%s; retrying", chd_mdb_error(ctx->mdb));
@@ -233,7 +244,9 @@ int chd_worker_run(const chd_worker_args *a)
               subs[i].subscriber_id, subs[i].position + 1, subs[i].desc->stream_name);
   }
 
+  chd_status_set_state(CHD_WORKER_RUNNING);
   run_loop(subs, n, &ctx);
+  chd_status_set_state(CHD_WORKER_STOPPING);
 
   for (size_t i = 0; i < n; i++) {
     chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };

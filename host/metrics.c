@@ -1,0 +1,419 @@
+/* metrics.c - what the host measures, and how it shows it. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "stream_name.h"
+
+int64_t chd_now_us(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t chd_wall_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static chd_status_sub *sub_status(int index)
+{
+  if (!chd_status_self || index < 0 || index >= CHD_STATUS_MAX_SUBS)
+    return NULL;
+  return &chd_status_self->subs[index];
+}
+
+/* ---- store queries ---- */
+
+static int one_int(PGconn *conn, const char *sql, int n, const char *const *params,
+                   int64_t *out, const char *what, char *err, size_t errlen)
+{
+  PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+  int rc = 0;
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    snprintf(err, errlen, "%s: %s", what, PQresultErrorMessage(res));
+    for (char *p = err; *p; p++)
+      if (*p == '\n')
+        *p = *(p + 1) ? ' ' : '\0';
+    rc = -1;
+  } else {
+    *out = PQntuples(res) && !PQgetisnull(res, 0, 0)
+             ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+  }
+  PQclear(res);
+  return rc;
+}
+
+int chd_store_head(PGconn *conn, const char *stream, int64_t *head, char *err, size_t errlen)
+{
+  const char *params[1] = { stream };
+  char what[300];
+
+  snprintf(what, sizeof what, "reading the head of '%s'", stream);
+  if (chd_stream_is_all(stream))
+    return one_int(conn, "SELECT max(global_position) FROM message_store.messages", 0, NULL,
+                   head, what, err, errlen);
+  /* the category index answers it from its last entry */
+  return one_int(conn, "SELECT max(global_position) FROM message_store.messages"
+                 " WHERE message_store.category(stream_name) = $1", 1, params, head, what,
+                 err, errlen);
+}
+
+int chd_store_lag(PGconn *conn, const char *stream, int64_t position, int64_t group_member,
+                  int64_t group_size, int64_t bound, int64_t *lag, char *err, size_t errlen)
+{
+  char pos[24], lim[24], member[24], size[24], what[300];
+  const char *params[5] = { pos, lim, stream, member, size };
+
+  snprintf(pos, sizeof pos, "%" PRId64, position);
+  snprintf(lim, sizeof lim, "%" PRId64, bound);
+  snprintf(member, sizeof member, "%" PRId64, group_member);
+  snprintf(size, sizeof size, "%" PRId64, group_size);
+  snprintf(what, sizeof what, "counting the messages of '%s' after %" PRId64, stream, position);
+  if (chd_stream_is_all(stream))
+    return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                   " WHERE global_position > $1::bigint LIMIT $2::bigint) AS m",
+                   2, params, lag, what, err, errlen);
+  if (group_size > 0)
+    return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                   " WHERE message_store.category(stream_name) = $3"
+                   " AND global_position > $1::bigint"
+                   " AND MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)),"
+                   " $5::bigint) = $4::bigint LIMIT $2::bigint) AS m",
+                   5, params, lag, what, err, errlen);
+  return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                 " WHERE message_store.category(stream_name) = $3"
+                 " AND global_position > $1::bigint LIMIT $2::bigint) AS m",
+                 3, params, lag, what, err, errlen);
+}
+
+/* ---- worker side ---- */
+
+static void log_progress(chd_sub *s, chd_status_sub *ss, int64_t now)
+{
+  chd_log_fields f = { s->ctx->inst->name, s->subscriber_id, NULL, NULL };
+  int64_t done = ss->handled - ss->progress_handled;
+  double secs = (double)(now - ss->progress_ms) / 1000.0;
+  double rate = ss->progress_ms && secs > 0 ? (double)done / secs : 0;
+  char extra[160];
+
+  if (rate >= 1) {
+    int64_t eta = (int64_t)((double)ss->lag / rate);
+    snprintf(extra, sizeof extra, "lag=%" PRId64 " rate=%.0f eta_s=%" PRId64, ss->lag, rate,
+             eta);
+    f.extra = extra;
+    chd_log(CH_LOG_INFO, &f, "catching up: %s%" PRId64 " messages behind; %" PRId64
+            " done in %.1f s (%.0f/s); about %" PRId64 " min %02" PRId64 " s to go",
+            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag, done, secs, rate,
+            eta / 60, eta % 60);
+  } else {
+    snprintf(extra, sizeof extra, "lag=%" PRId64, ss->lag);
+    f.extra = extra;
+    chd_log(CH_LOG_INFO, &f, "catching up: %s%" PRId64 " messages behind",
+            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag);
+  }
+}
+
+/* The end of a catch-up that logged its progress. */
+static void caught_up(chd_sub *s, chd_status_sub *ss)
+{
+  if (ss->progress_ms) {
+    chd_log_fields f = { s->ctx->inst->name, s->subscriber_id, NULL, NULL };
+    chd_log(CH_LOG_INFO, &f, "caught up at global position %" PRId64, s->position);
+    ss->progress_ms = 0;
+  }
+}
+
+void chd_metrics_read(chd_sub *s, size_t count)
+{
+  chd_status_sub *ss = sub_status(s->index);
+  int64_t now;
+
+  if (!ss)
+    return;
+  now = chd_now_ms();
+  ss->last_poll_ms = chd_wall_ms();
+  if ((int64_t)count < s->ctx->inst->batch_size) {
+    ss->lag = (int64_t)count;           /* caught up once these are done */
+    if (count == 0)
+      caught_up(s, ss);
+  } else if (ss->lag_checked_ms == 0 || now - ss->lag_checked_ms >= CHD_PROGRESS_INTERVAL_MS) {
+    char err[512];
+    int64_t lag;
+    if (chd_store_lag(chd_mdb_conn(s->ctx->mdb), s->desc->stream_name, s->position,
+                      s->ctx->inst->group_member, s->ctx->inst->group_size, CHD_LAG_BOUND,
+                      &lag, err, sizeof err) == 0)
+      ss->lag = lag;
+    ss->lag_checked_ms = now;
+  }
+  if (ss->lag > CHD_PROGRESS_MIN_LAG &&
+      (ss->progress_ms == 0 || now - ss->progress_ms >= CHD_PROGRESS_INTERVAL_MS)) {
+    log_progress(s, ss, now);
+    ss->progress_ms = now;
+    ss->progress_handled = ss->handled;
+  }
+}
+
+void chd_metrics_batch_done(chd_sub *s, size_t count, bool full, int64_t started_us)
+{
+  chd_status_sub *ss = sub_status(s->index);
+
+  if (!ss || count == 0)
+    return;
+  chd_hist_observe(&ss->batch, chd_now_us() - started_us);
+  if (!full) {
+    caught_up(s, ss);
+    ss->lag = 0;
+  } else if (ss->lag > 0) {
+    ss->lag = ss->lag > (int64_t)count ? ss->lag - (int64_t)count : 0;
+  }
+}
+
+void chd_metrics_handler_done(int index, int64_t started_us)
+{
+  chd_status_sub *ss = sub_status(index);
+
+  if (ss)
+    chd_hist_observe(&ss->handler, chd_now_us() - started_us);
+}
+
+void chd_metrics_moved(int index)
+{
+  chd_status_sub *ss = sub_status(index);
+
+  if (ss)
+    ss->moved_ms = chd_now_ms();
+}
+
+/* ---- supervisor side ---- */
+
+/* A label value: backslash, double quote and newline escaped. */
+static void label(FILE *out, const char *s)
+{
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"')
+      fprintf(out, "\\%c", *s);
+    else if (*s == '\n')
+      fputs("\\n", out);
+    else
+      fputc(*s, out);
+  }
+}
+
+static void labels(FILE *out, const char *plugin, const char *subscriber)
+{
+  fputs("{plugin=\"", out);
+  label(out, plugin);
+  if (subscriber) {
+    fputs("\",subscriber=\"", out);
+    label(out, subscriber);
+  }
+  fputs("\"}", out);
+}
+
+static void help(FILE *out, const char *name, const char *type, const char *text)
+{
+  fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static bool worker_up(const chd_status *st)
+{
+  return st->state == CHD_WORKER_STARTING || st->state == CHD_WORKER_RUNNING ||
+         st->state == CHD_WORKER_STOPPING;
+}
+
+/* What a per-subscription sample shows. */
+typedef enum sub_field {
+  F_HANDLED, F_RETRIES, F_FAILURES, F_POSITION, F_LAG, F_STOPPED, F_LAST_POLL,
+  F_BATCH_HIST, F_HANDLER_HIST
+} sub_field;
+
+static void histogram(FILE *out, const char *name, const char *plugin, const char *subscriber,
+                      const chd_hist *h)
+{
+  int64_t cumulative = 0;
+
+  for (int b = 0; b <= CHD_HIST_BUCKETS; b++) {
+    cumulative += h->counts[b];
+    fprintf(out, "%s_bucket{plugin=\"", name);
+    label(out, plugin);
+    fputs("\",subscriber=\"", out);
+    label(out, subscriber);
+    if (b < CHD_HIST_BUCKETS)
+      fprintf(out, "\",le=\"%g\"} %" PRId64 "\n", (double)chd_hist_bounds_us[b] / 1e6,
+              cumulative);
+    else
+      fprintf(out, "\",le=\"+Inf\"} %" PRId64 "\n", cumulative);
+  }
+  fprintf(out, "%s_sum", name);
+  labels(out, plugin, subscriber);
+  fprintf(out, " %.6f\n%s_count", (double)h->sum_us / 1e6, name);
+  labels(out, plugin, subscriber);
+  fprintf(out, " %" PRId64 "\n", cumulative);
+}
+
+/* One sample (or histogram) of `name` per subscription of every instance. */
+static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *st,
+                        const char *name, sub_field field)
+{
+  for (size_t i = 0; i < inv->count; i++) {
+    const chd_plugin *p = &inv->plugins[i];
+    const char *plugin = inv->cfg.instances[i].name;
+
+    for (size_t k = 0; p->desc.subscriptions[k].stream_name && k < CHD_STATUS_MAX_SUBS; k++) {
+      const chd_status_sub *ss = &st[i].subs[k];
+      char id[256];
+
+      chd_sub_effective_id(&p->desc.subscriptions[k], &inv->cfg.instances[i], id, sizeof id);
+      if (field == F_BATCH_HIST || field == F_HANDLER_HIST) {
+        histogram(out, name, plugin, id, field == F_BATCH_HIST ? &ss->batch : &ss->handler);
+        continue;
+      }
+      if ((field == F_LAG || field == F_LAST_POLL) && !ss->last_poll_ms)
+        continue;           /* not known yet */
+      fputs(name, out);
+      labels(out, plugin, id);
+      switch (field) {
+      case F_HANDLED:   fprintf(out, " %" PRId64 "\n", ss->handled); break;
+      case F_RETRIES:   fprintf(out, " %" PRId64 "\n", ss->retries); break;
+      case F_FAILURES:  fprintf(out, " %" PRId64 "\n", ss->failures); break;
+      case F_POSITION:  fprintf(out, " %" PRId64 "\n", ss->position); break;
+      case F_LAG:       fprintf(out, " %" PRId64 "\n", ss->lag); break;
+      case F_STOPPED:   fprintf(out, " %d\n", ss->stopped_at > 0); break;
+      default:          fprintf(out, " %.3f\n", (double)ss->last_poll_ms / 1000.0); break;
+      }
+    }
+  }
+}
+
+char *chd_metrics_render(const chd_inventory *inv, const chd_status *st)
+{
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&buf, &size);
+  int64_t now = chd_now_ms();
+
+  if (!out)
+    return NULL;
+  help(out, "comphost_info", "gauge", "The host's version and plugin ABI.");
+  fprintf(out, "comphost_info{version=\"%s\",abi=\"%u.%u\"} 1\n", COMPHOST_VERSION,
+          CH_ABI_MAJOR, CH_ABI_MINOR);
+
+  help(out, "comphost_worker_up", "gauge", "1 while the instance's worker process runs.");
+  for (size_t i = 0; i < inv->count; i++) {
+    fputs("comphost_worker_up", out);
+    labels(out, inv->cfg.instances[i].name, NULL);
+    fprintf(out, " %d\n", worker_up(&st[i]));
+  }
+  help(out, "comphost_worker_restarts_total", "counter",
+       "Times the instance's worker was restarted after it ended.");
+  for (size_t i = 0; i < inv->count; i++) {
+    fputs("comphost_worker_restarts_total", out);
+    labels(out, inv->cfg.instances[i].name, NULL);
+    fprintf(out, " %d\n", st[i].restarts);
+  }
+  help(out, "comphost_worker_heartbeat_age_seconds", "gauge",
+       "Time since the worker's loop last went round (absent before its first round).");
+  for (size_t i = 0; i < inv->count; i++) {
+    if (!worker_up(&st[i]) || !st[i].heartbeat_ms)
+      continue;
+    fputs("comphost_worker_heartbeat_age_seconds", out);
+    labels(out, inv->cfg.instances[i].name, NULL);
+    fprintf(out, " %.3f\n", (double)(now - st[i].heartbeat_ms) / 1000.0);
+  }
+
+  help(out, "comphost_messages_handled_total", "counter",
+       "Messages done (handled, filtered out or without a handler) since the worker started.");
+  sub_samples(out, inv, st, "comphost_messages_handled_total", F_HANDLED);
+  help(out, "comphost_handler_retries_total", "counter", "Handler calls that asked for a retry.");
+  sub_samples(out, inv, st, "comphost_handler_retries_total", F_RETRIES);
+  help(out, "comphost_handler_failures_total", "counter",
+       "Messages that failed for good and stopped their subscription.");
+  sub_samples(out, inv, st, "comphost_handler_failures_total", F_FAILURES);
+  help(out, "comphost_subscription_position", "gauge",
+       "Global position of the last message done.");
+  sub_samples(out, inv, st, "comphost_subscription_position", F_POSITION);
+  help(out, "comphost_subscription_lag_messages", "gauge",
+       "Messages after the position at the last read (counted up to 1000000).");
+  sub_samples(out, inv, st, "comphost_subscription_lag_messages", F_LAG);
+  help(out, "comphost_subscription_stopped", "gauge",
+       "1 when the subscription stopped at a message that failed.");
+  sub_samples(out, inv, st, "comphost_subscription_stopped", F_STOPPED);
+  help(out, "comphost_subscription_last_poll_timestamp_seconds", "gauge",
+       "Unix time of the subscription's last read of the store.");
+  sub_samples(out, inv, st, "comphost_subscription_last_poll_timestamp_seconds", F_LAST_POLL);
+  help(out, "comphost_batch_duration_seconds", "histogram",
+       "Time to read, handle and save one batch that had messages.");
+  sub_samples(out, inv, st, "comphost_batch_duration_seconds", F_BATCH_HIST);
+  help(out, "comphost_handler_duration_seconds", "histogram",
+       "Time of one handler call (a batch handler's call counts once).");
+  sub_samples(out, inv, st, "comphost_handler_duration_seconds", F_HANDLER_HIST);
+  if (fclose(out) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t max_age_ms,
+                        char **body)
+{
+  json_t *doc = json_object(), *workers = json_array(), *problems = json_array();
+  int64_t now = chd_now_ms();
+  bool healthy = true;
+
+  for (size_t i = 0; i < inv->count; i++) {
+    const chd_status *w = &st[i];
+    const char *name = inv->cfg.instances[i].name;
+    int64_t age = w->heartbeat_ms ? now - w->heartbeat_ms : -1;
+    json_t *o = json_pack("{s:s, s:i, s:s, s:i}", "plugin", name, "pid", (int)w->pid,
+                          "state", chd_worker_state_name(w->state), "restarts", w->restarts);
+    char why[600] = "";
+
+    if (age >= 0)
+      json_object_set_new(o, "heartbeat_age_ms", json_integer(age));
+    if (!worker_up(w) && w->last_exit[0]) {
+      snprintf(why, sizeof why, "[%s] the worker is %s (last: %s)", name,
+               chd_worker_state_name(w->state), w->last_exit);
+    } else if (!worker_up(w)) {
+      snprintf(why, sizeof why, "[%s] the worker is %s", name, chd_worker_state_name(w->state));
+    } else if (w->state != CHD_WORKER_RUNNING || age < 0) {
+      snprintf(why, sizeof why, "[%s] the worker is %s", name,
+               chd_worker_state_name(w->state));
+    } else if (age > max_age_ms) {
+      snprintf(why, sizeof why, "[%s] the loop is stalled: no heartbeat for %" PRId64
+               " ms (bound %" PRId64 " ms)", name, age, max_age_ms);
+      if (w->in_handler) {
+        size_t n = strlen(why);
+        snprintf(why + n, sizeof why - n, ", in a handler of %s at global position %" PRId64,
+                 w->type, w->global_position);
+      }
+    }
+    json_object_set_new(o, "healthy", json_boolean(!why[0]));
+    json_array_append_new(workers, o);
+    if (why[0]) {
+      healthy = false;
+      json_array_append_new(problems, json_string(why));
+    }
+  }
+  json_object_set_new(doc, "status", json_string(healthy ? "ok" : "unhealthy"));
+  json_object_set_new(doc, "max_heartbeat_age_ms", json_integer(max_age_ms));
+  json_object_set_new(doc, "workers", workers);
+  json_object_set_new(doc, "problems", problems);
+  *body = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  return healthy;
+}
