@@ -256,8 +256,20 @@ static int tx_commit(chd_sub *s)
   return 0;
 }
 
-/* After the message at `global_position` (and `count` in all) is done. */
-static void advance(chd_sub *s, int64_t global_position, int64_t count, bool saved)
+/* A record of this subscription's own position: reading it must not lead
+ * to writing another one (a subscriber to its position's category, or to
+ * $all, would never settle). */
+static bool own_record(const chd_sub *s, const ch_message *m)
+{
+  return strcmp(m->stream_name, s->position_stream) == 0;
+}
+
+/*
+ * After the message at `global_position` (and `count` in all, `counted` of
+ * them not own records) is done.
+ */
+static void advance(chd_sub *s, int64_t global_position, int64_t count, int64_t counted,
+                    bool saved)
 {
   s->position = global_position;
   s->handled += count;
@@ -265,7 +277,7 @@ static void advance(chd_sub *s, int64_t global_position, int64_t count, bool sav
     s->saved_position = global_position;
     s->since_save = 0;
   } else {
-    s->since_save += count;
+    s->since_save += counted;
   }
   if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
     chd_status_self->subs[s->index].position = s->position;
@@ -347,11 +359,11 @@ static outcome handle_alone(chd_sub *s, const ch_message *m)
         snprintf(ctx->error, sizeof ctx->error, "%s", ctx->last_error);
         r = CH_RETRY;
       } else {
-        advance(s, m->global_position, 1, position_in_tx(s));
+        advance(s, m->global_position, 1, !own_record(s, m), position_in_tx(s));
         return DONE;
       }
     } else if (r == CH_OK) {
-      advance(s, m->global_position, 1, false);
+      advance(s, m->global_position, 1, !own_record(s, m), false);
       return DONE;
     } else if (tx) {
       tx_rollback(s);
@@ -420,6 +432,11 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
         chd_ctx_begin_message(ctx, s->subscriber_id, NULL);
         failed = s->desc->handle_batch(ctx, ctx->state, passing, n) != CH_OK;
         chd_ctx_end_message(ctx);
+        if (failed) {
+          chd_log_fields f = fields_of(s, NULL);
+          chd_log(CH_LOG_WARN, &f, "batch handler failed on %zu messages: %s; handling them"
+                  " one by one", n, ctx->error[0] ? ctx->error : "(no reason given)");
+        }
         chd_metrics_handler_done(s->index, started);
       }
       free(passing);
@@ -455,7 +472,10 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
     else
       failed = tx_commit(s) != 0;
     if (!failed) {
-      advance(s, last, (int64_t)done, position_in_tx(s));
+      int64_t counted = 0;
+      for (size_t i = 0; i < done; i++)
+        counted += !own_record(s, &b->messages[i]);
+      advance(s, last, (int64_t)done, counted, position_in_tx(s));
       return;
     }
   } else {

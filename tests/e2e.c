@@ -171,10 +171,41 @@ static void assert_no_sanitizer_reports(const ch_e2e_db *db)
   }
 }
 
+/* Hosts started and not yet seen to end: a test that fails half way must not
+ * leave them running against its dropped databases. */
+static pid_t started[64];
+
+static void remember(pid_t pid)
+{
+  for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+    if (!started[i]) {
+      started[i] = pid;
+      return;
+    }
+}
+
+static void forget(pid_t pid)
+{
+  for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+    if (started[i] == pid)
+      started[i] = 0;
+}
+
+static void kill_leftover_hosts(void)
+{
+  for (size_t i = 0; i < sizeof started / sizeof started[0]; i++)
+    if (started[i]) {
+      kill(started[i], SIGKILL);     /* its workers follow it (PR_SET_PDEATHSIG) */
+      waitpid(started[i], NULL, 0);
+      started[i] = 0;
+    }
+}
+
 void ch_e2e_db_drop(ch_e2e_db *db)
 {
   char sql[256];
 
+  kill_leftover_hosts();
   snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->store_name);
   ch_e2e_exec(admin_url(), sql);
   snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->view_name);
@@ -240,6 +271,7 @@ void ch_e2e_host_start(ch_e2e_host *h, const ch_e2e_db *db, const char *ini,
     _exit(127);
   }
   h->pid = pid;
+  remember(pid);
 }
 
 int ch_e2e_host_wait(ch_e2e_host *h, int timeout_ms)
@@ -250,6 +282,7 @@ int ch_e2e_host_wait(ch_e2e_host *h, int timeout_ms)
   for (;;) {
     pid_t r = waitpid(h->pid, &status, WNOHANG);
     if (r == h->pid) {
+      forget(h->pid);
       h->pid = 0;
       return status;
     }
@@ -270,6 +303,7 @@ int ch_e2e_host_stop(ch_e2e_host *h, int sig, int timeout_ms)
   if (status == -1) {
     kill(h->pid, SIGKILL);
     waitpid(h->pid, NULL, 0);
+    forget(h->pid);
     h->pid = 0;
   }
   return status;

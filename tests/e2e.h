@@ -28,7 +28,9 @@ typedef struct ch_e2e_host {
 } ch_e2e_host;
 
 /* Create the databases and the directory; drop and remove them. Dropping
- * fails the test when a sanitizer reported anything in the test's logs. */
+ * first kills any host the test started and left running (a test that failed
+ * half way), and fails the test when a sanitizer reported anything in the
+ * test's logs. */
 void ch_e2e_db_create(ch_e2e_db *db);
 void ch_e2e_db_drop(ch_e2e_db *db);
 

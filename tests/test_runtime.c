@@ -674,6 +674,30 @@ static void test_refused_connections_fail_fast(void **state)
   assert_true(ch_e2e_log_contains(&h, "database \\\"nosuchdb\\\" does not exist"));
 }
 
+/* A subscriber to the category of its own position stream settles: reading
+ * its own Read does not count towards writing the next one. */
+static void test_own_position_records_do_not_feed_back(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "self.ini", "[subscriber-positions]\nlibrary = "
+                                     COMPHOST_BUILD_PLUGIN_DIR "/subscriber-positions.so\n"
+                                     "position_update_interval = 1\n"
+                                     "batch_transaction = false\n");
+  int64_t first, later;
+  (void)state;
+
+  write_one("subscriberPosition-someone", "Read", "{\"position\": 7}", NULL);
+  ch_e2e_host_start(&h, &db, ini, "self.log");
+  assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
+  ch_e2e_sleep_ms(1500);
+  first = ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages");
+  ch_e2e_sleep_ms(1500);
+  later = ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages");
+  stop_cleanly(&h);
+  assert_int_equal(first, later);
+  assert_true(later <= 3);
+}
+
 static void test_check_prints_the_inventory(void **state)
 {
   char *out = NULL;
@@ -719,6 +743,7 @@ int main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_plugin_dir_overrides, setup, teardown),
     cmocka_unit_test_setup_teardown(test_refused_connections_fail_fast, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_own_position_records_do_not_feed_back, setup, teardown),
     cmocka_unit_test_setup_teardown(test_check_prints_the_inventory, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
