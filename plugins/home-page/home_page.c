@@ -17,6 +17,8 @@
 
 #include <comphost/plugin.h>
 
+#include "view_sql.h"
+
 static const ch_migration migrations[] = {
   { "20180303013723_create-pages",
     "CREATE TABLE IF NOT EXISTS pages ("
@@ -24,25 +26,6 @@ static const ch_migration migrations[] = {
     " page_data jsonb DEFAULT '{}')", { NULL, NULL } },
   { NULL, NULL, { NULL, NULL } },
 };
-
-static PGconn *view(ch_ctx *ctx)
-{
-  return (PGconn *)ch_host->view_db(ctx);
-}
-
-/* Run a statement; on failure say why through set_error. */
-static ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
-{
-  PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
-  ch_result r = CH_OK;
-
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
-    r = CH_FAIL;
-  }
-  PQclear(res);
-  return r;
-}
 
 static int init(ch_ctx *ctx, void **state)
 {

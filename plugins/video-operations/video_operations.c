@@ -18,6 +18,8 @@
 
 #include <comphost/plugin.h>
 
+#include "view_sql.h"
+
 static const ch_migration migrations[] = {
   { "20181224101632_create-video-operations",
     "CREATE TABLE IF NOT EXISTS video_operations ("
@@ -28,90 +30,6 @@ static const ch_migration migrations[] = {
     { NULL, NULL } },
   { NULL, NULL, { NULL, NULL } },
 };
-
-static PGconn *view(ch_ctx *ctx)
-{
-  return (PGconn *)ch_host->view_db(ctx);
-}
-
-/* Run a statement; on failure say why through set_error. */
-static ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
-{
-  PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
-  ch_result r = CH_OK;
-
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
-    r = CH_FAIL;
-  }
-  PQclear(res);
-  return r;
-}
-
-/*
- * A PostgreSQL array literal, built one element at a time: {"a","b",NULL}.
- * Text elements are quoted, with '"' and '\' escaped.
- */
-typedef struct pg_array {
-  char *text;
-  size_t len, cap, count;
-  bool failed;
-} pg_array;
-
-static void put(pg_array *a, const char *s, size_t n)
-{
-  if (a->failed)
-    return;
-  if (a->len + n + 1 > a->cap) {
-    size_t cap = a->cap ? a->cap : 256;
-    char *p;
-    while (a->len + n + 1 > cap)
-      cap *= 2;
-    p = realloc(a->text, cap);
-    if (!p) {
-      a->failed = true;
-      return;
-    }
-    a->text = p;
-    a->cap = cap;
-  }
-  memcpy(a->text + a->len, s, n);
-  a->len += n;
-  a->text[a->len] = '\0';
-}
-
-static void add_text(pg_array *a, const char *s)
-{
-  put(a, a->count++ ? "," : "{", 1);
-  if (!s) {
-    put(a, "NULL", 4);
-    return;
-  }
-  put(a, "\"", 1);
-  while (*s) {
-    size_t n = strcspn(s, "\"\\");
-    put(a, s, n);
-    s += n;
-    if (*s) {
-      put(a, "\\", 1);
-      put(a, s++, 1);
-    }
-  }
-  put(a, "\"", 1);
-}
-
-static void add_bool(pg_array *a, bool v)
-{
-  put(a, a->count++ ? "," : "{", 1);
-  put(a, v ? "t" : "f", 1);
-}
-
-/* Close the literal; NULL when memory ran out. */
-static const char *finish(pg_array *a)
-{
-  put(a, a->count ? "}" : "{}", a->count ? 1 : 2);
-  return a->failed ? NULL : a->text;
-}
 
 /* What a naming event says: the row of video_operations it writes. */
 typedef struct outcome {
