@@ -743,10 +743,6 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
     fail(p, 0, "no message store: set [host] message_store or MESSAGE_STORE_CONNECTION_STRING");
     return;
   }
-  if (cfg->instance_count == 0) {
-    fail(p, 0, "no plugin instance: add a section per plugin");
-    return;
-  }
 
   env = getenv("COMPHOST_PLUGIN_DIR");
   if (plugin_dir_override && *plugin_dir_override)

@@ -104,7 +104,8 @@ typedef struct chd_config {
  * Library paths are resolved against the final plugin_dir.
  *
  * Checks: unknown [host] keys, bad numbers or enums, duplicate sections or
- * keys, no message store, no instance, group_member without group_size or
+ * keys, no message store (a file without plugin instances is valid: the
+ * commands that only connect use it; chd_inventory_load() wants one), group_member without group_size or
  * out of range, position_store = view_data without a view database.
  *
  * Returns 0, or -1 with a message in err ("FILE:LINE: [section] key: what").

@@ -84,6 +84,12 @@ int chd_inventory_load(chd_inventory *inv, const char *config_path,
   memset(inv, 0, sizeof *inv);
   if (chd_config_load(&inv->cfg, config_path, plugin_dir_override, err, errlen) != 0)
     return -1;
+  /* the commands that only need the connections take a file without any */
+  if (inv->cfg.instance_count == 0) {
+    snprintf(err, errlen, "%s: no plugin instance: add a section per plugin", config_path);
+    chd_inventory_release(inv);
+    return -1;
+  }
   inv->plugins = calloc(inv->cfg.instance_count, sizeof *inv->plugins);
   if (!inv->plugins) {
     snprintf(err, errlen, "out of memory");

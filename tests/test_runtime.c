@@ -433,6 +433,11 @@ static void test_bad_config_and_wrong_abi_refused(void **state)
   assert_non_null(strstr(out, "bad.ini:10: [fx] batch_size:"));
   free(out);
 
+  run[1] = ch_e2e_write_ini(&db, "none.ini", "");
+  assert_int_equal(ch_e2e_run(&db, run, &out), 1);
+  assert_non_null(strstr(out, "none.ini: no plugin instance: add a section per plugin"));
+  free(out);
+
   run[1] = ch_e2e_write_ini(&db, "abi.ini", "[old]\nlibrary = "
                                     COMPHOST_FIXTURE_DIR "/fx_abi_major_2.so\n");
   assert_int_equal(ch_e2e_run(&db, run, &out), 1);
