@@ -347,12 +347,8 @@ static outcome handle_alone(chd_sub *s, const ch_message *m)
       r = call_handler(s, fn, m);
     if (r == CH_OK && tx) {
       bool saved = false;
-      if (position_in_tx(s)) {
-        int64_t before = s->position;
-        s->position = m->global_position;
+      if (position_in_tx(s))
         saved = chd_position_save(s, m->global_position) == 0;
-        s->position = before;
-      }
       if ((position_in_tx(s) && !saved) || tx_commit(s) != 0) {
         if (position_in_tx(s) && !saved)
           tx_rollback(s);
@@ -461,12 +457,8 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
   }
   if (!failed) {
     int64_t last = b->messages[done - 1].global_position;
-    if (position_in_tx(s)) {
-      int64_t before = s->position;
-      s->position = last;
+    if (position_in_tx(s))
       failed = chd_position_save(s, last) != 0;
-      s->position = before;
-    }
     if (failed)
       tx_rollback(s);
     else
