@@ -167,11 +167,8 @@ static int check_config_keys(const ch_plugin_desc *d, const char *path, char *er
 
     if (!*name)
       return fail(err, errlen, "'%s': config key %zu has an empty name", path, i + 1);
-    if (!RESERVED_ZERO(k[i]) || (d->abi_minor < 1 && k[i].flags != 0))
+    if (!RESERVED_ZERO(k[i]))
       return fail(err, errlen, "'%s': config key '%s' sets reserved fields", path, name);
-    if (k[i].flags & ~(uintptr_t)CH_CONFIG_SECRET)
-      return fail(err, errlen, "'%s': config key '%s' has unknown flags 0x%lx", path, name,
-                  (unsigned long)(k[i].flags & ~(uintptr_t)CH_CONFIG_SECRET));
     if (chd_config_is_host_key(name))
       return fail(err, errlen, "'%s': config key '%s' is the name of a host setting",
                   path, name);

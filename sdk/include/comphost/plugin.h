@@ -41,7 +41,6 @@
  *
  * Changes
  * - 1.0: first version.
- * - 1.1: CH_SKIP; ch_config_key.flags with CH_CONFIG_SECRET.
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -59,7 +58,7 @@ extern "C" {
 
 #define CH_PLUGIN_MAGIC 0x43485031u      /* "CHP1" */
 #define CH_ABI_MAJOR 1u
-#define CH_ABI_MINOR 1u
+#define CH_ABI_MINOR 0u
 
 #if defined(__GNUC__)
 #define CH_EXPORT __attribute__((visibility("default")))
@@ -84,12 +83,7 @@ typedef enum ch_kind {
 typedef enum ch_result {
   CH_OK = 0,      /* handled (a no-op because "already done" is also OK) */
   CH_RETRY = 1,   /* transient failure: back off, deliver the same message again */
-  CH_FAIL = 2,    /* give up on this message: the host parks it and every
-                     later message of its stream (or stops the subscription,
-                     when the instance says on_failure = stop) */
-  CH_SKIP = 3     /* 1.1: the message is malformed and can never be handled:
-                     the host logs it (stream, position and the reason given
-                     with set_error()), counts it and goes on */
+  CH_FAIL = 2     /* give up: the subscription stops at this message */
 } ch_result;
 
 /* Return codes of host functions. */
@@ -159,11 +153,6 @@ typedef enum ch_config_type {
   CH_CONFIG_BOOL = 3                 /* true/false, yes/no, on/off, 1/0 */
 } ch_config_type;
 
-/* Flags of a config key (1.1). */
-#define CH_CONFIG_SECRET 0x1u        /* a password or key: the value may come
-                                        from `<key>_file` or the environment,
-                                        and the host never prints it */
-
 /* A setting of the plugin, read from its INI section. The host refuses a
  * config with an unknown key, a missing required key or a value that is not
  * of the type. A table ends with an entry whose name is NULL. */
@@ -173,8 +162,7 @@ typedef struct ch_config_key {
   const char *default_value;         /* NULL: no default */
   bool required;
   const char *help;                  /* one line, shown by `comphost check` */
-  uintptr_t flags;                   /* 1.1: CH_CONFIG_* flags; 0 in 1.0 */
-  void *reserved[1];
+  void *reserved[2];
 } ch_config_key;
 
 /* A view-data migration: SQL the host runs once, in a transaction, before
