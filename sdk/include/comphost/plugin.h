@@ -41,6 +41,7 @@
  *
  * Changes
  * - 1.0: first version.
+ * - 1.1: CH_SKIP; ch_plugin_desc.secret_keys.
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -58,7 +59,7 @@ extern "C" {
 
 #define CH_PLUGIN_MAGIC 0x43485031u      /* "CHP1" */
 #define CH_ABI_MAJOR 1u
-#define CH_ABI_MINOR 0u
+#define CH_ABI_MINOR 1u
 
 #if defined(__GNUC__)
 #define CH_EXPORT __attribute__((visibility("default")))
@@ -83,7 +84,12 @@ typedef enum ch_kind {
 typedef enum ch_result {
   CH_OK = 0,      /* handled (a no-op because "already done" is also OK) */
   CH_RETRY = 1,   /* transient failure: back off, deliver the same message again */
-  CH_FAIL = 2     /* give up: the subscription stops at this message */
+  CH_FAIL = 2,    /* give up on this message: the host parks it and every
+                     later message of its stream (or stops the subscription,
+                     when the instance says on_failure = stop) */
+  CH_SKIP = 3     /* 1.1: the message is malformed and can never be handled:
+                     the host logs it (stream, position and the reason given
+                     with set_error()), counts it and goes on */
 } ch_result;
 
 /* Return codes of host functions. */
@@ -224,7 +230,17 @@ typedef struct ch_plugin_desc {
   void (*stop)(ch_ctx *ctx, void *state);
   void (*destroy)(ch_ctx *ctx, void *state);
   int (*reset)(ch_ctx *ctx, void *state);
-  /* ABI 1.1 and later: append here */
+
+  /* ABI 1.1 */
+  /*
+   * Names of config keys that hold secrets (passwords, keys), ending with
+   * NULL; may be NULL. Each must be a key of config_keys. (This is the one
+   * way to mark a secret: ch_config_key lives in arrays and cannot grow, and
+   * its reserved slots stay zero.) A secret may also come from `<key>_file` or the
+   * environment (docs/configuration.md), and the host never prints it.
+   */
+  const char *const *secret_keys;
+  /* later ABI 1.1 fields, then 1.2: append here */
 } ch_plugin_desc;
 
 /* The smallest descriptor the host accepts (ABI 1.0). */
