@@ -197,6 +197,30 @@ static int check_config_keys(const ch_plugin_desc *d, const char *path, char *er
   return 0;
 }
 
+/* secret_keys (1.1): declared string keys, each named once. */
+static int check_secret_keys(const ch_plugin_desc *d, const char *path, char *err,
+                             size_t errlen)
+{
+  const char *const *names = d->secret_keys;
+
+  if (!names)
+    return 0;
+  for (size_t i = 0; names[i]; i++) {
+    const ch_config_key *k = d->config_keys;
+    while (k && k->name && strcmp(k->name, names[i]) != 0)
+      k++;
+    if (!k || !k->name)
+      return fail(err, errlen, "'%s': secret key '%s' is not one of its config keys",
+                  path, names[i]);
+    if (k->type != CH_CONFIG_STRING)
+      return fail(err, errlen, "'%s': secret key '%s' is not a string key", path, names[i]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(names[j], names[i]) == 0)
+        return fail(err, errlen, "'%s': secret key '%s' appears twice", path, names[i]);
+  }
+  return 0;
+}
+
 static int check_migrations(const ch_plugin_desc *d, const char *path, char *err,
                             size_t errlen)
 {
@@ -239,30 +263,6 @@ static int check_desc(const ch_plugin_desc *d, const char *path, char *err, size
       check_secret_keys(d, path, err, errlen) < 0 ||
       check_migrations(d, path, err, errlen) < 0)
     return -1;
-  return 0;
-}
-
-/* secret_keys (1.1): declared string keys, each named once. */
-static int check_secret_keys(const ch_plugin_desc *d, const char *path, char *err,
-                             size_t errlen)
-{
-  const char *const *names = d->secret_keys;
-
-  if (!names)
-    return 0;
-  for (size_t i = 0; names[i]; i++) {
-    const ch_config_key *k = d->config_keys;
-    while (k && k->name && strcmp(k->name, names[i]) != 0)
-      k++;
-    if (!k || !k->name)
-      return fail(err, errlen, "'%s': secret key '%s' is not one of its config keys",
-                  path, names[i]);
-    if (k->type != CH_CONFIG_STRING)
-      return fail(err, errlen, "'%s': secret key '%s' is not a string key", path, names[i]);
-    for (size_t j = 0; j < i; j++)
-      if (strcmp(names[j], names[i]) == 0)
-        return fail(err, errlen, "'%s': secret key '%s' appears twice", path, names[i]);
-  }
   return 0;
 }
 
