@@ -13,6 +13,10 @@
  * The book's handlers run ensureUser (INSERT ... ON CONFLICT DO NOTHING) and
  * then a guarded UPDATE; here each is one upsert with the same guard in its
  * DO UPDATE ... WHERE, which leaves the same row.
+ *
+ * An event that is not one (data not an object, userId not a non-empty
+ * string of at most MAX_ID_BYTES, a Registered without such an email) is
+ * skipped (CH_SKIP): it never reaches the table.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -24,6 +28,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "view_sql.h"
 
 static const ch_migration migrations[] = {
@@ -65,6 +70,32 @@ static const char *user_id(const ch_message *msg)
   return json_string_value(json_object_get(msg->data, "userId"));
 }
 
+/* Does the event carry what its handler uses? If not, why. */
+static bool usable(const ch_message *msg, char *why, size_t size)
+{
+  char reason[160] = "data must be an object";
+  bool ok = json_is_object(msg->data) &&
+            checked_string(msg->data, "userId", MAX_ID_BYTES, true, reason, sizeof reason) &&
+            (strcmp(msg->type, "Registered") != 0 ||
+             checked_string(msg->data, "email", MAX_EMAIL_BYTES, true, reason, sizeof reason));
+
+  if (!ok)
+    snprintf(why, size, "%s: %s", msg->type, reason);
+  return ok;
+}
+
+/* For the per-message handlers: CH_OK when msg is usable, else CH_SKIP with
+ * the reason. */
+static ch_result check(ch_ctx *ctx, const ch_message *msg)
+{
+  char why[200];
+
+  if (usable(msg, why, sizeof why))
+    return CH_OK;
+  ch_host->set_error(ctx, "skipped: %s", why);
+  return CH_SKIP;
+}
+
 static int init(ch_ctx *ctx, void **state)
 {
   *state = NULL;
@@ -84,6 +115,8 @@ static ch_result registered(ch_ctx *ctx, void *state, const ch_message *msg)
   };
   (void)state;
 
+  if (check(ctx, msg) != CH_OK)
+    return CH_SKIP;
   snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
   return exec(ctx,
               "INSERT INTO admin_users AS a (id, email, last_identity_event_global_position)"
@@ -102,6 +135,8 @@ static ch_result registration_email_sent(ch_ctx *ctx, void *state, const ch_mess
   const char *params[2] = { user_id(msg), gp };
   (void)state;
 
+  if (check(ctx, msg) != CH_OK)
+    return CH_SKIP;
   snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
   return exec(ctx,
               "INSERT INTO admin_users AS a"
@@ -122,6 +157,8 @@ static ch_result user_logged_in(ch_ctx *ctx, void *state, const ch_message *msg)
   const char *params[2] = { user_id(msg), gp };
   (void)state;
 
+  if (check(ctx, msg) != CH_OK)
+    return CH_SKIP;
   snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
   return exec(ctx,
               "INSERT INTO admin_users AS a"
@@ -139,8 +176,9 @@ static ch_result user_logged_in(ch_ctx *ctx, void *state, const ch_message *msg)
  * The identity events of a batch in one statement. Per user, the events
  * beyond last_identity_event_global_position fold into: the last
  * Registered's email, registration_email_sent if any RegistrationEmailSent,
- * and the highest global position. An event with no userId fails the batch:
- * the host then replays it message by message, and the handlers decide.
+ * and the highest global position. An event that is not one fails the
+ * batch: the host then replays it message by message, and the handlers skip
+ * it.
  */
 static ch_result identity_batch(ch_ctx *ctx, void *state, const ch_message *msgs,
                                 size_t count)
@@ -156,10 +194,11 @@ static ch_result identity_batch(ch_ctx *ctx, void *state, const ch_message *msgs
   for (size_t i = 0; i < count; i++) {
     const ch_message *m = &msgs[i];
     bool reg = strcmp(m->type, "Registered") == 0;
+    char why[200];
     if (!reg && strcmp(m->type, "RegistrationEmailSent") != 0)
       continue;
-    if (!user_id(m)) {
-      ch_host->set_error(ctx, "%s at %" PRId64 " has no userId", m->type, m->global_position);
+    if (!usable(m, why, sizeof why)) {
+      ch_host->set_error(ctx, "at %" PRId64 ": %s", m->global_position, why);
       r = CH_FAIL;
       goto out;
     }
@@ -218,10 +257,11 @@ static ch_result authentication_batch(ch_ctx *ctx, void *state, const ch_message
   memset(cols, 0, sizeof cols);
   for (size_t i = 0; i < count; i++) {
     const ch_message *m = &msgs[i];
+    char why[200];
     if (strcmp(m->type, "UserLoggedIn") != 0)
       continue;
-    if (!user_id(m)) {
-      ch_host->set_error(ctx, "%s at %" PRId64 " has no userId", m->type, m->global_position);
+    if (!usable(m, why, sizeof why)) {
+      ch_host->set_error(ctx, "at %" PRId64 ": %s", m->global_position, why);
       r = CH_FAIL;
       goto out;
     }

@@ -23,14 +23,28 @@ static inline PGconn *view(ch_ctx *ctx)
   return (PGconn *)ch_host->view_db(ctx);
 }
 
-/* Run a statement; on failure say why through set_error. */
+/*
+ * Run a statement; on failure say why through set_error: PostgreSQL's
+ * primary message and SQLSTATE only. The DETAIL ("Failing row contains
+ * (...)", "Key (id)=(...) already exists") carries row values, which do not
+ * belong in logs and stop records, so it is left out.
+ */
 static inline ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const char *const *params)
 {
   PGresult *res = PQexecParams(view(ctx), sql, nparams, NULL, params, NULL, NULL, 0);
   ch_result r = CH_OK;
 
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    ch_host->set_error(ctx, "%s", PQresultErrorMessage(res));
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (primary)
+      ch_host->set_error(ctx, "%s (SQLSTATE %s)", primary, state ? state : "unknown");
+    else {   /* no server error: libpq's own message, which holds no row values */
+      const char *m = PQerrorMessage(view(ctx));
+      int n = (int)strcspn(m, "\n");
+      ch_host->set_error(ctx, "%.*s", n, m);
+    }
     r = CH_FAIL;
   }
   PQclear(res);

@@ -15,6 +15,12 @@
  * position of the last event applied: the book's guard `position <
  * event.position`. Both handlers are upserts, so the view does not depend on
  * which event of a stream comes first.
+ *
+ * An event that is not one (a stream name without a usable video id, data
+ * not an object, a VideoPublished whose ownerId, sourceUri or transcodedUri
+ * is not a non-empty string or whose ownerId is longer than MAX_ID_BYTES, a
+ * VideoNamed whose name is no string) is skipped (CH_SKIP): it never
+ * reaches the table.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -26,6 +32,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "view_sql.h"
 
 static const ch_migration migrations[] = {
@@ -43,10 +50,52 @@ static const ch_migration migrations[] = {
   { NULL, NULL, { NULL, NULL } },
 };
 
-/* A string field of data, NULL when absent or not a string. */
-static const char *data_string(const ch_message *msg, const char *key)
+/* What an event writes into its video's row. */
+typedef struct video_event {
+  const char *id;              /* from the stream name */
+  bool published;              /* VideoPublished, else VideoNamed */
+  const char *owner_id, *source_uri, *transcoded_uri;   /* VideoPublished */
+  const char *name;                                      /* VideoNamed */
+} video_event;
+
+/* The fields of a VideoPublished or VideoNamed, or false with why. */
+static bool video_event_of(const ch_message *msg, video_event *e, char *why, size_t size)
 {
-  return json_string_value(json_object_get(msg->data, key));
+  char reason[160] = "data must be an object";
+  bool ok;
+
+  memset(e, 0, sizeof *e);
+  e->id = ch_host->stream_id(msg->stream_name);
+  e->published = strcmp(msg->type, "VideoPublished") == 0;
+  if (!usable_id(e->id)) {
+    snprintf(why, size, "%s: the stream name has no usable video id", msg->type);
+    return false;
+  }
+  if (e->published)
+    ok = json_is_object(msg->data) &&
+         (e->owner_id = checked_string(msg->data, "ownerId", MAX_ID_BYTES, true, reason,
+                                       sizeof reason)) &&
+         (e->source_uri = checked_string(msg->data, "sourceUri", SIZE_MAX, true, reason,
+                                         sizeof reason)) &&
+         (e->transcoded_uri = checked_string(msg->data, "transcodedUri", SIZE_MAX, true,
+                                             reason, sizeof reason));
+  else
+    ok = json_is_object(msg->data) &&
+         (e->name = checked_string(msg->data, "name", SIZE_MAX, false, reason, sizeof reason));
+  if (!ok)
+    snprintf(why, size, "%s: %s", msg->type, reason);
+  return ok;
+}
+
+/* For the per-message handlers: the event's fields, or CH_SKIP with why. */
+static ch_result check(ch_ctx *ctx, const ch_message *msg, video_event *e)
+{
+  char why[200];
+
+  if (video_event_of(msg, e, why, sizeof why))
+    return CH_OK;
+  ch_host->set_error(ctx, "skipped: %s", why);
+  return CH_SKIP;
 }
 
 static int init(ch_ctx *ctx, void **state)
@@ -62,10 +111,17 @@ static int init(ch_ctx *ctx, void **state)
 static ch_result video_published(ch_ctx *ctx, void *state, const ch_message *msg)
 {
   char pos[24];
-  const char *params[5] = { ch_host->stream_id(msg->stream_name), data_string(msg, "ownerId"),
-                            data_string(msg, "sourceUri"), data_string(msg, "transcodedUri"),
-                            pos };
+  video_event e;
+  const char *params[5];
   (void)state;
+
+  if (check(ctx, msg, &e) != CH_OK)
+    return CH_SKIP;
+  params[0] = e.id;
+  params[1] = e.owner_id;
+  params[2] = e.source_uri;
+  params[3] = e.transcoded_uri;
+  params[4] = pos;
 
   snprintf(pos, sizeof pos, "%" PRId64, msg->position);
   return exec(ctx,
@@ -83,9 +139,15 @@ static ch_result video_published(ch_ctx *ctx, void *state, const ch_message *msg
 static ch_result video_named(ch_ctx *ctx, void *state, const ch_message *msg)
 {
   char pos[24];
-  const char *params[3] = { ch_host->stream_id(msg->stream_name), data_string(msg, "name"),
-                            pos };
+  video_event e;
+  const char *params[3];
   (void)state;
+
+  if (check(ctx, msg, &e) != CH_OK)
+    return CH_SKIP;
+  params[0] = e.id;
+  params[1] = e.name;
+  params[2] = pos;
 
   snprintf(pos, sizeof pos, "%" PRId64, msg->position);
   return exec(ctx,
@@ -102,9 +164,8 @@ static ch_result video_named(ch_ctx *ctx, void *state, const ch_message *msg)
  * the row's position are a suffix of its stream; folded, they give the last
  * VideoPublished's fields, the last VideoNamed's name and the highest
  * position, which is what the handlers above leave after applying them one
- * by one. A VideoNamed with no name, or an event in a stream with no id,
- * fails the batch: the host then replays it message by message, and the
- * handlers decide.
+ * by one. An event that is not one fails the batch: the host then replays
+ * it message by message, and the handlers skip it.
  */
 static ch_result batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t count)
 {
@@ -118,24 +179,23 @@ static ch_result batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t 
   memset(cols, 0, sizeof cols);
   for (size_t i = 0; i < count; i++) {
     const ch_message *m = &msgs[i];
-    bool published = strcmp(m->type, "VideoPublished") == 0;
-    const char *id;
-    if (!published && strcmp(m->type, "VideoNamed") != 0)
+    video_event e;
+    char why[200];
+
+    if (strcmp(m->type, "VideoPublished") != 0 && strcmp(m->type, "VideoNamed") != 0)
       continue;
-    id = ch_host->stream_id(m->stream_name);
-    if (!id || (!published && !data_string(m, "name"))) {
-      ch_host->set_error(ctx, "%s at %" PRId64 " has no video id or no name", m->type,
-                         m->global_position);
+    if (!video_event_of(m, &e, why, sizeof why)) {
+      ch_host->set_error(ctx, "at %" PRId64 ": %s", m->global_position, why);
       r = CH_FAIL;
       goto out;
     }
-    add_text(&cols[0], id);
+    add_text(&cols[0], e.id);
     add_int(&cols[1], m->position);
-    add_bool(&cols[2], published);
-    add_text(&cols[3], published ? data_string(m, "ownerId") : NULL);
-    add_text(&cols[4], published ? data_string(m, "sourceUri") : NULL);
-    add_text(&cols[5], published ? data_string(m, "transcodedUri") : NULL);
-    add_text(&cols[6], published ? NULL : data_string(m, "name"));
+    add_bool(&cols[2], e.published);
+    add_text(&cols[3], e.owner_id);
+    add_text(&cols[4], e.source_uri);
+    add_text(&cols[5], e.transcoded_uri);
+    add_text(&cols[6], e.name);
     n++;
   }
   if (n == 0)

@@ -32,6 +32,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "email_template.h"
 
 /* the book's namespace of registration email ids (p148) */
@@ -165,26 +166,22 @@ static const char *nonempty_string(const json_t *data, const char *key)
   return s && *s ? s : NULL;
 }
 
-/* Is the Register command's data what the contract says? If not, why. */
+/* Is the Register command's data what the contract says? If not, why. The
+ * userId names a stream and the email is indexed in the views: both have a
+ * length limit (checks.h); the password hash is only stored. */
 static bool valid_register(const json_t *data, char *reason, size_t size)
 {
-  static const char *const fields[] = { "userId", "email", "passwordHash" };
+  static const struct { const char *name; size_t max; } fields[] = {
+    { "userId", MAX_ID_BYTES }, { "email", MAX_EMAIL_BYTES }, { "passwordHash", SIZE_MAX },
+  };
 
   if (!json_is_object(data)) {
     snprintf(reason, size, "data must be an object");
     return false;
   }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-    json_t *v = json_object_get(data, fields[i]);
-    if (!v) {
-      snprintf(reason, size, "%s is missing", fields[i]);
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
       return false;
-    }
-    if (!json_is_string(v) || !*json_string_value(v)) {
-      snprintf(reason, size, "%s must be a non-empty string", fields[i]);
-      return false;
-    }
-  }
   return true;
 }
 
@@ -237,18 +234,19 @@ static json_t *caused_by(ch_ctx *ctx, const ch_message *msg)
 /* Register (p111-115): Registered once per identity, expected version as read. */
 static ch_result handle_register(ch_ctx *ctx, void *st, const ch_message *cmd)
 {
-  char reason[200];
+  char reason[200], uuid[37];
   bool valid = valid_register(cmd->data, reason, sizeof reason);
   const char *user_id = valid ? nonempty_string(cmd->data, "userId")
-                              : ch_host->stream_id(cmd->stream_name);
+                              : answer_id(json_string_value(json_object_get(cmd->data, "userId")),
+                                          ch_host->stream_id(cmd->stream_name), uuid);
   char *stream;
   ch_result r = CH_OK;
   (void)st;
 
-  if (!user_id || !*user_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "Register names no user (%s), in the data nor in the"
-                 " stream name: ignored", reason);
-    return CH_OK;
+  if (!user_id) {
+    ch_host->set_error(ctx, "Register names no user (%s), in the data nor in the stream"
+                       " name", reason);
+    return CH_SKIP;
   }
   if (!(stream = stream_of("identity-", user_id)))
     return out_of_memory(ctx);
@@ -321,9 +319,10 @@ static ch_result handle_registered(ch_ctx *ctx, void *st, const ch_message *even
   int rc;
 
   memset(&i, 0, sizeof i);
-  if (!user_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "Registered without a userId: ignored");
-    return CH_OK;
+  if (!usable_id(user_id)) {
+    ch_host->set_error(ctx, "Registered without a usable userId (a non-empty string of at"
+                       " most %d bytes)", MAX_ID_BYTES);
+    return CH_SKIP;
   }
   if (!(stream = stream_of("identity-", user_id)))
     return out_of_memory(ctx);
@@ -336,9 +335,10 @@ static ch_result handle_registered(ch_ctx *ctx, void *st, const ch_message *even
     ch_host->log(ctx, CH_LOG_DEBUG, "the registration email of %s was sent already", stream);
     goto out;
   }
-  if (!i.id || !i.email || !*i.email) {
-    ch_host->log(ctx, CH_LOG_WARN, "%s has no address to send to: no registration email",
-                 stream);
+  if (!usable_id(i.id) || !i.email || !*i.email || strlen(i.email) > MAX_EMAIL_BYTES) {
+    ch_host->set_error(ctx, "%s has no usable user id or address to send to: no registration"
+                       " email", stream);
+    r = CH_SKIP;
     goto out;
   }
   if (ch_host->uuid_v5(EMAIL_ID_NAMESPACE, i.email, email_id) != 0) {
@@ -379,14 +379,17 @@ static ch_result handle_sent(ch_ctx *ctx, void *st, const ch_message *event)
 {
   const char *origin = json_string_value(json_object_get(event->metadata, "originStreamName"));
   const char *user_id = ch_host->stream_id(origin);
-  json_t *email_id = json_object_get(event->data, "emailId");
+  const char *email_id = checked_string(event->data, "emailId", MAX_ID_BYTES, true, NULL, 0);
   ch_result r = CH_OK;
   (void)st;
 
-  if (!user_id || !*user_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "Sent with origin '%s' names no identity: ignored",
-                 origin ? origin : "");
-    return CH_OK;
+  if (!usable_id(user_id) || strncmp(origin, "identity-", 9) != 0) {
+    ch_host->set_error(ctx, "Sent with an origin that names no usable identity");
+    return CH_SKIP;
+  }
+  if (!email_id) {
+    ch_host->set_error(ctx, "Sent without a usable emailId");
+    return CH_SKIP;
   }
   for (int attempt = 1;; attempt++) {
     identity i = { NULL, NULL, false, false, 0, false };
@@ -402,8 +405,7 @@ static ch_result handle_sent(ch_ctx *ctx, void *st, const ch_message *event)
       ch_host->log(ctx, CH_LOG_DEBUG, "RegistrationEmailSent is in %s already", origin);
       return CH_OK;
     }
-    data = json_pack("{s:s, s:O}", "userId", user_id, "emailId",
-                     email_id ? email_id : json_null());
+    data = json_pack("{s:s, s:s}", "userId", user_id, "emailId", email_id);
     meta = ch_host->follow(ctx, event, NULL);
     rc = data && meta ? ch_host->write(ctx, origin, "RegistrationEmailSent", data, meta,
                                        version, NULL)

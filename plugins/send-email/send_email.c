@@ -30,6 +30,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "rfc5322.h"
 #include "transport.h"
 
@@ -106,17 +107,10 @@ static bool valid_send(const json_t *data, char *reason, size_t size)
     snprintf(reason, size, "data must be an object");
     return false;
   }
-  for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-    json_t *v = json_object_get(data, required[i]);
-    if (!v) {
-      snprintf(reason, size, "%s is missing", required[i]);
+  for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+    if (!checked_string(data, required[i], i == 0 ? MAX_ID_BYTES : SIZE_MAX, i < 2, reason,
+                        size))
       return false;
-    }
-    if (!json_is_string(v) || (i < 2 && !*json_string_value(v))) {
-      snprintf(reason, size, "%s must be a %sstring", required[i], i < 2 ? "non-empty " : "");
-      return false;
-    }
-  }
   for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
     json_t *v = json_object_get(data, bodies[i]);
     if (v && !json_is_string(v)) {
@@ -151,16 +145,18 @@ static json_t *event_metadata(ch_ctx *ctx, const ch_message *cmd, bool with_caus
   return meta;
 }
 
-/* Write Sent, or Failed with reason. */
+/* Write Sent, or Failed with reason. Failed names the email of its stream,
+ * email_id, also when the command's emailId was unusable. */
 static ch_result write_outcome(ch_ctx *ctx, const ch_message *cmd, const char *stream,
-                               const char *reason)
+                               const char *email_id, const char *reason)
 {
   json_t *data, *meta = event_metadata(ctx, cmd, reason != NULL);
   int rc;
 
   if (reason) {
     data = json_is_object(cmd->data) ? json_copy(cmd->data) : json_object();
-    if (data && json_object_set_new(data, "reason", json_string(reason)) != 0) {
+    if (data && (json_object_set_new(data, "emailId", json_string(email_id)) != 0 ||
+                 json_object_set_new(data, "reason", json_string(reason)) != 0)) {
       json_decref(data);
       data = NULL;
     }
@@ -186,20 +182,22 @@ static ch_result write_outcome(ch_ctx *ctx, const ch_message *cmd, const char *s
 static ch_result handle_send(ch_ctx *ctx, void *st, const ch_message *cmd)
 {
   state *s = st;
-  char reason[600], why[512];
+  char reason[600], why[512], uuid[37];
   bool valid = valid_send(cmd->data, reason, sizeof reason);
   const char *email_id = valid ? nonempty_string(cmd->data, "emailId")
-                               : ch_host->stream_id(cmd->stream_name);
+                               : answer_id(checked_string(cmd->data, "emailId", SIZE_MAX, true,
+                                                          NULL, 0),
+                                           ch_host->stream_id(cmd->stream_name), uuid);
   email_state es;
   char *stream;
   size_t n;
   ch_result r;
   int rc;
 
-  if (!email_id || !*email_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "Send names no email (%s), in the data nor in the stream"
-                 " name: ignored", reason);
-    return CH_OK;
+  if (!email_id) {
+    ch_host->set_error(ctx, "Send names no email (%s), in the data nor in the stream name",
+                       reason);
+    return CH_SKIP;
   }
   n = strlen("sendEmail-") + strlen(email_id) + 1;
   if (!(stream = malloc(n))) {
@@ -239,7 +237,7 @@ static ch_result handle_send(ch_ctx *ctx, void *st, const ch_message *cmd)
     ch_host->log(ctx, CH_LOG_WARN, "%s: Failed: %s", stream, reason);
   else
     ch_host->log(ctx, CH_LOG_DEBUG, "%s: Sent through %s", stream, s->transport->name);
-  r = write_outcome(ctx, cmd, stream, valid ? NULL : reason);
+  r = write_outcome(ctx, cmd, stream, email_id, valid ? NULL : reason);
 
 out:
   free(stream);
@@ -256,6 +254,33 @@ static int one_address(void *arg, const char *addr)
   (void)arg;
   (void)addr;
   return 0;
+}
+
+/*
+ * The pickup directory, a new string (NULL when out of memory): the book's
+ * EMAIL_DIRECTORY, else the email_directory setting, else "email" in the
+ * service's state directory ($STATE_DIRECTORY, the first of its entries, as
+ * systemd's StateDirectory= sets it), else tmp/email in the directory
+ * comphost runs in.
+ */
+static char *email_directory(ch_ctx *ctx)
+{
+  const char *env_dir = getenv("EMAIL_DIRECTORY");
+  const char *set = ch_host->config_get(ctx, "email_directory");
+  const char *state_dir = getenv("STATE_DIRECTORY");
+  char *dir;
+  size_t n;
+
+  if (env_dir && *env_dir)
+    return strdup(env_dir);
+  if (set && *set)
+    return strdup(set);
+  if (!state_dir || !*state_dir || *state_dir == ':')
+    return strdup("tmp/email");
+  n = strcspn(state_dir, ":");
+  if ((dir = malloc(n + sizeof "/email")))
+    snprintf(dir, n + sizeof "/email", "%.*s/email", (int)n, state_dir);
+  return dir;
 }
 
 static int init(ch_ctx *ctx, void **out)
@@ -287,12 +312,13 @@ static int init(ch_ctx *ctx, void **out)
   }
 
   if (!strcmp(kind, "pickup")) {
-    const char *env_dir = getenv("EMAIL_DIRECTORY");
-    const char *dir = env_dir && *env_dir ? env_dir : ch_host->config_get(ctx, "email_directory");
+    char *dir = email_directory(ctx);
 
-    s->transport = pickup_transport_new(dir, err, sizeof err);
-    if (s->transport)
+    if (!dir)
+      snprintf(err, sizeof err, "out of memory");
+    else if ((s->transport = pickup_transport_new(dir, err, sizeof err)))
       ch_host->log(ctx, CH_LOG_INFO, "delivering into the pickup directory '%s'", dir);
+    free(dir);
   } else if (!strcmp(kind, "smtp")) {
     static const char *const tls_modes[] = { "off", "try", "required" };
     const char *tls = ch_host->config_get(ctx, "smtp_tls");
@@ -355,8 +381,9 @@ static const ch_config_key config_keys[] = {
     "how to deliver: pickup (.eml files) or smtp", { NULL, NULL } },
   { "system_sender_email_address", CH_CONFIG_STRING, NULL, false,
     "the From address (SYSTEM_SENDER_EMAIL_ADDRESS overrides it)", { NULL, NULL } },
-  { "email_directory", CH_CONFIG_STRING, "tmp/email", false,
-    "pickup: the directory of the .eml files (EMAIL_DIRECTORY overrides it)", { NULL, NULL } },
+  { "email_directory", CH_CONFIG_STRING, NULL, false,
+    "pickup: the directory of the .eml files (EMAIL_DIRECTORY overrides it; default"
+    " $STATE_DIRECTORY/email, else tmp/email)", { NULL, NULL } },
   { "smtp_url", CH_CONFIG_STRING, NULL, false,
     "smtp: smtp://host:port (STARTTLS) or smtps://host:port (TLS)", { NULL, NULL } },
   { "smtp_username", CH_CONFIG_STRING, NULL, false, "smtp: user to authenticate as",

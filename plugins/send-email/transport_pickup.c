@@ -7,6 +7,10 @@
  * <id>.eml, so a reader never sees half a message. The name comes from the
  * Send command's id: a command delivered again after a crash rewrites its
  * own file rather than adding a second one.
+ *
+ * Emails hold personal data: files are created 0640, in a directory created
+ * 0750, and a directory that belongs to another user than the host's is
+ * refused (someone else could read, replace or redirect the emails).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -39,7 +43,7 @@ static int make_dirs(const char *path, char *err, size_t errlen)
     if (*s == '/' || !*s) {
       char c = *s;
       *s = '\0';
-      if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      if (mkdir(p, 0750) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create the email directory '%s': %s", p, strerror(errno));
         free(p);
         return -1;
@@ -93,7 +97,7 @@ static int pickup_send(transport *t, const email *e, char *err, size_t errlen)
   }
   sprintf(tmp, "%s/.%s.eml.tmp", pk->dir, name);
   sprintf(final, "%s/%s.eml", pk->dir, name);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd < 0 || write_all(fd, message, strlen(message)) != 0 || fsync(fd) != 0) {
     snprintf(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
     goto out;
@@ -138,6 +142,7 @@ static void pickup_destroy(transport *t)
 transport *pickup_transport_new(const char *directory, char *err, size_t errlen)
 {
   pickup *pk;
+  struct stat st;
   size_t len;
 
   if (!directory || !*directory) {
@@ -146,6 +151,20 @@ transport *pickup_transport_new(const char *directory, char *err, size_t errlen)
   }
   if (make_dirs(directory, err, errlen) != 0)
     return NULL;
+  if (stat(directory, &st) != 0) {
+    snprintf(err, errlen, "cannot use the email directory '%s': %s", directory, strerror(errno));
+    return NULL;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "the email directory '%s' is not a directory", directory);
+    return NULL;
+  }
+  if (st.st_uid != geteuid()) {
+    snprintf(err, errlen, "the email directory '%s' belongs to uid %lu, not to the user"
+             " comphost runs as (uid %lu): refused", directory, (unsigned long)st.st_uid,
+             (unsigned long)geteuid());
+    return NULL;
+  }
   if (!(pk = calloc(1, sizeof *pk)) || !(pk->dir = strdup(directory))) {
     free(pk);
     snprintf(err, errlen, "out of memory");

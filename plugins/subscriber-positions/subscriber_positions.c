@@ -10,6 +10,10 @@
  * `subscriberPosition-`): its last recorded position and when it was
  * recorded. The guard `last_message_global_position < globalPosition` makes
  * a redelivered Read change nothing.
+ *
+ * A Read that is not one (a stream name without a usable subscriber id,
+ * data not an object, data.position not an integer of 0 or more) is skipped
+ * (CH_SKIP): it never reaches the table.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -21,6 +25,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "view_sql.h"
 
 static const ch_migration migrations[] = {
@@ -34,14 +39,26 @@ static const ch_migration migrations[] = {
   { NULL, NULL, { NULL, NULL } },
 };
 
-/* A Read's subscriber id and position; false when it has either not. */
-static bool read_of(const ch_message *msg, const char **subscriber_id, int64_t *position)
+/* A Read's subscriber id and position; false with why when it has either
+ * not. */
+static bool read_of(const ch_message *msg, const char **subscriber_id, int64_t *position,
+                    char *why, size_t size)
 {
-  json_t *p = json_object_get(msg->data, "position");
+  json_t *p = json_is_object(msg->data) ? json_object_get(msg->data, "position") : NULL;
 
   *subscriber_id = ch_host->stream_id(msg->stream_name);
-  if (!*subscriber_id || !json_is_integer(p))
+  if (!usable_id(*subscriber_id)) {
+    snprintf(why, size, "Read: the stream name has no usable subscriber id");
     return false;
+  }
+  if (!json_is_object(msg->data)) {
+    snprintf(why, size, "Read: data must be an object");
+    return false;
+  }
+  if (!json_is_integer(p) || json_integer_value(p) < 0) {
+    snprintf(why, size, "Read: position must be an integer of 0 or more");
+    return false;
+  }
   *position = (int64_t)json_integer_value(p);
   return true;
 }
@@ -58,15 +75,14 @@ static int init(ch_ctx *ctx, void **state)
 
 static ch_result read_recorded(ch_ctx *ctx, void *state, const ch_message *msg)
 {
-  char pos[24], gp[24];
+  char pos[24], gp[24], why[200];
   const char *params[4] = { NULL, pos, msg->time, gp };
   int64_t position;
   (void)state;
 
-  if (!read_of(msg, &params[0], &position)) {
-    ch_host->set_error(ctx, "a Read needs a subscriber id in its stream name and an integer"
-                       " data.position");
-    return CH_FAIL;
+  if (!read_of(msg, &params[0], &position, why, sizeof why)) {
+    ch_host->set_error(ctx, "skipped: %s", why);
+    return CH_SKIP;
   }
   snprintf(pos, sizeof pos, "%" PRId64, position);
   snprintf(gp, sizeof gp, "%" PRId64, msg->global_position);
@@ -84,8 +100,8 @@ static ch_result read_recorded(ch_ctx *ctx, void *state, const ch_message *msg)
 /*
  * A whole batch in one statement: the last Read of each subscriber in the
  * batch, applied when it is beyond the row's guard. A Read that is not one
- * (no subscriber id, no integer position) fails the batch: the host then
- * replays it message by message, and the handler decides.
+ * fails the batch: the host then replays it message by message, and the
+ * handler skips it.
  */
 static ch_result read_batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t count)
 {
@@ -100,10 +116,12 @@ static ch_result read_batch(ch_ctx *ctx, void *state, const ch_message *msgs, si
   for (size_t i = 0; i < count; i++) {
     const char *id;
     int64_t position;
+    char why[200];
+
     if (strcmp(msgs[i].type, "Read") != 0)
       continue;
-    if (!read_of(&msgs[i], &id, &position)) {
-      ch_host->set_error(ctx, "the Read at %" PRId64 " is not one", msgs[i].global_position);
+    if (!read_of(&msgs[i], &id, &position, why, sizeof why)) {
+      ch_host->set_error(ctx, "at %" PRId64 ": %s", msgs[i].global_position, why);
       r = CH_FAIL;
       goto out;
     }

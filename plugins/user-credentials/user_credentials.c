@@ -6,6 +6,10 @@
  * The primary key on id is the idempotence guard: INSERT ... ON CONFLICT DO
  * NOTHING, so the first Registered of a user wins, however often it or a
  * later one is delivered.
+ *
+ * A Registered that is not one (data not an object; userId, email or
+ * passwordHash missing, not a non-empty string, or longer than checks.h
+ * allows) is skipped (CH_SKIP): it never reaches the table.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -16,6 +20,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "view_sql.h"
 
 static const ch_migration migrations[] = {
@@ -29,10 +34,17 @@ static const ch_migration migrations[] = {
   { NULL, NULL, { NULL, NULL } },
 };
 
-/* A string field of data, NULL when absent or not a string. */
-static const char *data_string(const ch_message *msg, const char *key)
+/* A Registered's userId, email and passwordHash into f[], or false with
+ * the reason in why. */
+static bool registered_fields(const ch_message *msg, const char *f[3], char *why, size_t size)
 {
-  return json_string_value(json_object_get(msg->data, key));
+  if (!json_is_object(msg->data)) {
+    snprintf(why, size, "data must be an object");
+    return false;
+  }
+  return (f[0] = checked_string(msg->data, "userId", MAX_ID_BYTES, true, why, size)) &&
+         (f[1] = checked_string(msg->data, "email", MAX_EMAIL_BYTES, true, why, size)) &&
+         (f[2] = checked_string(msg->data, "passwordHash", SIZE_MAX, true, why, size));
 }
 
 static int init(ch_ctx *ctx, void **state)
@@ -48,10 +60,14 @@ static int init(ch_ctx *ctx, void **state)
 /* createUserCredential */
 static ch_result registered(ch_ctx *ctx, void *state, const ch_message *msg)
 {
-  const char *params[3] = { data_string(msg, "userId"), data_string(msg, "email"),
-                            data_string(msg, "passwordHash") };
+  const char *params[3];
+  char why[200];
   (void)state;
 
+  if (!registered_fields(msg, params, why, sizeof why)) {
+    ch_host->set_error(ctx, "Registered skipped: %s", why);
+    return CH_SKIP;
+  }
   return exec(ctx,
               "INSERT INTO user_credentials (id, email, password_hash)"
               " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -60,9 +76,9 @@ static ch_result registered(ch_ctx *ctx, void *state, const ch_message *msg)
 
 /*
  * A whole batch in one statement: the first Registered of each user in the
- * batch, inserted unless the user has a row already. A Registered missing a
- * field fails the batch: the host then replays it message by message, and
- * the handler above decides (the NOT NULL columns refuse it).
+ * batch, inserted unless the user has a row already. A Registered that is
+ * not one fails the batch: the host then replays it message by message, and
+ * the handler above skips it.
  */
 static ch_result registered_batch(ch_ctx *ctx, void *state, const ch_message *msgs,
                                   size_t count)
@@ -75,21 +91,18 @@ static ch_result registered_batch(ch_ctx *ctx, void *state, const ch_message *ms
 
   memset(cols, 0, sizeof cols);
   for (size_t i = 0; i < count; i++) {
-    const char *id, *email, *hash;
+    const char *f[3];
+    char why[200];
     if (strcmp(msgs[i].type, "Registered") != 0)
       continue;
-    id = data_string(&msgs[i], "userId");
-    email = data_string(&msgs[i], "email");
-    hash = data_string(&msgs[i], "passwordHash");
-    if (!id || !email || !hash) {
-      ch_host->set_error(ctx, "Registered at %" PRId64 " lacks userId, email or passwordHash",
-                         msgs[i].global_position);
+    if (!registered_fields(&msgs[i], f, why, sizeof why)) {
+      ch_host->set_error(ctx, "Registered at %" PRId64 ": %s", msgs[i].global_position, why);
       r = CH_FAIL;
       goto out;
     }
-    add_text(&cols[0], id);
-    add_text(&cols[1], email);
-    add_text(&cols[2], hash);
+    add_text(&cols[0], f[0]);
+    add_text(&cols[1], f[1]);
+    add_text(&cols[2], f[2]);
     n++;
   }
   if (n == 0)

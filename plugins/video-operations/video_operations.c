@@ -8,6 +8,10 @@
  * (videoPublishing-<videoId>), not from the event's data, which has none.
  * The primary key on trace_id is the idempotence guard: the first outcome of
  * a traceId wins, however often it is delivered.
+ *
+ * An event that is not one (metadata.traceId or the stream's id not a
+ * non-empty string of at most MAX_ID_BYTES, a VideoNameRejected whose
+ * data.reason is no string) is skipped (CH_SKIP): it never reaches the table.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -18,6 +22,7 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "view_sql.h"
 
 static const ch_migration migrations[] = {
@@ -39,16 +44,30 @@ typedef struct outcome {
   const char *failure_reason;
 } outcome;
 
-static outcome outcome_of(const ch_message *msg)
+/* The row a naming event writes, or false with the reason in why. */
+static bool outcome_of(const ch_message *msg, outcome *o, char *why, size_t size)
 {
-  outcome o;
+  char reason[160];
 
-  o.trace_id = json_string_value(json_object_get(msg->metadata, "traceId"));
-  o.video_id = ch_host->stream_id(msg->stream_name);   /* streamToEntityId */
-  o.succeeded = strcmp(msg->type, "VideoNamed") == 0;
-  o.failure_reason = o.succeeded ? NULL
-                                 : json_string_value(json_object_get(msg->data, "reason"));
-  return o;
+  o->video_id = ch_host->stream_id(msg->stream_name);   /* streamToEntityId */
+  o->succeeded = strcmp(msg->type, "VideoNamed") == 0;
+  o->failure_reason = NULL;
+  o->trace_id = checked_string(msg->metadata, "traceId", MAX_ID_BYTES, true, reason,
+                               sizeof reason);
+  if (!o->trace_id) {
+    snprintf(why, size, "%s: metadata.%s", msg->type, reason);
+    return false;
+  }
+  if (!usable_id(o->video_id)) {
+    snprintf(why, size, "%s: the stream name has no usable video id", msg->type);
+    return false;
+  }
+  if (!o->succeeded && !(o->failure_reason = checked_string(msg->data, "reason", SIZE_MAX,
+                                                            false, reason, sizeof reason))) {
+    snprintf(why, size, "%s: %s", msg->type, reason);
+    return false;
+  }
+  return true;
 }
 
 static bool is_naming_event(const ch_message *msg)
@@ -69,10 +88,19 @@ static int init(ch_ctx *ctx, void **state)
 /* writeResult, for VideoNamed and VideoNameRejected alike */
 static ch_result write_result(ch_ctx *ctx, void *state, const ch_message *msg)
 {
-  outcome o = outcome_of(msg);
-  const char *params[4] = { o.trace_id, o.video_id, o.succeeded ? "t" : "f",
-                            o.failure_reason };
+  outcome o;
+  char why[200];
+  const char *params[4];
   (void)state;
+
+  if (!outcome_of(msg, &o, why, sizeof why)) {
+    ch_host->set_error(ctx, "skipped: %s", why);
+    return CH_SKIP;
+  }
+  params[0] = o.trace_id;
+  params[1] = o.video_id;
+  params[2] = o.succeeded ? "t" : "f";
+  params[3] = o.failure_reason;
 
   return exec(ctx,
               "INSERT INTO video_operations (trace_id, video_id, succeeded, failure_reason)"
@@ -82,9 +110,9 @@ static ch_result write_result(ch_ctx *ctx, void *state, const ch_message *msg)
 
 /*
  * A whole batch in one statement: the first outcome of each traceId in the
- * batch, inserted unless the traceId has a row already. An event with no
- * traceId or no video id fails the batch: the host then replays it message
- * by message, and the handler above decides.
+ * batch, inserted unless the traceId has a row already. An event that is
+ * not one fails the batch: the host then replays it message by message, and
+ * the handler above skips it.
  */
 static ch_result write_result_batch(ch_ctx *ctx, void *state, const ch_message *msgs,
                                     size_t count)
@@ -98,15 +126,16 @@ static ch_result write_result_batch(ch_ctx *ctx, void *state, const ch_message *
   memset(cols, 0, sizeof cols);
   for (size_t i = 0; i < count; i++) {
     outcome o;
+    char why[200];
+
     if (!is_naming_event(&msgs[i]))
       continue;
-    o = outcome_of(&msgs[i]);
-    if (!o.trace_id || !o.video_id) {
-      ch_host->set_error(ctx, "%s at %" PRId64 " has no traceId or no video id",
-                         msgs[i].type, msgs[i].global_position);
+    if (!outcome_of(&msgs[i], &o, why, sizeof why)) {
+      ch_host->set_error(ctx, "at %" PRId64 ": %s", msgs[i].global_position, why);
       r = CH_FAIL;
       goto out;
     }
+
     add_text(&cols[0], o.trace_id);
     add_text(&cols[1], o.video_id);
     add_bool(&cols[2], o.succeeded);

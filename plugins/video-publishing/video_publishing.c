@@ -35,9 +35,12 @@
 
 #include <comphost/plugin.h>
 
+#include "checks.h"
 #include "transcoder.h"
 
 #define MAX_ATTEMPTS 5
+#define CH_STR_(x) #x
+#define CH_STR(x) CH_STR_(x)
 /* the book's FAKE_TRANSCODING_DESTINATION */
 #define FAKE_TRANSCODING_DESTINATION "https://www.youtube.com/watch?v=GI_P3UtZXAA"
 
@@ -102,12 +105,13 @@ static const char *nonempty_string(const json_t *data, const char *key)
   return s && *s ? s : NULL;
 }
 
-/* The video a command is about: data.videoId, else the stream's id. */
-static const char *video_id_of(const ch_message *cmd)
+/* The video a command is about: data.videoId when usable, else the stream's
+ * id, else the UUID v5 of an id too long to use (checks.h), in buf. */
+static const char *video_id_of(const ch_message *cmd, char buf[37])
 {
   const char *id = nonempty_string(cmd->data, "videoId");
 
-  return id ? id : ch_host->stream_id(cmd->stream_name);
+  return usable_id(id) ? id : answer_id(id, ch_host->stream_id(cmd->stream_name), buf);
 }
 
 static char *video_stream(const char *video_id)
@@ -137,34 +141,34 @@ static json_t *caused_by(ch_ctx *ctx, const ch_message *cmd, bool with_cause)
   return meta;
 }
 
-/* Is the PublishVideo command's data what the contract says? If not, why. */
+/* Is the PublishVideo command's data what the contract says? If not, why.
+ * The ids name a stream or are indexed in the views: they have a length
+ * limit (checks.h). */
 static bool valid_publish(const json_t *data, char *reason, size_t size)
 {
-  static const char *const fields[] = { "ownerId", "sourceUri", "videoId" };
+  static const struct { const char *name; size_t max; } fields[] = {
+    { "ownerId", MAX_ID_BYTES }, { "sourceUri", SIZE_MAX }, { "videoId", MAX_ID_BYTES },
+  };
 
   if (!json_is_object(data)) {
     snprintf(reason, size, "data must be an object");
     return false;
   }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-    json_t *v = json_object_get(data, fields[i]);
-    if (!v) {
-      snprintf(reason, size, "%s is missing", fields[i]);
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
       return false;
-    }
-    if (!json_is_string(v) || !*json_string_value(v)) {
-      snprintf(reason, size, "%s must be a non-empty string", fields[i]);
-      return false;
-    }
-  }
   return true;
 }
 
-/* VideoPublishingFailed's data: what the command had, the video and why. */
+/* VideoPublishingFailed's data: what the command had, the video and why.
+ * An ownerId too long to be one is left out. */
 static json_t *failed_data(const json_t *cmd, const char *video_id, const char *reason)
 {
   json_t *d = json_object();
   json_t *owner = json_object_get(cmd, "ownerId"), *source = json_object_get(cmd, "sourceUri");
+
+  if (json_is_string(owner) && json_string_length(owner) > MAX_ID_BYTES)
+    owner = NULL;
 
   if (!d || (owner && json_object_set(d, "ownerId", owner) != 0) ||
       (source && json_object_set(d, "sourceUri", source) != 0) ||
@@ -214,16 +218,16 @@ static int write_decided(ch_ctx *ctx, const char *stream, const char *type, json
 static ch_result handle_publish(ch_ctx *ctx, void *st, const ch_message *cmd)
 {
   state *s = st;
-  char reason[600];
+  char reason[600], uuid[37];
   bool valid = valid_publish(cmd->data, reason, sizeof reason);
-  const char *video_id = video_id_of(cmd);
+  const char *video_id = video_id_of(cmd, uuid);
   char *stream;
   ch_result r = CH_OK;
 
-  if (!video_id || !*video_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "PublishVideo names no video (%s), in the data nor in the"
-                 " stream name: ignored", reason);
-    return CH_OK;
+  if (!video_id) {
+    ch_host->set_error(ctx, "PublishVideo names no video (%s), in the data nor in the stream"
+                       " name", reason);
+    return CH_SKIP;
   }
   if (!(stream = video_stream(video_id)))
     return out_of_memory(ctx);
@@ -292,6 +296,9 @@ static bool valid_name(const json_t *data, char *reason, size_t size)
   } else if (!id || !json_is_string(id) || !*json_string_value(id)) {
     field = "videoId";
     problem = !id ? "Can't be blank" : "Must be a non-empty string";
+  } else if (json_string_length(id) > MAX_ID_BYTES) {
+    field = "videoId";
+    problem = "Is too long (maximum is " CH_STR(MAX_ID_BYTES) " bytes)";
   }
   if (!field)
     return true;
@@ -302,17 +309,16 @@ static bool valid_name(const json_t *data, char *reason, size_t size)
 /* NameVideo (p181-186), with the sequence of the causing command */
 static ch_result handle_name(ch_ctx *ctx, void *st, const ch_message *cmd)
 {
-  char reason[200];
+  char reason[200], uuid[37];
   bool valid = valid_name(cmd->data, reason, sizeof reason);
-  const char *video_id = video_id_of(cmd);
+  const char *video_id = video_id_of(cmd, uuid);
   char *stream;
   ch_result r = CH_OK;
   (void)st;
 
-  if (!video_id || !*video_id) {
-    ch_host->log(ctx, CH_LOG_WARN, "NameVideo names no video, in the data nor in the stream"
-                 " name: ignored");
-    return CH_OK;
+  if (!video_id) {
+    ch_host->set_error(ctx, "NameVideo names no video, in the data nor in the stream name");
+    return CH_SKIP;
   }
   if (!(stream = video_stream(video_id)))
     return out_of_memory(ctx);
@@ -336,7 +342,8 @@ static ch_result handle_name(ch_ctx *ctx, void *st, const ch_message *cmd)
       data = json_pack("{s:O}", "name", name);
     } else {
       ch_host->log(ctx, CH_LOG_INFO, "%s: VideoNameRejected: %s", stream, reason);
-      data = json_pack("{s:O, s:s}", "name", name ? name : json_null(), "reason", reason);
+      data = json_pack("{s:O, s:s}", "name", json_is_string(name) ? name : json_null(),
+                       "reason", reason);
     }
     rc = write_decided(ctx, stream, valid ? "VideoNamed" : "VideoNameRejected", data,
                        caused_by(ctx, cmd, true), version, &r);
