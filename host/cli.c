@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 volatile sig_atomic_t chd_cli_interrupted;
 
 static int vreport(int code, const char *fmt, va_list ap)
@@ -15,6 +17,7 @@ static int vreport(int code, const char *fmt, va_list ap)
   char line[2048];
 
   vsnprintf(line, sizeof line, fmt, ap);
+  chd_log_redact(line, sizeof line);     /* a password quoted by libpq, say */
   for (char *p = line; *p; p++)
     if (*p == '\n')
       *p = ' ';

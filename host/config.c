@@ -9,9 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <ini.h>
+
+#include "log.h"
 
 #ifndef COMPHOST_PLUGINDIR
 #error "COMPHOST_PLUGINDIR must name the installed plugin directory"
@@ -445,6 +450,7 @@ static void plugin_key(struct parser *p, chd_instance_config *inst, const char *
   }
   inst->plugin_keys = kvs;
   kv = &kvs[inst->plugin_key_count];
+  memset(kv, 0, sizeof *kv);
   kv->key = strdup(name);
   kv->value = strdup(value);
   kv->line = p->line;
@@ -727,6 +733,123 @@ static char *read_line(char *str, int num, void *stream)
   return p->failed ? NULL : str;
 }
 
+/*
+ * The passwords of a connection string, as spans of the text, for masking.
+ * libpq takes two forms (and refuses what does not parse, quoting it in its
+ * message, which is why the raw text matters here):
+ * - a URI, postgresql://[user[:password]@]host.../db?password=...: the
+ *   password of the user part ends at the first '@' before any '/', as libpq
+ *   reads it; a query parameter ends at '&' or at the end;
+ * - key=value pairs: a value is 'quoted' (with \' and \\ escapes) or runs
+ *   to the next white space.
+ * Returns the number of spans (at most max).
+ */
+struct span {
+  size_t start, end;
+};
+
+static size_t password_spans(const char *s, struct span *spans, size_t max)
+{
+  size_t n = 0;
+
+  if (!strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11)) {
+    const char *a = strstr(s, "://") + 3, *e = a, *q;
+
+    while (*e && *e != '@' && *e != '/')
+      e++;
+    if (*e == '@') {
+      const char *colon = memchr(a, ':', (size_t)(e - a));
+      if (colon && n < max)
+        spans[n++] = (struct span){ (size_t)(colon + 1 - s), (size_t)(e - s) };
+    }
+    for (q = strchr(s, '?'); q && *q; ) {
+      const char *param = q + 1, *end = param + strcspn(param, "&");
+
+      if (!strncmp(param, "password=", 9) && n < max)
+        spans[n++] = (struct span){ (size_t)(param + 9 - s), (size_t)(end - s) };
+      q = *end ? end : NULL;
+    }
+    return n;
+  }
+  for (const char *c = s; *c; ) {
+    const char *key, *val;
+    size_t keylen;
+
+    while (isspace((unsigned char)*c))
+      c++;
+    key = c;
+    while (*c && *c != '=' && !isspace((unsigned char)*c))
+      c++;
+    keylen = (size_t)(c - key);
+    while (isspace((unsigned char)*c))
+      c++;
+    if (*c != '=') {
+      if (c == key && *c)
+        c++;      /* not a key: step over it */
+      continue;
+    }
+    c++;
+    while (isspace((unsigned char)*c))
+      c++;
+    if (*c == '\'') {
+      val = ++c;
+      while (*c && *c != '\'') {
+        if (*c == '\\' && c[1])
+          c++;
+        c++;
+      }
+    } else {
+      val = c;
+      while (*c && !isspace((unsigned char)*c)) {
+        if (*c == '\\' && c[1])
+          c++;
+        c++;
+      }
+    }
+    if (keylen == 8 && !strncmp(key, "password", 8) && c > val && n < max)
+      spans[n++] = (struct span){ (size_t)(val - s), (size_t)(c - s) };
+    if (*c == '\'')
+      c++;
+  }
+  return n;
+}
+
+void chd_conninfo_mask(const char *conninfo, char *out, size_t size)
+{
+  struct span spans[8];
+  size_t n, from = 0;
+
+  if (!out || size == 0)
+    return;
+  out[0] = '\0';
+  if (!conninfo)
+    return;
+  n = password_spans(conninfo, spans, sizeof spans / sizeof spans[0]);
+  for (size_t i = 0; i < n; i++) {
+    append(out, size, "%.*s%s", (int)(spans[i].start - from), conninfo + from,
+           CHD_SECRET_TEXT);
+    from = spans[i].end;
+  }
+  append(out, size, "%s", conninfo + from);
+}
+
+/* Keep the passwords of a connection string out of the logs. */
+static void add_conninfo_secrets(const char *conninfo)
+{
+  struct span spans[8];
+  size_t n;
+
+  if (!conninfo)
+    return;
+  n = password_spans(conninfo, spans, sizeof spans / sizeof spans[0]);
+  for (size_t i = 0; i < n; i++) {
+    char *pw = strndup(conninfo + spans[i].start, spans[i].end - spans[i].start);
+
+    chd_log_add_secret(pw);
+    free(pw);
+  }
+}
+
 /* After the file: environment overrides, paths and checks across sections. */
 static void resolve(struct parser *p, const char *plugin_dir_override)
 {
@@ -743,6 +866,8 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
     fail(p, 0, "no message store: set [host] message_store or MESSAGE_STORE_CONNECTION_STRING");
     return;
   }
+  add_conninfo_secrets(cfg->message_store);
+  add_conninfo_secrets(cfg->view_data);
 
   env = getenv("COMPHOST_PLUGIN_DIR");
   if (plugin_dir_override && *plugin_dir_override)
@@ -868,6 +993,7 @@ void chd_config_release(chd_config *cfg)
     for (size_t j = 0; j < inst->plugin_key_count; j++) {
       free(inst->plugin_keys[j].key);
       free(inst->plugin_keys[j].value);
+      free(inst->plugin_keys[j].origin);
     }
     free(inst->plugin_keys);
     free(inst->name);
@@ -891,6 +1017,256 @@ const chd_config_kv *chd_config_plugin_key(const chd_instance_config *inst, cons
     if (inst->plugin_keys[i].key && !strcmp(inst->plugin_keys[i].key, key))
       return &inst->plugin_keys[i];
   return NULL;
+}
+
+void chd_config_secret_env(const char *section, const char *key, char *buf, size_t size)
+{
+  size_t n;
+
+  if (!buf || size == 0)
+    return;
+  snprintf(buf, size, "COMPHOST_%s_%s", section, key);
+  for (n = 9; buf[n]; n++)
+    buf[n] = isalnum((unsigned char)buf[n]) ? (char)toupper((unsigned char)buf[n]) : '_';
+}
+
+static const ch_config_key *find_declared(const ch_config_key *declared, const char *name)
+{
+  for (const ch_config_key *k = declared; k && k->name; k++)
+    if (!strcmp(k->name, name))
+      return k;
+  return NULL;
+}
+
+/* The biggest secret file the host reads. */
+#define SECRET_FILE_MAX 65536
+
+/* The content of a secret file, one trailing newline dropped; NULL with the
+ * reason in why. */
+static char *read_secret_file(const char *path, char *why, size_t size)
+{
+  struct stat st;
+  char *buf = NULL;
+  size_t len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+  if (fd < 0) {
+    snprintf(why, size, "cannot read '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  /* the file opened is the file checked */
+  if (fstat(fd, &st) != 0) {
+    snprintf(why, size, "cannot read '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(why, size, "'%s' is not a regular file", path);
+    goto fail;
+  }
+  if (st.st_mode & 007) {
+    snprintf(why, size, "'%s' is open to other users (mode %04o): a secret file must not"
+             " be (chmod o-rwx)", path, (unsigned)(st.st_mode & 07777));
+    goto fail;
+  }
+  if (st.st_size > SECRET_FILE_MAX) {
+    snprintf(why, size, "'%s' is too big for a secret (%lld bytes, at most %d)", path,
+             (long long)st.st_size, SECRET_FILE_MAX);
+    goto fail;
+  }
+  if (!(buf = malloc((size_t)st.st_size + 1))) {
+    snprintf(why, size, "out of memory");
+    goto fail;
+  }
+  for (;;) {
+    ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      snprintf(why, size, "cannot read '%s': %s", path, strerror(errno));
+      goto fail;
+    }
+    if (r == 0 || (len += (size_t)r) == (size_t)st.st_size)
+      break;
+  }
+  buf[len] = '\0';
+  if (strlen(buf) != len) {
+    snprintf(why, size, "'%s' holds a NUL byte", path);
+    goto fail;
+  }
+  if (len > 0 && buf[len - 1] == '\n') {
+    buf[--len] = '\0';
+    if (len > 0 && buf[len - 1] == '\r')
+      buf[--len] = '\0';
+  }
+  close(fd);
+  return buf;
+
+fail:
+  free(buf);
+  close(fd);
+  return NULL;
+}
+
+/* The plugin key `key` of an instance, to change, or NULL. */
+static chd_config_kv *find_kv(chd_instance_config *inst, const char *key)
+{
+  for (size_t i = 0; i < inst->plugin_key_count; i++)
+    if (!strcmp(inst->plugin_keys[i].key, key))
+      return &inst->plugin_keys[i];
+  return NULL;
+}
+
+/* Remove entry i of the instance's plugin keys. */
+static void remove_kv(chd_instance_config *inst, size_t i)
+{
+  chd_config_kv *kv = &inst->plugin_keys[i];
+
+  free(kv->key);
+  free(kv->value);
+  free(kv->origin);
+  memmove(kv, kv + 1, (inst->plugin_key_count - i - 1) * sizeof *kv);
+  inst->plugin_key_count--;
+}
+
+/* Give secret key `k` the value (taking value and origin), from `source`,
+ * with line `line`: replaces the entry of the file if there is one. */
+static int set_secret(chd_instance_config *inst, const char *k, char *value,
+                      chd_config_source source, char *origin, int line)
+{
+  chd_config_kv *kv = find_kv(inst, k);
+
+  if (!kv) {
+    chd_config_kv *kvs = realloc(inst->plugin_keys, (inst->plugin_key_count + 1) * sizeof *kvs);
+    char *key = strdup(k);
+
+    if (!kvs || !key) {
+      if (kvs)
+        inst->plugin_keys = kvs;
+      free(key);
+      free(value);
+      free(origin);
+      return -1;
+    }
+    inst->plugin_keys = kvs;
+    kv = &kvs[inst->plugin_key_count++];
+    memset(kv, 0, sizeof *kv);
+    kv->key = key;
+    kv->line = line;
+  } else if (source == CHD_FROM_FILE) {
+    kv->line = line;       /* the line of the file's key, for what goes wrong */
+  }
+  free(kv->value);
+  free(kv->origin);
+  kv->value = value;
+  kv->origin = origin;
+  kv->source = source;
+  return 0;
+}
+
+bool chd_config_is_secret(const char *const *secret_keys, const char *name)
+{
+  for (size_t i = 0; secret_keys && secret_keys[i]; i++)
+    if (!strcmp(secret_keys[i], name))
+      return true;
+  return false;
+}
+
+int chd_config_resolve_secrets(const chd_config *cfg, chd_instance_config *inst,
+                               const ch_config_key *declared, const char *const *secret_keys,
+                               char *err, size_t errlen)
+{
+  const char *path = cfg && cfg->path ? cfg->path : "";
+
+  if (err && errlen)
+    err[0] = '\0';
+
+  /* <key>_file: only for a secret key */
+  for (size_t i = 0; i < inst->plugin_key_count; i++) {
+    chd_config_kv *kv = &inst->plugin_keys[i];
+    size_t len = strlen(kv->key);
+    const ch_config_key *d;
+    char base[256], why[1024], *file, *value;
+    int line = kv->line;
+
+    if (len <= 5 || strcmp(kv->key + len - 5, "_file") || find_declared(declared, kv->key) ||
+        len - 5 >= sizeof base)
+      continue;
+    memcpy(base, kv->key, len - 5);
+    base[len - 5] = '\0';
+    if (!(d = find_declared(declared, base)))
+      continue;     /* an unknown key, which chd_config_check_plugin_keys() reports */
+    if (!chd_config_is_secret(secret_keys, d->name)) {
+      format_error(err, errlen, path, line, "[%s] %s: unknown key (%s is not a secret"
+                   " setting of the plugin: only a secret may be read from a file)",
+                   inst->name, kv->key, base);
+      return -1;
+    }
+    if (!*kv->value) {
+      format_error(err, errlen, path, line, "[%s] %s: empty value (give the file that holds"
+                   " %s)", inst->name, kv->key, base);
+      return -1;
+    }
+    if (!(file = beside(path, kv->value))) {
+      format_error(err, errlen, path, line, "out of memory");
+      return -1;
+    }
+    if (!(value = read_secret_file(file, why, sizeof why))) {
+      format_error(err, errlen, path, line, "[%s] %s: %s", inst->name, kv->key, why);
+      free(file);
+      return -1;
+    }
+    remove_kv(inst, i);
+    if (set_secret(inst, base, value, CHD_FROM_FILE, file, line) != 0) {
+      format_error(err, errlen, path, line, "out of memory");
+      return -1;
+    }
+    i = (size_t)-1;     /* the entries moved: start again */
+  }
+
+  /* the environment, over the file and the INI value */
+  for (const ch_config_key *k = declared; k && k->name; k++) {
+    chd_config_kv *kv;
+    char var[256];
+    const char *env;
+    char *value, *origin;
+
+    if (!chd_config_is_secret(secret_keys, k->name))
+      continue;
+    chd_config_secret_env(inst->name, k->name, var, sizeof var);
+    env = getenv(var);
+    if (env && *env) {
+      kv = find_kv(inst, k->name);
+      value = strdup(env);
+      origin = strdup(var);
+      if (!value || !origin ||
+          set_secret(inst, k->name, value, CHD_FROM_ENV, origin,
+                     kv && kv->source == CHD_FROM_INI ? kv->line : inst->line) != 0) {
+        if (!value || !origin) {
+          free(value);
+          free(origin);
+        }
+        format_error(err, errlen, path, 0, "out of memory");
+        return -1;
+      }
+    }
+    if ((kv = find_kv(inst, k->name))) {
+      kv->secret = true;
+      chd_log_add_secret(kv->value);
+    }
+  }
+  return 0;
+}
+
+/* "(secret)", with where it came from, for an error about a secret value. */
+static void secret_label(const chd_config_kv *kv, char *buf, size_t size)
+{
+  if (kv->source == CHD_FROM_FILE)
+    snprintf(buf, size, CHD_SECRET_TEXT " from '%s'", kv->origin);
+  else if (kv->source == CHD_FROM_ENV)
+    snprintf(buf, size, CHD_SECRET_TEXT " from %s", kv->origin);
+  else
+    snprintf(buf, size, CHD_SECRET_TEXT);
 }
 
 /* Check one value of a declared type; what is wrong, or NULL. */
@@ -942,8 +1318,16 @@ int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_confi
       return -1;
     }
     if ((problem = type_problem(d->type, kv->value))) {
-      format_error(err, errlen, path, kv->line, "[%s] %s: '%s' %s", inst->name, kv->key,
-                   kv->value, problem);
+      if (kv->secret) {
+        char label[600];
+
+        secret_label(kv, label, sizeof label);
+        format_error(err, errlen, path, kv->line, "[%s] %s: %s %s", inst->name, kv->key,
+                     label, problem);
+      } else {
+        format_error(err, errlen, path, kv->line, "[%s] %s: '%s' %s", inst->name, kv->key,
+                     kv->value, problem);
+      }
       return -1;
     }
   }

@@ -37,13 +37,30 @@ typedef enum chd_position_format {
   CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
 } chd_position_format;
 
+/* Where the value of a plugin setting came from. */
+typedef enum chd_config_source {
+  CHD_FROM_INI = 0,                /* key = value in the instance's section */
+  CHD_FROM_FILE = 1,               /* <key>_file = PATH: the file's content */
+  CHD_FROM_ENV = 2                 /* COMPHOST_<SECTION>_<KEY> */
+} chd_config_source;
+
 /* A key=value of an instance section that the host does not own: the
  * plugin's own setting, checked against its declared keys after loading. */
 typedef struct chd_config_kv {
   char *key;
   char *value;
-  int line;
+  int line;                        /* of the key, or of its <key>_file (for
+                                      a value from the environment, of the
+                                      last of them, else of the section) */
+  bool secret;                     /* one of the plugin's secret_keys: print
+                                      CHD_SECRET_TEXT, never the value */
+  chd_config_source source;
+  char *origin;                    /* CHD_FROM_FILE: the file's path;
+                                      CHD_FROM_ENV: the variable; else NULL */
 } chd_config_kv;
+
+/* What is printed in place of a secret value. */
+#define CHD_SECRET_TEXT "(secret)"
 
 /* One plugin instance: one worker process. */
 typedef struct chd_instance_config {
@@ -127,6 +144,40 @@ const chd_config_kv *chd_config_plugin_key(const chd_instance_config *inst, cons
  */
 int chd_config_check_plugin_keys(const chd_config *cfg, const chd_instance_config *inst,
                                  const ch_config_key *declared, char *err, size_t errlen);
+
+/* True when `name` is one of a plugin's secret_keys (NULL-terminated, or NULL). */
+bool chd_config_is_secret(const char *const *secret_keys, const char *name);
+
+/*
+ * Settle the instance's secret settings (the keys of `declared` that
+ * `secret_keys` names: ch_plugin_desc.secret_keys, ABI 1.1), before
+ * chd_config_check_plugin_keys(). A secret key K
+ * takes its value from, first to last:
+ *   1. the environment variable COMPHOST_<SECTION>_<K> (chd_config_secret_env()),
+ *      when set and not empty;
+ *   2. the file named by `K_file = PATH` in the section (relative to the INI
+ *      file's directory), which must be a regular file that others cannot
+ *      access (mode & 007 == 0); one trailing newline is dropped;
+ *   3. `K = value` in the section.
+ * The `K_file` entry is replaced by K, and every secret entry is marked
+ * secret. `K_file` for a key that is not secret is refused (unless the plugin
+ * declares a key of that very name). Every secret value is also handed to
+ * chd_log_add_secret(), so that log lines never show it.
+ * Returns 0, or -1 with "FILE:LINE: [section] key: what" in err.
+ */
+int chd_config_resolve_secrets(const chd_config *cfg, chd_instance_config *inst,
+                               const ch_config_key *declared, const char *const *secret_keys,
+                               char *err, size_t errlen);
+
+/* The environment variable of secret `key` of instance `section`:
+ * "COMPHOST_" and SECTION_KEY upper-cased, every character that is not a
+ * letter or a digit written '_'. E.g. [send-email] smtp_password:
+ * COMPHOST_SEND_EMAIL_SMTP_PASSWORD. */
+void chd_config_secret_env(const char *section, const char *key, char *buf, size_t size);
+
+/* A libpq connection string (key=value or URI) with its password written
+ * CHD_SECRET_TEXT, into out (cut at size). Works on strings libpq refuses. */
+void chd_conninfo_mask(const char *conninfo, char *out, size_t size);
 
 /* True when `name` is a key the host reads itself in an instance section
  * (batch_size, position_store, ...): a plugin cannot declare a key so named. */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "loader.h"
 
 #define MAX_NEEDED 32
@@ -139,11 +140,15 @@ static void print_desc(const ch_plugin_desc *d, FILE *out)
 {
   fprintf(out, "config keys:%s\n", d->config_keys && d->config_keys[0].name ? "" : "  (none)");
   for (const ch_config_key *k = d->config_keys; k && k->name; k++) {
+    bool secret = chd_config_is_secret(d->secret_keys, k->name);
+
     fprintf(out, "  %s (%s", k->name, type_name(k->type));
     if (k->default_value)
-      fprintf(out, ", default %s", k->default_value);
+      fprintf(out, ", default %s", secret ? CHD_SECRET_TEXT : k->default_value);
     if (k->required)
       fprintf(out, ", required");
+    if (secret)
+      fprintf(out, ", secret");
     fprintf(out, ")%s%s\n", k->help ? ": " : "", k->help ? k->help : "");
   }
   fprintf(out, "subscriptions:\n");

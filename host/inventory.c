@@ -22,13 +22,15 @@ static const char *store_name(const chd_instance_config *inst)
 }
 
 /* Checks that span instances, or need the plugin and the config together. */
-static int check_instance(const chd_inventory *inv, size_t i, char *err, size_t errlen)
+static int check_instance(chd_inventory *inv, size_t i, char *err, size_t errlen)
 {
   const chd_instance_config *inst = &inv->cfg.instances[i];
   const chd_plugin *p = &inv->plugins[i];
   const char *file = inv->cfg.path;
 
-  if (chd_config_check_plugin_keys(&inv->cfg, inst, p->desc.config_keys, err, errlen) != 0)
+  if (chd_config_resolve_secrets(&inv->cfg, &inv->cfg.instances[i], p->desc.config_keys,
+                                 p->desc.secret_keys, err, errlen) != 0 ||
+      chd_config_check_plugin_keys(&inv->cfg, inst, p->desc.config_keys, err, errlen) != 0)
     return -1;
   if (!inv->cfg.view_data && p->desc.migrations && p->desc.migrations[0].id) {
     snprintf(err, errlen, "%s:%d: [%s]: plugin %s has view-data migrations, but no view"
@@ -194,19 +196,32 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
   if (with_positions) {
     mdb = chd_mdb_new(inv->cfg.message_store);
     if (!mdb || chd_mdb_connect(mdb) != CHD_MDB_OK) {
-      fprintf(out, "positions: unavailable: %s\n", mdb ? chd_mdb_error(mdb) : "out of memory");
+      snprintf(err, sizeof err, "%s", mdb ? chd_mdb_error(mdb) : "out of memory");
+      chd_log_redact(err, sizeof err);
+      fprintf(out, "positions: unavailable: %s\n", err);
       chd_mdb_free(mdb);
       mdb = NULL;
       rc = -1;
     }
     if (mdb && inv->cfg.view_data && !(view = chd_viewdb_connect(inv->cfg.view_data, err,
                                                                    sizeof err))) {
+      chd_log_redact(err, sizeof err);
       fprintf(out, "positions: unavailable: %s\n", err);
       rc = -1;
     }
   }
   fprintf(out, "config %s: %zu plugin instance%s, plugin directory %s\n", inv->cfg.path,
           inv->count, inv->count == 1 ? "" : "s", inv->cfg.plugin_dir);
+  {
+    char masked[2048];
+
+    chd_conninfo_mask(inv->cfg.message_store, masked, sizeof masked);
+    fprintf(out, "message store: %s\n", masked);
+    if (inv->cfg.view_data) {
+      chd_conninfo_mask(inv->cfg.view_data, masked, sizeof masked);
+      fprintf(out, "view data:     %s\n", masked);
+    }
+  }
   for (size_t i = 0; i < inv->count; i++) {
     const chd_instance_config *inst = &inv->cfg.instances[i];
     const chd_plugin *p = &inv->plugins[i];
@@ -230,9 +245,15 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
     fputc('\n', out);
     for (const ch_config_key *k = p->desc.config_keys; k && k->name; k++) {
       const chd_config_kv *kv = chd_config_plugin_key(inst, k->name);
-      fprintf(out, "  setting %s = %s%s%s", k->name,
-              kv ? kv->value : k->default_value ? k->default_value : "(unset)",
+      bool secret = chd_config_is_secret(p->desc.secret_keys, k->name);
+      const char *value = kv ? kv->value : k->default_value;
+
+      if (value && secret)
+        value = CHD_SECRET_TEXT;
+      fprintf(out, "  setting %s = %s%s%s", k->name, value ? value : "(unset)",
               kv ? "" : k->default_value ? " (default)" : "", k->required ? ", required" : "");
+      if (kv && kv->origin)     /* a secret's file or environment variable */
+        fprintf(out, " (from %s)", kv->origin);
       if (k->help)
         fprintf(out, ": %s", k->help);
       fputc('\n', out);

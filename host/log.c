@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,48 @@ int chd_log_parse_level(const char *s, ch_log_level *out)
 const char *chd_log_level_name(ch_log_level level)
 {
   return level >= CH_LOG_ERROR && level <= CH_LOG_DEBUG ? level_names[level] : "?";
+}
+
+static char *secrets[CHD_LOG_MAX_SECRETS];
+static size_t secret_count;
+
+void chd_log_add_secret(const char *value)
+{
+  char *copy;
+
+  if (!value || strlen(value) < CHD_LOG_SECRET_MIN || secret_count == CHD_LOG_MAX_SECRETS)
+    return;
+  for (size_t i = 0; i < secret_count; i++)
+    if (!strcmp(secrets[i], value))
+      return;
+  if ((copy = strdup(value)))
+    secrets[secret_count++] = copy;
+}
+
+void chd_log_redact(char *text, size_t size)
+{
+  static const char mask[] = "(secret)";
+
+  if (!text || size == 0)
+    return;
+  for (size_t i = 0; i < secret_count; i++) {
+    size_t slen = strlen(secrets[i]);
+    char *at = text;
+
+    while ((at = strstr(at, secrets[i]))) {
+      size_t len = strlen(text), tail = len - (size_t)(at - text) - slen;
+      size_t room = size - 1 - (size_t)(at - text);   /* from `at` to the NUL */
+      size_t m = sizeof mask - 1 < room ? sizeof mask - 1 : room;
+
+      /* the tail after the secret moves to just after the mask, cut to fit */
+      if (tail > room - m)
+        tail = room - m;
+      memmove(at + m, at + slen, tail);
+      memcpy(at, mask, m);
+      at[m + tail] = '\0';
+      at += m;
+    }
+  }
 }
 
 /* A growing line in a fixed buffer; what does not fit is cut. */
@@ -133,6 +176,7 @@ void chd_logv(ch_log_level level, const chd_log_fields *f, const char *fmt, va_l
     }
   }
   vsnprintf(text, sizeof text, fmt, ap);
+  chd_log_redact(text, sizeof text);
   put_pair(&l, "msg", text);
   l.buf[l.len++] = '\n';
   /* one write per line: lines of several processes do not interleave */

@@ -12,6 +12,7 @@
 #define CHD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include <comphost/plugin.h>
 
@@ -39,6 +40,20 @@ void chd_logv(ch_log_level level, const chd_log_fields *f, const char *fmt, va_l
 /* A libpq notice processor: server notices become debug lines, instead of
  * text on stderr. Install with PQsetNoticeProcessor(conn, chd_log_pq_notice, NULL). */
 void chd_log_pq_notice(void *arg, const char *message);
+
+/*
+ * Secrets that no line may show: the values of secret plugin settings and the
+ * passwords of connection strings. Every occurrence in a line's message is
+ * written "(secret)"; so are they in text given to chd_log_redact() (the
+ * commands' error messages). Values shorter than CHD_LOG_SECRET_MIN
+ * characters are not looked for (they would hide ordinary words); at most
+ * CHD_LOG_MAX_SECRETS are kept. chd_log_add_secret() copies the value.
+ * Workers inherit the list from the supervisor.
+ */
+#define CHD_LOG_SECRET_MIN 4
+#define CHD_LOG_MAX_SECRETS 64
+void chd_log_add_secret(const char *value);
+void chd_log_redact(char *text, size_t size);
 
 /* Shorthands for lines about nothing in particular. */
 #define chd_log_error(...) chd_log(CH_LOG_ERROR, NULL, __VA_ARGS__)

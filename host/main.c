@@ -92,6 +92,7 @@ static int cmd_check(int argc, char **argv)
     return 2;
   }
   if (chd_inventory_load(&inv, o.config, o.plugin_dir, err, sizeof err) != 0) {
+    chd_log_redact(err, sizeof err);
     fprintf(stderr, "comphost: %s\n", err);
     return 1;
   }
@@ -149,6 +150,7 @@ static int cmd_run(int argc, char **argv)
     return 2;
   }
   if (chd_inventory_load(&inv, o.config, o.plugin_dir, err, sizeof err) != 0) {
+    chd_log_redact(err, sizeof err);
     fprintf(stderr, "comphost: %s\n", err);
     return 1;
   }

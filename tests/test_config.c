@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 
 /* The first lines of most files: a [host] with a message store. */
 #define STORE "[host]\nmessage_store = ms\n"
@@ -26,6 +27,8 @@ static void unset_env(void)
   unsetenv("MESSAGE_STORE_CONNECTION_STRING");
   unsetenv("DATABASE_URL");
   unsetenv("COMPHOST_PLUGIN_DIR");
+  unsetenv("COMPHOST_FX_API_TOKEN");
+  unsetenv("COMPHOST_FX_2_API_TOKEN");
 }
 
 static int setup(void **state)
@@ -841,6 +844,245 @@ static void test_plugin_key_lookup(void **state)
   assert_null(chd_config_plugin_key(&cfg.instances[0], "batch_size"));
 }
 
+/* The keys of the secret tests: api_token is secret, greeting is not. */
+static const ch_config_key secret_declared[] = {
+  { .name = "api_token", .type = CH_CONFIG_STRING },
+  { .name = "greeting", .type = CH_CONFIG_STRING },
+  { .name = NULL }
+};
+static const char *const secret_names[] = { "api_token", NULL };
+
+/* Write a file of the test's directory with the given mode. */
+static const char *write_secret(const char *name, const char *text, mode_t mode)
+{
+  const char *file = write_file(name, text);
+
+  assert_int_equal(chmod(file, mode), 0);
+  return file;
+}
+
+static int resolve(size_t i)
+{
+  assert_true(i < cfg.instance_count);
+  return chd_config_resolve_secrets(&cfg, &cfg.instances[i], secret_declared, secret_names,
+                                    err, sizeof err);
+}
+
+static void resolve_fails(size_t i, const char *error)
+{
+  char want[1024];
+
+  snprintf(want, sizeof want, "%s%s", cfg.path, error);
+  assert_int_equal(resolve(i), -1);
+  assert_string_equal(err, want);
+}
+
+static void test_secret_from_file(void **state)
+{
+  const chd_config_kv *kv;
+  char want[600];
+  (void)state;
+
+  /* one trailing newline goes; the one before it stays, as do spaces */
+  write_secret("token", " tok-from-file \n\n", 0600);
+  load_ok(STORE "[fx]\ngreeting = hi\napi_token_file = token\n");
+  assert_int_equal(resolve(0), 0);
+  assert_string_equal(err, "");
+  assert_null(chd_config_plugin_key(&cfg.instances[0], "api_token_file"));
+  kv = chd_config_plugin_key(&cfg.instances[0], "api_token");
+  assert_non_null(kv);
+  assert_string_equal(kv->value, " tok-from-file \n");
+  assert_true(kv->secret);
+  assert_int_equal(kv->source, CHD_FROM_FILE);
+  assert_string_equal(kv->origin, in_tmp(want, sizeof want, "/token"));
+  assert_int_equal(kv->line, 5);
+  assert_false(chd_config_plugin_key(&cfg.instances[0], "greeting")->secret);
+  assert_int_equal(chd_config_check_plugin_keys(&cfg, &cfg.instances[0], secret_declared,
+                                                err, sizeof err), 0);
+
+  /* an absolute path; the file's group may read it; "\r\n" is one newline */
+  write_secret("sub/token", "abc\r\n", 0640);
+  snprintf(want, sizeof want, STORE "[fx]\napi_token_file = %s/sub/token\n", tmp);
+  load_ok(want);
+  assert_int_equal(resolve(0), 0);
+  assert_string_equal(chd_config_plugin_key(&cfg.instances[0], "api_token")->value, "abc");
+
+  /* an empty file is an empty value */
+  write_secret("empty", "", 0600);
+  load_ok(STORE "[fx]\napi_token_file = empty\n");
+  assert_int_equal(resolve(0), 0);
+  assert_string_equal(chd_config_plugin_key(&cfg.instances[0], "api_token")->value, "");
+}
+
+static void test_secret_from_env(void **state)
+{
+  const chd_config_kv *kv;
+  char var[128];
+  (void)state;
+
+  chd_config_secret_env("send-email", "smtp_password", var, sizeof var);
+  assert_string_equal(var, "COMPHOST_SEND_EMAIL_SMTP_PASSWORD");
+  chd_config_secret_env("fx.2", "api_token", var, sizeof var);
+  assert_string_equal(var, "COMPHOST_FX_2_API_TOKEN");
+
+  setenv("COMPHOST_FX_2_API_TOKEN", "tok-from-env", 1);
+  load_ok(STORE "[fx]\n[fx.2]\ngreeting = hi\n");
+  /* [fx] has its own variable, which is not set */
+  assert_int_equal(resolve(0), 0);
+  assert_null(chd_config_plugin_key(&cfg.instances[0], "api_token"));
+  assert_int_equal(resolve(1), 0);
+  kv = chd_config_plugin_key(&cfg.instances[1], "api_token");
+  assert_non_null(kv);
+  assert_string_equal(kv->value, "tok-from-env");
+  assert_true(kv->secret);
+  assert_int_equal(kv->source, CHD_FROM_ENV);
+  assert_string_equal(kv->origin, "COMPHOST_FX_2_API_TOKEN");
+  assert_int_equal(kv->line, 4);     /* the section's: the file does not have the key */
+
+  /* an empty variable counts as not set */
+  setenv("COMPHOST_FX_2_API_TOKEN", "", 1);
+  load_ok(STORE "[fx.2]\napi_token = from-ini\n");
+  assert_int_equal(resolve(0), 0);
+  kv = chd_config_plugin_key(&cfg.instances[0], "api_token");
+  assert_string_equal(kv->value, "from-ini");
+  assert_int_equal(kv->source, CHD_FROM_INI);
+  assert_null(kv->origin);
+  assert_true(kv->secret);
+}
+
+static void test_secret_precedence(void **state)
+{
+  const char *text = STORE "[fx]\napi_token = from-ini\napi_token_file = token\n";
+  const chd_config_kv *kv;
+  (void)state;
+
+  write_secret("token", "from-file\n", 0600);
+  /* the environment, over the file and the INI value */
+  setenv("COMPHOST_FX_API_TOKEN", "from-env", 1);
+  load_ok(text);
+  assert_int_equal(resolve(0), 0);
+  kv = chd_config_plugin_key(&cfg.instances[0], "api_token");
+  assert_string_equal(kv->value, "from-env");
+  assert_int_equal(kv->line, 5);     /* of the file's key, which came last */
+  assert_int_equal(cfg.instances[0].plugin_key_count, 1);
+  /* the file, over the INI value */
+  unsetenv("COMPHOST_FX_API_TOKEN");
+  load_ok(text);
+  assert_int_equal(resolve(0), 0);
+  kv = chd_config_plugin_key(&cfg.instances[0], "api_token");
+  assert_string_equal(kv->value, "from-file");
+  assert_int_equal(kv->source, CHD_FROM_FILE);
+  assert_int_equal(kv->line, 5);
+  assert_int_equal(cfg.instances[0].plugin_key_count, 1);
+  /* the environment wins over a file that could not be read, which is
+   * still refused: the file names a mistake */
+  setenv("COMPHOST_FX_API_TOKEN", "from-env", 1);
+  load_ok(STORE "[fx]\napi_token_file = nosuch\n");
+  assert_int_equal(resolve(0), -1);
+}
+
+static void test_secret_file_refused(void **state)
+{
+  char want[1024];
+  (void)state;
+
+  /* missing */
+  load_ok(STORE "[fx]\ngreeting = hi\napi_token_file = nosuch\n");
+  snprintf(want, sizeof want, ":5: [fx] api_token_file: cannot read '%s/nosuch': No such"
+           " file or directory", tmp);
+  resolve_fails(0, want);
+
+  /* readable, or writable, by others */
+  write_secret("token", "tok\n", 0644);
+  load_ok(STORE "[fx]\napi_token_file = token\n");
+  snprintf(want, sizeof want, ":4: [fx] api_token_file: '%s/token' is open to other users"
+           " (mode 0644): a secret file must not be (chmod o-rwx)", tmp);
+  resolve_fails(0, want);
+  assert_int_equal(chmod(in_tmp(want, sizeof want, "/token"), 0602), 0);
+  snprintf(want, sizeof want, ":4: [fx] api_token_file: '%s/token' is open to other users"
+           " (mode 0602): a secret file must not be (chmod o-rwx)", tmp);
+  resolve_fails(0, want);
+
+  /* not a file */
+  load_ok(STORE "[fx]\napi_token_file = .\n");
+  snprintf(want, sizeof want, ":4: [fx] api_token_file: '%s/.' is not a regular file", tmp);
+  resolve_fails(0, want);
+
+  /* empty */
+  load_ok(STORE "[fx]\napi_token_file =\n");
+  resolve_fails(0, ":4: [fx] api_token_file: empty value (give the file that holds"
+                " api_token)");
+
+  /* for a key that is not a secret: unknown */
+  write_secret("greeting", "hi\n", 0600);
+  load_ok(STORE "[fx]\ngreeting_file = greeting\n");
+  resolve_fails(0, ":4: [fx] greeting_file: unknown key (greeting is not a secret setting"
+                " of the plugin: only a secret may be read from a file)");
+  /* for a key the plugin does not have: left to the check of the keys */
+  load_ok(STORE "[fx]\ncolor_file = greeting\n");
+  assert_int_equal(resolve(0), 0);
+  assert_int_equal(chd_config_check_plugin_keys(&cfg, &cfg.instances[0], secret_declared,
+                                                err, sizeof err), -1);
+  assert_non_null(strstr(err, ":4: [fx] color_file: unknown key"));
+  /* a plugin that has no secret_keys */
+  load_ok(STORE "[fx]\napi_token_file = greeting\n");
+  assert_int_equal(chd_config_resolve_secrets(&cfg, &cfg.instances[0], secret_declared, NULL,
+                                              err, sizeof err), -1);
+  assert_non_null(strstr(err, ":4: [fx] api_token_file: unknown key (api_token is not a"
+                         " secret"));
+}
+
+static void test_conninfo_mask(void **state)
+{
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+    { "postgresql://u:hunter2@db/ms", "postgresql://u:(secret)@db/ms" },
+    { "postgres://u:p%40ss@db:5432/ms?sslmode=require",
+      "postgres://u:(secret)@db:5432/ms?sslmode=require" },
+    { "postgresql://u@db/ms?sslmode=require&password=pw1&x=y",
+      "postgresql://u@db/ms?sslmode=require&password=(secret)&x=y" },
+    { "postgresql://db/ms", "postgresql://db/ms" },
+    { "postgresql://u:pw@[::1/ms", "postgresql://u:(secret)@[::1/ms" },
+    { "host=db user=u password=hunter2 dbname=ms",
+      "host=db user=u password=(secret) dbname=ms" },
+    { "host=db password = 'a b\\' c' dbname=ms", "host=db password = '(secret)' dbname=ms" },
+    { "password=x", "password=(secret)" },
+    { "host=db dbname=ms", "host=db dbname=ms" },
+    { "", "" },
+  };
+  char out[256];
+  (void)state;
+
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    chd_conninfo_mask(cases[i].in, out, sizeof out);
+    assert_string_equal(out, cases[i].out);
+  }
+}
+
+static void test_secrets_leave_the_logs(void **state)
+{
+  char text[64];
+  (void)state;
+
+  /* a loaded config's passwords, and resolved secrets */
+  load_ok("[host]\nmessage_store = postgresql://u:pw-of-the-store@db/ms\n"
+          "[fx]\napi_token = tok-of-fx\n");
+  assert_int_equal(resolve(0), 0);
+  snprintf(text, sizeof text, "a pw-of-the-store and tok-of-fx");
+  chd_log_redact(text, sizeof text);
+  assert_string_equal(text, "a (secret) and (secret)");
+  /* a short value is not looked for; a cut text stays terminated */
+  chd_log_add_secret("abc");
+  chd_log_add_secret("wxyz");
+  snprintf(text, sizeof text, "abc");
+  chd_log_redact(text, sizeof text);
+  assert_string_equal(text, "abc");
+  snprintf(text, 8, "wxyz ab");
+  chd_log_redact(text, 8);
+  assert_string_equal(text, "(secret");
+}
+
 static void test_parse_int64(void **state)
 {
   static const struct {
@@ -944,6 +1186,12 @@ int main(void)
     TEST(test_missing_pieces),
     TEST(test_plugin_keys),
     TEST(test_plugin_key_lookup),
+    TEST(test_secret_from_file),
+    TEST(test_secret_from_env),
+    TEST(test_secret_precedence),
+    TEST(test_secret_file_refused),
+    TEST(test_conninfo_mask),
+    TEST(test_secrets_leave_the_logs),
     TEST(test_parse_int64),
     TEST(test_parse_bool),
     TEST(test_release),
