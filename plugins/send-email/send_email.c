@@ -403,6 +403,10 @@ static const ch_config_key config_keys[] = {
   { NULL, 0, NULL, false, NULL, { NULL, NULL } },
 };
 
+/* ABI 1.1: smtp_password may come from smtp_password_file or the
+ * environment, and the host never shows it. */
+static const char *const secret_keys[] = { "smtp_password", NULL };
+
 static const ch_handler handlers[] = {
   { "Send", handle_send, { NULL, NULL } },
   { NULL, NULL, { NULL, NULL } },
@@ -426,6 +430,7 @@ static const ch_plugin_desc send_email_desc = {
   .subscriptions = subscriptions,
   .init = init,
   .destroy = destroy,
+  .secret_keys = secret_keys,
 };
 
 CH_PLUGIN_DEFINE(send_email_desc)
