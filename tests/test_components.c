@@ -12,10 +12,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,11 +42,18 @@ static const char *const subscriber_ids[] = {
 static ch_e2e_db db;
 /* SYSTEM_SENDER_EMAIL_ADDRESS for the hosts started next, NULL for none */
 static const char *env_sender;
+/* STATE_DIRECTORY for the hosts started next, without EMAIL_DIRECTORY;
+ * NULL for none */
+static const char *env_state_dir;
+/* EMAIL_DIRECTORY for the hosts started next; NULL for <dir>/email */
+static const char *env_email_dir;
 
 static int setup(void **state)
 {
   (void)state;
   env_sender = NULL;
+  env_state_dir = NULL;
+  env_email_dir = NULL;
   ch_e2e_db_create(&db);
   return 0;
 }
@@ -85,7 +95,13 @@ static void start_host(ch_e2e_host *h, const ch_e2e_db *d, const char *ini, cons
     }
     setenv("MESSAGE_STORE_CONNECTION_STRING", d->store_url, 1);
     setenv("DATABASE_URL", d->view_url, 1);
-    setenv("EMAIL_DIRECTORY", dir, 1);
+    unsetenv("STATE_DIRECTORY");
+    if (env_state_dir) {
+      unsetenv("EMAIL_DIRECTORY");
+      setenv("STATE_DIRECTORY", env_state_dir, 1);
+    } else {
+      setenv("EMAIL_DIRECTORY", env_email_dir ? env_email_dir : dir, 1);
+    }
     if (env_sender)
       setenv("SYSTEM_SENDER_EMAIL_ADDRESS", env_sender, 1);
     else
@@ -1110,6 +1126,382 @@ static void test_bad_input_is_rejected(void **state)
                                      "system_sender_email_address = no-reply@example.com\n"), 2);
 }
 
+/* ---- hostile input ---- */
+
+/* A new string of n hex digits that does not repeat (so PostgreSQL cannot
+ * compress it into an index entry): an id too long to be one. */
+static char *long_id(size_t n, unsigned seed)
+{
+  static const char hex[] = "0123456789abcdef";
+  uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
+  char *s = malloc(n + 1);
+
+  assert_non_null(s);
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s[i] = hex[x & 15];
+  }
+  s[n] = '\0';
+  return s;
+}
+
+/* printf into a new string. */
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+  char *s;
+
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  assert_true(n >= 0);
+  assert_non_null(s = malloc((size_t)n + 1));
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+/* JSON nested `depth` objects deep around `inner`. */
+static char *nested(int depth, const char *inner)
+{
+  size_t len = strlen(inner) + (size_t)depth * 7 + 1;
+  char *s = malloc(len), *p;
+
+  assert_non_null(s);
+  p = s;
+  for (int i = 0; i < depth; i++)
+    p += sprintf(p, "{\"a\":");
+  p += sprintf(p, "%s", inner);
+  for (int i = 0; i < depth; i++)
+    *p++ = '}';
+  *p = '\0';
+  return s;
+}
+
+/* The UUID v5 a component answers an over-long id with (plugins/common/checks.h). */
+#define LONG_ID_NS "5b0e2d1c-8f3a-5e47-9c61-2a7d4e8b0f13"
+
+typedef struct hostile {
+  const char *command_prefix;   /* the command's stream: prefix + stream_id */
+  char *stream_id;
+  const char *type;
+  char *data;                   /* JSON */
+  const char *event_prefix;     /* the rejection's stream: prefix + answer */
+  char answer[300];
+  const char *event;
+  char *reason;                 /* the rejection's data.reason */
+  const char *id_field;         /* the data field naming the entity, or NULL */
+} hostile;
+
+/* Commands a hostile client may write, each answered with the contract's
+ * rejection, in the stream of a usable id: over-long ids (in the data, in
+ * the stream name too), wrong JSON types, data that is no object, deep
+ * nesting. The subscriptions go on: good commands behind them are handled. */
+static void test_hostile_commands_are_rejected(void **state)
+{
+  hostile c[40];
+  size_t n = 0;
+  char *big = long_id(3000, 1), *mega = long_id(1 << 20, 2), *kilo = long_id(1000, 3);
+  char *kilo2 = long_id(1000, 4), *kilo3 = long_id(1000, 5), *deep = nested(500, "\"x\"");
+  char user[37], video[37], email_id[37], data[400];
+  ch_e2e_host h;
+  (void)state;
+
+#define CASE(cp, sid, ty, dat, ep, ev, rsn, idf)                                         \
+  do {                                                                                   \
+    c[n].command_prefix = (cp);                                                          \
+    c[n].stream_id = (sid);                                                              \
+    c[n].type = (ty);                                                                    \
+    c[n].data = (dat);                                                                   \
+    c[n].event_prefix = (ep);                                                            \
+    snprintf(c[n].answer, sizeof c[n].answer, "%s", c[n].stream_id);                     \
+    c[n].event = (ev);                                                                   \
+    c[n].reason = (rsn);                                                                 \
+    c[n].id_field = (idf);                                                               \
+    n++;                                                                                 \
+  } while (0)
+#define NEW_ID() (new_uuid(user), strdup(user))
+
+  /* identity */
+  CASE("identity:command-", NEW_ID(), "Register",
+       str_printf("{\"userId\": \"%s\", \"email\": \"a@example.com\", \"passwordHash\": \"h\"}",
+                  big),
+       "identity-", "RegistrationRejected",
+       strdup("userId is too long (3000 bytes, at most 255)"), "userId");
+  CASE("identity:command-", strdup(kilo), "Register",
+       str_printf("{\"userId\": \"%s\", \"email\": \"a@example.com\", \"passwordHash\": \"h\"}",
+                  kilo),
+       "identity-", "RegistrationRejected",
+       strdup("userId is too long (1000 bytes, at most 255)"), "userId");
+  assert_int_equal(chd_uuid_v5(LONG_ID_NS, kilo, c[n - 1].answer), 0);
+  CASE("identity:command-", NEW_ID(), "Register",
+       str_printf("{\"userId\": \"%s\", \"email\": \"%.300s\", \"passwordHash\": \"h\"}", user,
+                  big),
+       "identity-", "RegistrationRejected",
+       strdup("email is too long (300 bytes, at most 254)"), "userId");
+  CASE("identity:command-", NEW_ID(), "Register", strdup("42"), "identity-",
+       "RegistrationRejected", strdup("data must be an object"), "userId");
+  CASE("identity:command-", NEW_ID(), "Register", strdup("\"a string\""), "identity-",
+       "RegistrationRejected", strdup("data must be an object"), "userId");
+  CASE("identity:command-", NEW_ID(), "Register",
+       str_printf("{\"userId\": %s, \"email\": \"a@example.com\", \"passwordHash\": \"h\"}",
+                  deep),
+       "identity-", "RegistrationRejected", strdup("userId must be a non-empty string"),
+       "userId");
+  CASE("identity:command-", NEW_ID(), "Register",
+       str_printf("{\"userId\": \"%s\", \"email\": [\"a@example.com\"], \"passwordHash\": \"h\"}",
+                  user),
+       "identity-", "RegistrationRejected", strdup("email must be a non-empty string"),
+       "userId");
+  CASE("identity:command-", NEW_ID(), "Register",
+       str_printf("{\"userId\": \"\", \"email\": \"a@example.com\", \"passwordHash\": 1.5}"),
+       "identity-", "RegistrationRejected", strdup("userId must be a non-empty string"),
+       "userId");
+
+  /* send-email */
+  CASE("sendEmail:command-", NEW_ID(), "Send",
+       str_printf("{\"emailId\": \"%s\", \"to\": \"a@example.com\", \"subject\": \"s\","
+                  " \"text\": \"t\"}", mega),
+       "sendEmail-", "Failed", strdup("emailId is too long (1048576 bytes, at most 255)"),
+       "emailId");
+  CASE("sendEmail:command-", strdup(kilo2), "Send",
+       str_printf("{\"emailId\": \"%s\", \"to\": \"a@example.com\", \"subject\": \"s\","
+                  " \"text\": \"t\"}", kilo2),
+       "sendEmail-", "Failed", strdup("emailId is too long (1000 bytes, at most 255)"),
+       "emailId");
+  assert_int_equal(chd_uuid_v5(LONG_ID_NS, kilo2, c[n - 1].answer), 0);
+  CASE("sendEmail:command-", NEW_ID(), "Send", strdup("[1, 2, 3]"), "sendEmail-", "Failed",
+       strdup("data must be an object"), "emailId");
+  CASE("sendEmail:command-", NEW_ID(), "Send",
+       str_printf("{\"emailId\": \"%s\", \"to\": \"a@example.com\", \"subject\": \"s\","
+                  " \"text\": %s}", user, deep),
+       "sendEmail-", "Failed", strdup("text must be a string"), "emailId");
+  CASE("sendEmail:command-", NEW_ID(), "Send",
+       str_printf("{\"emailId\": {\"id\": \"%s\"}, \"to\": \"a@example.com\","
+                  " \"subject\": \"s\", \"text\": \"t\"}", user),
+       "sendEmail-", "Failed", strdup("emailId must be a non-empty string"), "emailId");
+
+  /* video-publishing */
+  CASE("videoPublishing:command-", NEW_ID(), "PublishVideo",
+       str_printf("{\"ownerId\": \"o\", \"sourceUri\": \"s\", \"videoId\": \"%s\"}", mega),
+       "videoPublishing-", "VideoPublishingFailed",
+       strdup("videoId is too long (1048576 bytes, at most 255)"), "videoId");
+  CASE("videoPublishing:command-", NEW_ID(), "PublishVideo",
+       str_printf("{\"ownerId\": \"%.300s\", \"sourceUri\": \"s\", \"videoId\": \"%s\"}", big,
+                  user),
+       "videoPublishing-", "VideoPublishingFailed",
+       strdup("ownerId is too long (300 bytes, at most 255)"), "videoId");
+  CASE("videoPublishing:command-", strdup(kilo3), "PublishVideo",
+       str_printf("{\"ownerId\": \"o\", \"sourceUri\": \"s\", \"videoId\": \"%s\"}", kilo3),
+       "videoPublishing-", "VideoPublishingFailed",
+       strdup("videoId is too long (1000 bytes, at most 255)"), "videoId");
+  assert_int_equal(chd_uuid_v5(LONG_ID_NS, kilo3, c[n - 1].answer), 0);
+  CASE("videoPublishing:command-", NEW_ID(), "PublishVideo", strdup("[]"),
+       "videoPublishing-", "VideoPublishingFailed", strdup("data must be an object"),
+       "videoId");
+  CASE("videoPublishing:command-", NEW_ID(), "PublishVideo",
+       str_printf("{\"ownerId\": true, \"sourceUri\": \"s\", \"videoId\": \"%s\"}", user),
+       "videoPublishing-", "VideoPublishingFailed", strdup("ownerId must be a non-empty string"),
+       "videoId");
+  CASE("videoPublishing:command-", NEW_ID(), "NameVideo",
+       str_printf("{\"name\": \"n\", \"videoId\": \"%s\"}", mega), "videoPublishing-",
+       "VideoNameRejected",
+       strdup("ValidationError**{ \"videoId\": [ \"Is too long (maximum is 255 bytes)\" ]}"),
+       NULL);
+  CASE("videoPublishing:command-", strdup(big + 1000), "NameVideo",
+       str_printf("{\"name\": \"n\", \"videoId\": \"%s\"}", big + 1000), "videoPublishing-",
+       "VideoNameRejected",
+       strdup("ValidationError**{ \"videoId\": [ \"Is too long (maximum is 255 bytes)\" ]}"),
+       NULL);
+  assert_int_equal(chd_uuid_v5(LONG_ID_NS, big + 1000, c[n - 1].answer), 0);
+  CASE("videoPublishing:command-", NEW_ID(), "NameVideo",
+       str_printf("{\"name\": %s, \"videoId\": \"%s\"}", deep, user), "videoPublishing-",
+       "VideoNameRejected", strdup("ValidationError**{ \"name\": [ \"Must be a string\" ]}"),
+       NULL);
+  CASE("videoPublishing:command-", NEW_ID(), "NameVideo", strdup("\"name\""),
+       "videoPublishing-", "VideoNameRejected",
+       strdup("ValidationError**{ \"data\": [ \"Must be an object\" ]}"), NULL);
+#undef CASE
+#undef NEW_ID
+
+  for (size_t i = 0; i < n; i++) {
+    char *stream = str_printf("%s%s", c[i].command_prefix, c[i].stream_id);
+    write_msg(stream, c[i].type, c[i].data, "{\"traceId\": \"t-hostile\"}");
+    free(stream);
+  }
+  /* good commands behind them */
+  new_uuid(user);
+  new_uuid(video);
+  new_uuid(email_id);
+  register_user(&db, user, "good@example.com", "t-good");
+  snprintf(data, sizeof data, "{\"ownerId\": \"o\", \"sourceUri\": \"s\", \"videoId\": \"%s\"}",
+           video);
+  video_command("PublishVideo", video, data, "t-good");
+  snprintf(data, sizeof data, "{\"name\": \"Good\", \"videoId\": \"%s\"}", video);
+  video_command("NameVideo", video, data, "t-good");
+  send_command(email_id, "good@example.com", "t-good");
+
+  start_host(&h, &db, CONFIG "video-tutorials.ini", "hostile.log");
+  assert_int_equal(wait_type(&db, "RegistrationEmailSent", 1), 1);
+  assert_int_equal(wait_type(&db, "VideoNamed", 1), 1);
+  assert_int_equal(wait_type(&db, "Sent", 2), 2);
+  assert_int_equal(count_type("VideoPublished"), 1);
+  ch_e2e_sleep_ms(300);
+  assert_true(ch_e2e_process_alive(h.pid));
+  stop_cleanly(&h);
+  assert_false(ch_e2e_log_contains(&h, "subscription stopped"));
+
+  for (size_t i = 0; i < n; i++) {
+    char *sql = str_printf("SELECT concat(data->>'reason', '|', %s%s%s)"
+                           " FROM message_store.messages WHERE stream_name = '%s%s'"
+                           " AND type = '%s'",
+                           c[i].id_field ? "data->>'" : "''", c[i].id_field ? c[i].id_field : "",
+                           c[i].id_field ? "'" : "", c[i].event_prefix, c[i].answer,
+                           c[i].event);
+    char *want = str_printf("%s|%s", c[i].reason, c[i].id_field ? c[i].answer : "");
+    char *got = sql_text(db.store_url, sql);
+
+    if (!got || strcmp(got, want) != 0) {
+      print_error("case %zu (%s in %s%.40s): got '%s', want '%s'\n", i, c[i].type,
+                  c[i].command_prefix, c[i].stream_id, got ? got : "(no event)", want);
+      fail();
+    }
+    free(got);
+    free(want);
+    free(sql);
+  }
+  assert_int_equal(count_where(&db, "type IN ('RegistrationRejected', 'VideoPublishingFailed',"
+                                    " 'VideoNameRejected', 'Failed')"), (int64_t)n);
+  /* nothing was sent for them, and no id longer than 255 bytes named a stream */
+  assert_int_equal(eml_files(&db, NULL), 2);
+  assert_int_equal(count_where(&db, "length(stream_name) > 300"
+                                    " AND stream_name NOT LIKE '%:command-%'"), 0);
+
+  /* delivered again, they are not rejected twice */
+  replay_adds_nothing(components_ini("hostile-nodet.ini", "deterministic_ids = false\n",
+                                     "system_sender_email_address = no-reply@example.com\n"), 2);
+  for (size_t i = 0; i < n; i++) {
+    free(c[i].stream_id);
+    free(c[i].data);
+    free(c[i].reason);
+  }
+  free(big);
+  free(mega);
+  free(kilo);
+  free(kilo2);
+  free(kilo3);
+  free(deep);
+}
+
+/* Events a component reads that are not what they claim: identity skips a
+ * Registered whose userId is too long and a Sent whose origin names no
+ * usable identity, writes nothing for them, and goes on. */
+static void test_hostile_events_are_skipped(void **state)
+{
+  char *big = long_id(3000, 7), *data, *meta, user[37], other[37];
+  ch_e2e_host h;
+  (void)state;
+
+  new_uuid(other);
+  data = str_printf("{\"userId\": \"%s\", \"email\": \"x@example.com\", \"passwordHash\": \"h\"}",
+                    big);
+  write_msg("identity-" "00000000-0000-4000-8000-000000000001", "Registered", data, NULL);
+  free(data);
+  write_msg("identity-00000000-0000-4000-8000-000000000002", "Registered", "[\"userId\"]", NULL);
+  meta = str_printf("{\"originStreamName\": \"identity-%.2000s\"}", big);
+  write_msg("sendEmail-00000000-0000-4000-8000-000000000003", "Sent",
+            "{\"emailId\": \"00000000-0000-4000-8000-000000000003\"}", meta);
+  free(meta);
+  write_msg("sendEmail-00000000-0000-4000-8000-000000000004", "Sent", "{\"emailId\": 4}",
+            "{\"originStreamName\": \"identity-00000000-0000-4000-8000-000000000004\"}");
+  new_uuid(user);
+  register_user(&db, user, "good@example.com", "t-good");
+
+  start_host(&h, &db, CONFIG "video-tutorials.ini", "events.log");
+  assert_int_equal(wait_type(&db, "RegistrationEmailSent", 1), 1);
+  ch_e2e_sleep_ms(300);
+  stop_cleanly(&h);
+  assert_false(ch_e2e_log_contains(&h, "subscription stopped"));
+  /* only the good user's Send, nothing on the bad identities */
+  assert_int_equal(count_type("Send"), 1);
+  assert_int_equal(count_where(&db, "stream_name LIKE 'identity-00000000-%'"
+                                    " AND type <> 'Registered'"), 0);
+  assert_true(ch_e2e_log_contains(&h, "Registered without a usable userId"));
+  assert_true(ch_e2e_log_contains(&h, "Sent with an origin that names no usable identity"));
+  assert_true(ch_e2e_log_contains(&h, "Sent without a usable emailId"));
+  free(big);
+}
+
+/* The pickup directory: created 0750 with files 0640; by default in
+ * $STATE_DIRECTORY; refused when another user owns it. */
+static void test_pickup_directory_is_private(void **state)
+{
+  char dir[400], path[800], email_id[37];
+  const char *ini;
+  struct stat st;
+  ch_e2e_host h;
+  int status;
+  mode_t old = umask(022);
+  (void)state;
+
+  /* no email_directory, no EMAIL_DIRECTORY: $STATE_DIRECTORY/email */
+  ini = ch_e2e_write_ini(&db, "pickup.ini", "[send-email]\nlibrary = " PLUGINS "/send-email.so\n"
+                         "system_sender_email_address = no-reply@example.com\n");
+  snprintf(dir, sizeof dir, "%s/state", db.dir);
+  env_state_dir = dir;
+  new_uuid(email_id);
+  send_command(email_id, "good@example.com", "t-pickup");
+  start_host(&h, &db, ini, "pickup.log");
+  assert_int_equal(wait_type(&db, "Sent", 1), 1);
+  stop_cleanly(&h);
+  snprintf(path, sizeof path, "%s/state/email", db.dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0750);
+  assert_true(ch_e2e_log_contains(&h, path));
+  {
+    DIR *dp = opendir(path);
+    struct dirent *e;
+    int files = 0;
+
+    assert_non_null(dp);
+    while ((e = readdir(dp))) {
+      char file[1200];
+      if (e->d_name[0] == '.')
+        continue;
+      snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+      assert_int_equal(stat(file, &st), 0);
+      assert_int_equal(st.st_mode & 0777, 0640);
+      files++;
+    }
+    closedir(dp);
+    assert_int_equal(files, 1);
+  }
+
+  /* a directory of another user: init fails and says why */
+  snprintf(path, sizeof path, "%s/theirs", db.dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  if (geteuid() == 0) {
+    assert_int_equal(chown(path, 65534, 65534), 0);
+  } else {
+    snprintf(path, sizeof path, "/");   /* root's */
+  }
+  env_state_dir = NULL;
+  env_email_dir = path;
+  start_host(&h, &db, ini, "theirs.log");
+  status = ch_e2e_host_wait(&h, WAIT);
+  env_email_dir = NULL;
+  assert_true(status != -1 && WIFEXITED(status));
+  assert_int_not_equal(WEXITSTATUS(status), 0);
+  assert_true(ch_e2e_log_contains(&h, "belongs to uid"));
+  assert_true(ch_e2e_log_contains(&h, "not to the user comphost runs as"));
+  umask(old);
+}
+
 /* ---- the whole system, together and apart ---- */
 
 /* Write the same commands to a store. */
@@ -1200,7 +1592,7 @@ static void test_together_and_apart_give_the_same_results(void **state)
   ch_e2e_db_drop(&db2);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_config_files_are_valid, setup, teardown),
@@ -1208,6 +1600,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_registration_email_from_templates, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_settings_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_input_is_rejected, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_hostile_commands_are_rejected, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_hostile_events_are_skipped, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pickup_directory_is_private, setup, teardown),
     cmocka_unit_test_setup_teardown(test_video_publishing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_smtp_failure_writes_failed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_smtp_delivers, setup, teardown),
@@ -1216,5 +1611,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_two_hosts_race_on_register, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill9_during_200_registrations, setup, teardown),
   };
+  if (argc > 1)
+    cmocka_set_test_filter(argv[1]);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
