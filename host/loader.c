@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "elf_check.h"
 #include "status.h"
 #include "stream_name.h"
 
@@ -380,6 +381,62 @@ static const char *dl_reason(const char *dlpath)
   return e;
 }
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+  if (S_ISDIR(mode))
+    return "a directory";
+  if (S_ISFIFO(mode))
+    return "a FIFO";
+  if (S_ISCHR(mode))
+    return "a character device";
+  if (S_ISBLK(mode))
+    return "a block device";
+  if (S_ISSOCK(mode))
+    return "a socket";
+  return "not a regular file";
+}
+
+/*
+ * Open `path` for the checks before dlopen(): a regular file only, so that a
+ * FIFO cannot block the host and a device is never read. stat() refuses the
+ * others before open(); O_NONBLOCK keeps open() from waiting should the path
+ * become a FIFO in between, and fstat() checks what was opened. Then the ELF
+ * headers, so that a file cut short is refused instead of crashing dlopen()
+ * with SIGBUS. Returns the descriptor with its status in *st, or -1.
+ */
+static int open_checked(const char *path, struct stat *st, char *err, size_t errlen)
+{
+  char why[512];
+  int fd;
+
+  if (stat(path, st) != 0)
+    return fail(err, errlen, "'%s': cannot load: %s", path, strerror(errno));
+  if (!S_ISREG(st->st_mode))
+    return fail(err, errlen, "'%s': cannot load: it is %s, not a regular file", path,
+                file_kind(st->st_mode));
+  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return fail(err, errlen, "'%s': cannot load: %s", path, strerror(errno));
+  if (fstat(fd, st) != 0) {
+    fail(err, errlen, "'%s': cannot load: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    fail(err, errlen, "'%s': cannot load: it is %s, not a regular file", path,
+         file_kind(st->st_mode));
+    close(fd);
+    return -1;
+  }
+  if (chd_elf_check(fd, st->st_size, why, sizeof why) != 0) {
+    fail(err, errlen, "'%s': %s", path, why);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen)
 {
   char *dlpath = NULL;
@@ -394,12 +451,18 @@ int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen)
   if (is_empty(path))
     return fail(err, errlen, "no plugin file given");
 
+  fd = open_checked(path, &st, err, errlen);
+  if (fd < 0)
+    return -1;
+
   /* without a '/', dlopen() would search the library path, not the directory */
   if (!strchr(path, '/')) {
     size_t n = strlen(path) + 3;
     dlpath = malloc(n);
-    if (!dlpath)
+    if (!dlpath) {
+      close(fd);
       return fail(err, errlen, "'%s': cannot load: out of memory", path);
+    }
     snprintf(dlpath, n, "./%s", path);
   }
   dlerror();
@@ -407,6 +470,7 @@ int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen)
   if (!handle) {
     fail(err, errlen, "'%s': cannot load: %s", path, dl_reason(dlpath ? dlpath : path));
     free(dlpath);
+    close(fd);
     return -1;
   }
   free(dlpath);
@@ -433,26 +497,20 @@ int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen)
   if (check_desc(&p->desc, path, err, errlen) < 0)
     goto out;
 
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    fail(err, errlen, "'%s': cannot read: %s", path, strerror(errno));
-    if (fd >= 0)
-      close(fd);
-    goto out;
-  }
   p->size = st.st_size;
   read_build_id(fd, p->build_id);
-  close(fd);
 
   p->path = strdup(path);
   if (!p->path) {
     fail(err, errlen, "'%s': cannot load: out of memory", path);
     goto out;
   }
+  close(fd);
   p->handle = handle;
   return 0;
 
 out:
+  close(fd);
   dlclose(handle);
   memset(p, 0, sizeof *p);
   return -1;

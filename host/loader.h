@@ -1,7 +1,13 @@
 /*
  * loader.h - loading and checking plugin shared objects.
  *
- * chd_plugin_load() dlopen()s a file with RTLD_NOW | RTLD_LOCAL, finds
+ * chd_plugin_load() first checks the file without running any of it: a
+ * regular file (not a FIFO, directory or device), and a whole ELF shared
+ * object of the host's class, byte order and machine (elf_check.h), so that
+ * a file cut short is refused instead of killing the process with SIGBUS in
+ * dlopen(). A file rewritten in place while it is being loaded can still do
+ * that: install plugins by rename. Then it
+ * dlopen()s the file with RTLD_NOW | RTLD_LOCAL, finds
  * comphost_plugin_query, calls it with the host's function table and checks
  * the descriptor before anything of the plugin runs beyond that entry:
  * magic, ABI major and minor, struct size, kind, name, subscriptions (each
