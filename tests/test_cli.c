@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -729,6 +730,178 @@ static void test_progress_of_a_large_backlog(void **state)
   stop_cleanly(&h);
 }
 
+/*
+ * Secrets: a plugin's secret settings from a file and from the environment,
+ * and a password in the store's connection string, never shown by check,
+ * inspect, status or the host's log, which say (secret) instead.
+ */
+#define FX_SECRET COMPHOST_FIXTURE_DIR "/fx_secret.so"
+#define TOKEN "tok-FILE-7731"
+#define SIGNING "sig-ENV-5519"
+#define PASSWORD "pw-STORE-4404"
+
+static void assert_no_secret(const char *text)
+{
+  if (strstr(text, TOKEN) || strstr(text, SIGNING) || strstr(text, PASSWORD) ||
+      strstr(text, "fx-default-signing-key")) {
+    print_error("a secret is shown:\n%s\n", text);
+    fail();
+  }
+}
+
+static void test_secrets_are_not_shown(void **state)
+{
+  char token[400], body[600], url[sizeof db.store_url];
+  const char *cfg;
+  FILE *f;
+  result r;
+  ch_e2e_host h;
+  (void)state;
+
+  snprintf(token, sizeof token, "%s/token", db.dir);
+  f = fopen(token, "w");
+  assert_non_null(f);
+  fputs(TOKEN "\n", f);
+  fclose(f);
+  assert_int_equal(chmod(token, 0600), 0);
+  snprintf(body, sizeof body, "[fx]\nlibrary = %s\napi_token_file = token\n", FX_SECRET);
+  cfg = ini("secret.ini", body);
+  setenv("COMPHOST_FX_SIGNING_KEY", SIGNING, 1);
+  /* a password in the store's connection string (the dev cluster trusts
+   * local connections, so it is not asked for) */
+  snprintf(url, sizeof url, "%s", db.store_url);
+  snprintf(db.store_url, sizeof db.store_url, "%s password='" PASSWORD "'", url);
+
+  {
+    const char *argv[] = { "check", "-c", cfg, NULL };
+    r = run(argv);
+    if (r.code != 0)
+      print_error("check: %s\n", r.err);
+    assert_int_equal(r.code, 0);
+    assert_no_secret(r.out);
+    assert_no_secret(r.err);
+    assert_non_null(strstr(r.out, "setting api_token = (secret), required (from "));
+    assert_non_null(strstr(r.out, "/token)"));
+    assert_non_null(strstr(r.out, "setting signing_key = (secret) (from "
+                           "COMPHOST_FX_SIGNING_KEY)"));
+    assert_non_null(strstr(r.out, "setting greeting = hello (default)"));
+    assert_non_null(strstr(r.out, "password='(secret)'"));
+    assert_non_null(strstr(r.out, "position: 0"));
+    release(&r);
+  }
+  {
+    const char *argv[] = { "inspect", FX_SECRET, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 0);
+    assert_no_secret(r.out);
+    assert_non_null(strstr(r.out, "  api_token (string, required, secret): "));
+    assert_non_null(strstr(r.out, "  signing_key (string, default (secret), secret): "));
+    assert_non_null(strstr(r.out, "  greeting (string, default hello): "));
+    release(&r);
+  }
+  {
+    const char *argv[] = { "status", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 0);
+    assert_no_secret(r.out);
+    assert_no_secret(r.err);
+    release(&r);
+  }
+
+  /* the host: its plugin logs the token, the log shows (secret) */
+  ch_e2e_host_start(&h, &db, cfg, "secret.log");
+  assert_true(ch_e2e_wait_log(&h, "fx_secret: api_token is (secret), greeting is hello", WAIT));
+  stop_cleanly(&h);
+  {
+    char *log = slurp(h.log_path);
+    assert_no_secret(log);
+    free(log);
+  }
+
+  /* a connection string libpq refuses: its message quotes it */
+  snprintf(db.store_url, sizeof db.store_url,
+           "postgresql://message_store:" PASSWORD "@[::1/nosuch");
+  {
+    const char *argv[] = { "check", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 1);
+    assert_no_secret(r.out);
+    assert_no_secret(r.err);
+    assert_non_null(strstr(r.out, "message store: postgresql://message_store:(secret)@[::1/"));
+    assert_non_null(strstr(r.out, "positions: unavailable: "));
+    release(&r);
+  }
+  {
+    const char *argv[] = { "status", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 1);
+    assert_no_secret(r.out);
+    assert_no_secret(r.err);
+    assert_non_null(strstr(r.err, "(secret)"));
+    release(&r);
+  }
+  snprintf(db.store_url, sizeof db.store_url, "%s", url);
+  unsetenv("COMPHOST_FX_SIGNING_KEY");
+}
+
+/* A secret file that is missing or open to others is refused, naming the
+ * file, the line and the key; <key>_file for a key that is not secret too. */
+static void test_secret_files_refused(void **state)
+{
+  char token[400], body[600], want[800];
+  const char *cfg;
+  FILE *f;
+  result r;
+  (void)state;
+
+  snprintf(body, sizeof body, "[fx]\nlibrary = %s\napi_token_file = nosuch\n", FX_SECRET);
+  cfg = ini("missing.ini", body);
+  {
+    const char *argv[] = { "check", "--no-db", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 1);
+    snprintf(want, sizeof want, "comphost: %s:10: [fx] api_token_file: cannot read '%s/nosuch':"
+             " No such file or directory\n", cfg, db.dir);
+    assert_string_equal(r.err, want);
+    release(&r);
+  }
+
+  snprintf(token, sizeof token, "%s/token", db.dir);
+  f = fopen(token, "w");
+  assert_non_null(f);
+  fputs(TOKEN "\n", f);
+  fclose(f);
+  assert_int_equal(chmod(token, 0644), 0);
+  snprintf(body, sizeof body, "[fx]\nlibrary = %s\napi_token_file = token\n", FX_SECRET);
+  cfg = ini("open.ini", body);
+  {
+    const char *argv[] = { "check", "--no-db", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 1);
+    assert_no_secret(r.err);
+    snprintf(want, sizeof want, "comphost: %s:10: [fx] api_token_file: '%s' is open to other"
+             " users (mode 0644): a secret file must not be (chmod o-rwx)\n", cfg, token);
+    assert_string_equal(r.err, want);
+    release(&r);
+  }
+
+  assert_int_equal(chmod(token, 0600), 0);
+  snprintf(body, sizeof body, "[fx]\nlibrary = %s\napi_token = x\ngreeting_file = token\n",
+           FX_SECRET);
+  cfg = ini("notsecret.ini", body);
+  {
+    const char *argv[] = { "check", "--no-db", "-c", cfg, NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 1);
+    assert_no_secret(r.err);
+    snprintf(want, sizeof want, "comphost: %s:11: [fx] greeting_file: unknown key (greeting is"
+             " not a secret setting of the plugin: only a secret may be read from a file)\n",
+             cfg);
+    assert_string_equal(r.err, want);
+    release(&r);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -741,6 +914,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_rebuild_refuses_components_and_resets_store_positions,
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_progress_of_a_large_backlog, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_secrets_are_not_shown, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_secret_files_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
