@@ -482,3 +482,20 @@ bool ch_e2e_process_alive(pid_t pid)
   close_paren = strrchr(buf, ')');
   return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X';
 }
+
+char *ch_e2e_long_id(size_t n, unsigned seed)
+{
+  static const char hex[] = "0123456789abcdef";
+  uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
+  char *s = malloc(n + 1);
+
+  assert_non_null(s);
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s[i] = hex[x & 15];
+  }
+  s[n] = '\0';
+  return s;
+}

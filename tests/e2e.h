@@ -93,6 +93,11 @@ void ch_e2e_restart_server(int down_ms);
 
 void ch_e2e_sleep_ms(int ms);
 
+/* A new string of n hex digits (caller frees) that never repeats a run, so
+ * PostgreSQL cannot compress it: an id too long for any btree index when n
+ * passes about 2700. The same seed gives the same string. */
+char *ch_e2e_long_id(size_t n, unsigned seed);
+
 /* True while `pid` exists and is not a zombie. */
 bool ch_e2e_process_alive(pid_t pid);
 

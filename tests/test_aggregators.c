@@ -377,8 +377,8 @@ static void write_message(const char *stream, const char *type, const char *data
                           const char *meta_json)
 {
   chd_mdb *m = ch_e2e_store(&db);
-  json_t *data = json_loads(data_json, 0, NULL);
-  json_t *meta = meta_json ? json_loads(meta_json, 0, NULL) : NULL;
+  json_t *data = json_loads(data_json, JSON_DECODE_ANY, NULL);
+  json_t *meta = meta_json ? json_loads(meta_json, JSON_DECODE_ANY, NULL) : NULL;
 
   assert_non_null(data);
   assert_int_equal(chd_mdb_write(m, stream, NULL, type, data, meta, CH_VERSION_ANY, NULL),
@@ -787,11 +787,148 @@ static void test_rebuild_from_zero_equals_live(void **state)
 }
 
 /*
- * A message the handler refuses, inside a batch: the batch handler fails,
- * the host replays the batch one message at a time, the messages before it
- * commit and the subscription stops right before it.
+ * Malformed events, in the middle of good ones: every aggregator skips what
+ * it cannot project (the subscription goes on to the end of its category),
+ * puts no NULL and no garbage into its table, projects the good events
+ * after them, and says why without row values.
  */
-static void test_refused_message_stops_the_subscription_at_it(void **state)
+#define G1 "99999999-0000-4000-8000-000000000001"
+#define GV "99999999-0000-4000-8000-0000000000f1"
+
+static void malformed_events(bool batched)
+{
+  const char *ini = aggregators_ini("agg-hostile.ini",
+                                    batched ? "position_store = view_data\n"
+                                            : "position_store = view_data\n"
+                                              "batch_transaction = false\n");
+  char *big = ch_e2e_long_id(3000, 11), *kilo = ch_e2e_long_id(1000, 12);
+  char *text, stream[1100], data[3300], meta[3300], deep[4000];
+  size_t len = 0;
+
+  for (int i = 0; i < 300; i++)
+    len += (size_t)snprintf(deep + len, sizeof deep - len, "[");
+  len += (size_t)snprintf(deep + len, sizeof deep - len, "\"x\"");
+  for (int i = 0; i < 300; i++)
+    len += (size_t)snprintf(deep + len, sizeof deep - len, "]");
+
+  /* identity: user-credentials and admin-users */
+  write_message("identity-b1", "Registered", "[1, 2]", NULL);
+  write_message("identity-b2", "Registered", "\"registered\"", NULL);
+  write_message("identity-b3", "Registered", "42", NULL);
+  snprintf(data, sizeof data, "{\"userId\": \"%s\", \"email\": \"b4@example.com\","
+           " \"passwordHash\": \"h\"}", big);
+  write_message("identity-b4", "Registered", data, NULL);
+  snprintf(data, sizeof data, "{\"userId\": \"b5\", \"email\": \"%s\", \"passwordHash\": \"h\"}",
+           big);
+  write_message("identity-b5", "Registered", data, NULL);
+  snprintf(data, sizeof data, "{\"userId\": %s, \"email\": \"b6@example.com\","
+           " \"passwordHash\": \"h\"}", deep);
+  write_message("identity-b6", "Registered", data, NULL);
+  write_message("identity-b7", "RegistrationEmailSent", "{\"userId\": 42}", NULL);
+  write_message("identity-b8", "Registered", "{\"userId\": \"b8\", \"email\": null,"
+                " \"passwordHash\": \"h\"}", NULL);
+  /* authentication: admin-users */
+  write_message("authentication-b9", "UserLoggedIn", "\"x\"", NULL);
+  snprintf(data, sizeof data, "{\"userId\": \"%s\"}", big);
+  write_message("authentication-b10", "UserLoggedIn", data, NULL);
+  write_message("authentication-b11", "UserLoggedIn", "{\"userId\": [\"" G1 "\"]}", NULL);
+  /* videoPublishing: video-operations and creators-videos */
+  write_message("videoPublishing-" GV, "VideoNamed", "{\"name\": \"first\"}", NULL);
+  write_message("videoPublishing-" GV, "VideoNamed", "[\"name\"]", "{\"traceId\": \"tb12\"}");
+  snprintf(data, sizeof data, "{\"name\": %s}", deep);
+  snprintf(meta, sizeof meta, "{\"traceId\": \"%s\"}", big);
+  write_message("videoPublishing-" GV, "VideoNamed", data, meta);
+  write_message("videoPublishing-" GV, "VideoNameRejected", "{\"name\": \"\", \"reason\": 42}",
+                "{\"traceId\": \"tb14\"}");
+  snprintf(data, sizeof data, "{\"ownerId\": \"%s\", \"sourceUri\": \"s\","
+           " \"transcodedUri\": \"t\", \"videoId\": \"" GV "\"}", big);
+  write_message("videoPublishing-" GV, "VideoPublished", data, "{\"traceId\": \"tb15\"}");
+  write_message("videoPublishing-" GV, "VideoPublished", "\"published\"",
+                "{\"traceId\": \"tb16\"}");
+  write_message("videoPublishing-" GV, "VideoNamed", "{\"name\": \"n\"}", "[\"traceId\"]");
+  snprintf(stream, sizeof stream, "videoPublishing-%s", kilo);
+  write_message(stream, "VideoNamed", "{\"name\": \"n\"}", "{\"traceId\": \"tb17\"}");
+  /* subscriberPosition: subscriber-positions */
+  write_message("subscriberPosition-sub-b18", "Read", "[1]", NULL);
+  write_message("subscriberPosition-sub-b19", "Read", "{\"position\": \"5\"}", NULL);
+  write_message("subscriberPosition-sub-b20", "Read", "{\"position\": -1}", NULL);
+  write_message("subscriberPosition-sub-b21", "Read", "{\"position\": 1.5}", NULL);
+  snprintf(stream, sizeof stream, "subscriberPosition-%s", kilo);
+  write_message(stream, "Read", "{\"position\": 1}", NULL);
+
+  /* the good events after them */
+  write_message("identity-" G1, "Registered", "{\"userId\": \"" G1 "\", \"email\":"
+                " \"g1@example.com\", \"passwordHash\": \"h1\"}", NULL);
+  write_message("authentication-" G1, "UserLoggedIn", "{\"userId\": \"" G1 "\"}", NULL);
+  write_message("videoPublishing-" GV, "VideoPublished", "{\"ownerId\": \"" G1 "\","
+                " \"sourceUri\": \"s\", \"transcodedUri\": \"t\", \"videoId\": \"" GV "\"}",
+                "{\"traceId\": \"t1\"}");
+  write_message("videoPublishing-" GV, "VideoNamed", "{\"name\": \"Good\"}",
+                "{\"traceId\": \"t2\"}");
+  write_message("subscriberPosition-sub-good", "Read", "{\"position\": 5}", NULL);
+
+  ch_e2e_host_start(&h, &db, ini, batched ? "hostile-batch.log" : "hostile-one.log");
+  wait_caught_up();
+  stop_cleanly();
+
+  /* only the good rows, and rows the book's handlers would write */
+  text = query_text(db.view_url, "SELECT string_agg(concat_ws('|', id, email, password_hash),"
+                    " ',' ORDER BY id) FROM user_credentials");
+  assert_string_equal(text, G1 "|g1@example.com|h1");
+  free(text);
+  text = query_text(db.view_url, "SELECT string_agg(concat_ws('|', id, email,"
+                    " registration_email_sent, login_count), ',' ORDER BY id) FROM admin_users");
+  assert_string_equal(text, G1 "|g1@example.com|f|1");
+  free(text);
+  /* tb12: a VideoNamed's outcome needs only its traceId and stream */
+  text = query_text(db.view_url, "SELECT string_agg(concat_ws('|', trace_id, video_id,"
+                    " succeeded, coalesce(failure_reason, '-')), ',' ORDER BY trace_id)"
+                    " FROM video_operations");
+  assert_string_equal(text, "t2|" GV "|t|-,tb12|" GV "|t|-");
+  free(text);
+  text = query_text(db.view_url, "SELECT string_agg(concat_ws('|', id, owner_id, name,"
+                    " source_uri, transcoded_uri, position), ',' ORDER BY id)"
+                    " FROM creators_portal_videos");
+  assert_string_equal(text, GV "|" G1 "|Good|s|t|8");
+  free(text);
+  text = query_text(db.view_url, "SELECT string_agg(subscriber_id || '|' || position, ','"
+                    " ORDER BY subscriber_id) FROM admin_subscriber_positions");
+  assert_string_equal(text, "sub-good|5");
+  free(text);
+  /* admin-streams reads no field: every stream, counted */
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM admin_streams"),
+                   store_int("SELECT count(DISTINCT stream_name) FROM message_store.messages"));
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM admin_streams WHERE"
+                              " last_message_id IS NULL"), 0);
+  /* the reasons are logged, without row values */
+  assert_true(ch_e2e_log_contains(&h, "data must be an object"));
+  assert_true(ch_e2e_log_contains(&h, "userId is too long (3000 bytes, at most 255)"));
+  assert_true(ch_e2e_log_contains(&h, "metadata.traceId is missing"));
+  assert_true(ch_e2e_log_contains(&h, "position must be an integer of 0 or more"));
+  assert_false(ch_e2e_log_contains(&h, "Failing row contains"));
+  assert_false(ch_e2e_log_contains(&h, big));
+  free(big);
+  free(kilo);
+}
+
+static void test_malformed_events_are_skipped_in_batches(void **state)
+{
+  (void)state;
+  malformed_events(true);
+}
+
+static void test_malformed_events_are_skipped_one_by_one(void **state)
+{
+  (void)state;
+  malformed_events(false);
+}
+
+/*
+ * A message the handler refuses, inside a batch: the batch handler fails,
+ * the host replays the batch one message at a time, the handler skips the
+ * bad message, and the messages before and after it commit.
+ */
+static void test_refused_message_in_a_batch_is_skipped(void **state)
 {
   char body[600];
   const char *ini;
@@ -813,11 +950,17 @@ static void test_refused_message_stops_the_subscription_at_it(void **state)
            "position_store = view_data\n", COMPHOST_BUILD_PLUGIN_DIR);
   ini = ch_e2e_write_ini(&db, "agg-bad.ini", body);
   ch_e2e_host_start(&h, &db, ini, "bad.log");
-  assert_true(ch_e2e_wait_log(&h, "subscription stopped", WAIT));
-  assert_true(ch_e2e_host_stop(&h, SIGTERM, WAIT) != -1);
-  assert_true(ch_e2e_log_contains(&h, "violates not-null constraint"));
-  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM user_credentials"), 5);
-  assert_int_equal(saved_position("aggregators:user-credentials", true), before_bad);
+  if (ch_e2e_wait_int(db.view_url, "SELECT coalesce((SELECT position FROM comphost_positions"
+                      " WHERE subscriber_id = 'aggregators:user-credentials'), 0)",
+                      last_gp("identity"), WAIT) != last_gp("identity"))
+    fail_msg("aggregators:user-credentials did not reach the end of identity");
+  stop_cleanly();
+  assert_true(ch_e2e_log_contains(&h, "Registered skipped: email is missing"));
+  assert_false(ch_e2e_log_contains(&h, "violates not-null constraint"));
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM user_credentials"), 7);
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM user_credentials"
+                              " WHERE id = 'bad'"), 0);
+  assert_true(before_bad > 0);
 }
 
 /*
@@ -1084,7 +1227,11 @@ int main(int argc, char **argv)
     cmocka_unit_test_setup_teardown(test_book_positions_in_batches_redelivery_changes_nothing,
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_rebuild_from_zero_equals_live, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_refused_message_stops_the_subscription_at_it,
+    cmocka_unit_test_setup_teardown(test_refused_message_in_a_batch_is_skipped,
+                                    setup, teardown),
+    cmocka_unit_test_setup_teardown(test_malformed_events_are_skipped_in_batches,
+                                    setup, teardown),
+    cmocka_unit_test_setup_teardown(test_malformed_events_are_skipped_one_by_one,
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill9_during_100000_messages, setup, teardown),
   };

@@ -1128,25 +1128,6 @@ static void test_bad_input_is_rejected(void **state)
 
 /* ---- hostile input ---- */
 
-/* A new string of n hex digits that does not repeat (so PostgreSQL cannot
- * compress it into an index entry): an id too long to be one. */
-static char *long_id(size_t n, unsigned seed)
-{
-  static const char hex[] = "0123456789abcdef";
-  uint64_t x = 0x9e3779b97f4a7c15ull ^ seed;
-  char *s = malloc(n + 1);
-
-  assert_non_null(s);
-  for (size_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    s[i] = hex[x & 15];
-  }
-  s[n] = '\0';
-  return s;
-}
-
 /* printf into a new string. */
 static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *str_printf(const char *fmt, ...)
@@ -1206,8 +1187,9 @@ static void test_hostile_commands_are_rejected(void **state)
 {
   hostile c[40];
   size_t n = 0;
-  char *big = long_id(3000, 1), *mega = long_id(1 << 20, 2), *kilo = long_id(1000, 3);
-  char *kilo2 = long_id(1000, 4), *kilo3 = long_id(1000, 5), *deep = nested(500, "\"x\"");
+  char *big = ch_e2e_long_id(3000, 1), *mega = ch_e2e_long_id(1 << 20, 2);
+  char *kilo = ch_e2e_long_id(1000, 3), *kilo2 = ch_e2e_long_id(1000, 4);
+  char *kilo3 = ch_e2e_long_id(1000, 5), *deep = nested(500, "\"x\"");
   char user[37], video[37], email_id[37], data[400];
   ch_e2e_host h;
   (void)state;
@@ -1403,7 +1385,7 @@ static void test_hostile_commands_are_rejected(void **state)
  * usable identity, writes nothing for them, and goes on. */
 static void test_hostile_events_are_skipped(void **state)
 {
-  char *big = long_id(3000, 7), *data, *meta, user[37], other[37];
+  char *big = ch_e2e_long_id(3000, 7), *data, *meta, user[37], other[37];
   ch_e2e_host h;
   (void)state;
 
