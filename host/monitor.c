@@ -44,6 +44,7 @@ static int private_dir(const char *dir, char *why, size_t size)
 
 int chd_monitor_state_path(const chd_config *cfg, char *buf, size_t size)
 {
+  const char *service = getenv("RUNTIME_DIRECTORY");   /* systemd's RuntimeDirectory= */
   const char *runtime = getenv("XDG_RUNTIME_DIR");
   char dir[PATH_MAX], abs[PATH_MAX];
   uint64_t h = 14695981039346656037ULL;
@@ -57,7 +58,10 @@ int chd_monitor_state_path(const chd_config *cfg, char *buf, size_t size)
     snprintf(abs, sizeof abs, "%s", cfg->path);
   for (const char *p = abs; *p; p++)
     h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-  if (runtime && runtime[0] == '/' && stat(runtime, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+  if (service && service[0] == '/') {
+    /* the first of its entries: a directory of this service alone */
+    snprintf(dir, sizeof dir, "%.*s", (int)strcspn(service, ":"), service);
+  } else if (runtime && runtime[0] == '/' && stat(runtime, &sb) == 0 && S_ISDIR(sb.st_mode)) {
     snprintf(dir, sizeof dir, "%s/comphost", runtime);
   } else {
     snprintf(dir, sizeof dir, "%s/comphost-%u", getenv("TMPDIR") && getenv("TMPDIR")[0] == '/'

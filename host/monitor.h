@@ -6,7 +6,9 @@
  * tell each worker's state, pid, restarts and live position: rewritten
  * every second (write and rename) while the host runs, removed when it
  * stops. Its path is [host] state_file, or else
- *   $XDG_RUNTIME_DIR/comphost/<hash>.json, or /tmp/comphost-<uid>/<hash>.json
+ *   $RUNTIME_DIRECTORY/<hash>.json (set by systemd's RuntimeDirectory=: the
+ *   first of its entries), or $XDG_RUNTIME_DIR/comphost/<hash>.json, or
+ *   /tmp/comphost-<uid>/<hash>.json
  * where <hash> is 16 hex digits of the FNV-1a hash of the configuration
  * file's absolute path: a host and a command given the same file find
  * the same state file.

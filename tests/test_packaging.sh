@@ -230,6 +230,22 @@ step_cpack() {
   must_match "$out" '^Restart=on-failure$'
   must_match "$out" '^User=comphost$'
   must_match "$out" '^EnvironmentFile=-/etc/comphost/%i\.env$'
+  # hardening: a read-only system but for its own directories, no
+  # capabilities, and no restart of a refused configuration (exit 1 or 2)
+  must_match "$out" '^ProtectSystem=strict$'
+  must_match "$out" '^RuntimeDirectory=comphost/%i$'
+  must_match "$out" '^StateDirectory=comphost/%i$'
+  must_match "$out" '^UMask=0027$'
+  must_match "$out" '^CapabilityBoundingSet=$'
+  must_match "$out" '^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6$'
+  must_match "$out" '^SystemCallFilter=@system-service$'
+  must_match "$out" '^SystemCallArchitectures=native$'
+  must_match "$out" '^NoNewPrivileges=yes$'
+  must_match "$out" '^RestrictNamespaces=yes$'
+  must_match "$out" '^ProtectKernelLogs=yes$'
+  must_match "$out" '^ProtectClock=yes$'
+  must_match "$out" '^ProtectHostname=yes$'
+  must_match "$out" '^RestartPreventExitStatus=1 2$'
   if command -v systemd-analyze >/dev/null 2>&1; then
     mkdir -p "$work/cpack/units"
     # the binary as unpacked, since /usr/bin/comphost need not exist here
@@ -239,6 +255,18 @@ step_cpack() {
     if out=$(cd "$work/cpack/units" && SYSTEMD_LOG_LEVEL=warning \
              systemd-analyze verify --man=no ./comphost@identity.service 2>&1); then
       must_not_match "$out" 'comphost@'
+      # the exposure systemd finds (offline: from the file alone), when this
+      # systemd can say; the unit must stay "OK" (below 2.0) or better
+      if out=$(cd "$work/cpack/units" && SYSTEMD_LOG_LEVEL=warning \
+               systemd-analyze security --offline=yes --no-pager \
+               ./comphost@identity.service 2>&1); then
+        level=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+        echo "systemd-analyze security: exposure $level"
+        if [ -n "$level" ] && ! awk -v l="$level" 'BEGIN { exit !(l < 2.0) }'; then
+          echo "the unit's exposure is $level, not below 2.0:"$'\n'"$out" >&2
+          exit 1
+        fi
+      fi
     else
       echo "note: systemd-analyze verify cannot run here, not checked:"$'\n'"$out"
     fi
