@@ -226,6 +226,7 @@ int chd_cli_migrate_store(int argc, char **argv)
   if ((rc = chd_cli_config(&cfg, config)) != 0)
     return rc;
   url = admin ? admin : cfg.message_store;
+  chd_conninfo_add_secrets(admin);
   conn = PQconnectdb(url);
   if (PQstatus(conn) != CONNECTION_OK) {
     snprintf(why, sizeof why, "%s", PQerrorMessage(conn));

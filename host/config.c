@@ -833,8 +833,7 @@ void chd_conninfo_mask(const char *conninfo, char *out, size_t size)
   append(out, size, "%s", conninfo + from);
 }
 
-/* Keep the passwords of a connection string out of the logs. */
-static void add_conninfo_secrets(const char *conninfo)
+void chd_conninfo_add_secrets(const char *conninfo)
 {
   struct span spans[8];
   size_t n;
@@ -866,8 +865,8 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
     fail(p, 0, "no message store: set [host] message_store or MESSAGE_STORE_CONNECTION_STRING");
     return;
   }
-  add_conninfo_secrets(cfg->message_store);
-  add_conninfo_secrets(cfg->view_data);
+  chd_conninfo_add_secrets(cfg->message_store);
+  chd_conninfo_add_secrets(cfg->view_data);
 
   env = getenv("COMPHOST_PLUGIN_DIR");
   if (plugin_dir_override && *plugin_dir_override)

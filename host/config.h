@@ -179,6 +179,11 @@ void chd_config_secret_env(const char *section, const char *key, char *buf, size
  * CHD_SECRET_TEXT, into out (cut at size). Works on strings libpq refuses. */
 void chd_conninfo_mask(const char *conninfo, char *out, size_t size);
 
+/* Hand the passwords of a connection string to chd_log_add_secret(), so that
+ * no log line or command error shows them. chd_config_load() does it for the
+ * connection strings of the configuration. */
+void chd_conninfo_add_secrets(const char *conninfo);
+
 /* True when `name` is a key the host reads itself in an instance section
  * (batch_size, position_store, ...): a plugin cannot declare a key so named. */
 bool chd_config_is_host_key(const char *name);
