@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -160,6 +161,9 @@ static const char *segment_name(uint32_t type, char *buf, size_t size)
   case PT_TLS: return "PT_TLS";
   case PT_GNU_EH_FRAME: return "PT_GNU_EH_FRAME";
   case PT_GNU_RELRO: return "PT_GNU_RELRO";
+#ifdef PT_GNU_PROPERTY
+  case PT_GNU_PROPERTY: return "PT_GNU_PROPERTY";
+#endif
   default:
     snprintf(buf, size, "type 0x%x", (unsigned)type);
     return buf;
@@ -189,46 +193,107 @@ static int check_ident(const elf_ehdr *eh, char *err, size_t errlen)
   return 0;
 }
 
+/* More than any shared object has (they have about ten): it bounds the
+ * work of the checks below. */
+#define MAX_PHNUM 1024
+
+/* The memory that dlopen() reads through a segment's address as soon as it
+ * maps the file: the dynamic section, notes, the program headers and the
+ * TLS initialisation image. 0 for the others. */
+static uint64_t read_in_place(const elf_phdr *ph)
+{
+  switch (ph->p_type) {
+  case PT_DYNAMIC:
+  case PT_NOTE:
+  case PT_PHDR:
+#ifdef PT_GNU_PROPERTY
+  case PT_GNU_PROPERTY:
+#endif
+    return ph->p_memsz > 0 ? ph->p_memsz : 1;
+  case PT_TLS:
+    return ph->p_filesz;
+  default:
+    return 0;
+  }
+}
+
+/* Is [vaddr, vaddr + len) within the memory of one PT_LOAD segment? */
+static bool mapped(const elf_phdr *phs, size_t n, uint64_t vaddr, uint64_t len)
+{
+  for (size_t i = 0; i < n; i++)
+    if (phs[i].p_type == PT_LOAD && vaddr >= phs[i].p_vaddr &&
+        vaddr - phs[i].p_vaddr <= phs[i].p_memsz &&
+        len <= phs[i].p_memsz - (vaddr - phs[i].p_vaddr))
+      return true;
+  return false;
+}
+
+static int check_segment_list(const elf_phdr *phs, size_t n, uint64_t size, char *err,
+                              size_t errlen)
+{
+  size_t loads = 0;
+  char buf[32];
+
+  for (size_t i = 0; i < n; i++) {
+    const elf_phdr *ph = &phs[i];
+
+    if (!within(ph->p_offset, ph->p_filesz, size))
+      return fail(err, errlen, "truncated or damaged ELF file: segment %zu (%s, offset %llu,"
+                  " %llu bytes) ends past the end of the file (%llu bytes)", i + 1,
+                  segment_name(ph->p_type, buf, sizeof buf), (unsigned long long)ph->p_offset,
+                  (unsigned long long)ph->p_filesz, (unsigned long long)size);
+    if (ph->p_type != PT_LOAD)
+      continue;
+    if (ph->p_filesz > ph->p_memsz)
+      return fail(err, errlen, "damaged ELF file: segment %zu (PT_LOAD) has %llu bytes in the"
+                  " file but only %llu in memory", i + 1, (unsigned long long)ph->p_filesz,
+                  (unsigned long long)ph->p_memsz);
+    loads++;
+  }
+  if (loads == 0)
+    return fail(err, errlen, "damaged ELF file: no loadable (PT_LOAD) segment");
+  for (size_t i = 0; i < n; i++) {
+    uint64_t len = read_in_place(&phs[i]);
+
+    if (len > 0 && !mapped(phs, n, phs[i].p_vaddr, len))
+      return fail(err, errlen, "damaged ELF file: segment %zu (%s, address 0x%llx, %llu"
+                  " bytes) lies outside the loadable segments", i + 1,
+                  segment_name(phs[i].p_type, buf, sizeof buf),
+                  (unsigned long long)phs[i].p_vaddr, (unsigned long long)len);
+  }
+  return 0;
+}
+
 static int check_segments(int fd, const elf_ehdr *eh, uint64_t size, char *err,
                           size_t errlen)
 {
   uint64_t table = (uint64_t)eh->e_phnum * sizeof(elf_phdr);
-  size_t loads = 0;
+  elf_phdr *phs;
+  int rc;
 
   if (eh->e_phentsize != sizeof(elf_phdr))
     return fail(err, errlen, "damaged ELF header: program header size is %u bytes, not %zu",
                 (unsigned)eh->e_phentsize, sizeof(elf_phdr));
-  if (eh->e_phnum == 0 || eh->e_phnum == PN_XNUM)
-    return fail(err, errlen, "damaged ELF header: %s program headers",
-                eh->e_phnum == 0 ? "no" : "too many");
+  if (eh->e_phnum == 0)
+    return fail(err, errlen, "damaged ELF header: no program headers");
+  if (eh->e_phnum > MAX_PHNUM)
+    return fail(err, errlen, "damaged ELF header: %u program headers (at most %d)",
+                (unsigned)eh->e_phnum, MAX_PHNUM);
   if (!within(eh->e_phoff, table, size))
     return fail(err, errlen, "truncated or damaged ELF file: the program header table"
                 " (offset %llu, %llu bytes) ends past the end of the file (%llu bytes)",
                 (unsigned long long)eh->e_phoff, (unsigned long long)table,
                 (unsigned long long)size);
 
-  for (size_t i = 0; i < eh->e_phnum; i++) {
-    elf_phdr ph;
-    char buf[32];
-
-    if (read_at(fd, &ph, sizeof ph, eh->e_phoff + i * sizeof ph) != 0)
-      return read_failed(err, errlen);
-    if (!within(ph.p_offset, ph.p_filesz, size))
-      return fail(err, errlen, "truncated or damaged ELF file: segment %zu (%s, offset %llu,"
-                  " %llu bytes) ends past the end of the file (%llu bytes)", i + 1,
-                  segment_name(ph.p_type, buf, sizeof buf), (unsigned long long)ph.p_offset,
-                  (unsigned long long)ph.p_filesz, (unsigned long long)size);
-    if (ph.p_type != PT_LOAD)
-      continue;
-    if (ph.p_filesz > ph.p_memsz)
-      return fail(err, errlen, "damaged ELF file: segment %zu (PT_LOAD) has %llu bytes in the"
-                  " file but only %llu in memory", i + 1, (unsigned long long)ph.p_filesz,
-                  (unsigned long long)ph.p_memsz);
-    loads++;
-  }
-  if (loads == 0)
-    return fail(err, errlen, "damaged ELF file: no loadable (PT_LOAD) segment");
-  return 0;
+  phs = malloc((size_t)table);
+  if (!phs)
+    return fail(err, errlen, "out of memory");
+  if (read_at(fd, phs, (size_t)table, eh->e_phoff) != 0)
+    rc = read_failed(err, errlen);
+  else
+    rc = check_segment_list(phs, eh->e_phnum, size, err, errlen);
+  free(phs);
+  return rc;
 }
 
 /* No section header table (e_shoff 0) is fine: dlopen() needs none. */

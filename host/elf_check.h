@@ -8,9 +8,12 @@
  *
  * - the ELF magic number, then class (32 or 64 bit), byte order, ELF
  *   version and machine equal to the host's, and the type is a shared object;
- * - the ELF header, the program header table and the file part of every
- *   segment (p_offset + p_filesz) lie within the file, and there is at least
- *   one PT_LOAD segment;
+ * - the ELF header, the program header table (at most 1024 entries) and the
+ *   file part of every segment (p_offset + p_filesz) lie within the file,
+ *   and there is at least one PT_LOAD segment;
+ * - the segments that dlopen() reads in place once the file is mapped
+ *   (PT_DYNAMIC, PT_NOTE, PT_PHDR, PT_GNU_PROPERTY, PT_TLS) lie within the
+ *   memory of a PT_LOAD segment;
  * - the section header table, when there is one, lies within the file.
  *
  * It reads only headers: it is no proof that the code in the file is sound.

@@ -764,6 +764,26 @@ static void test_damaged_elf_headers(void **state)
   write_scratch("no_load.so", bad, size, path, sizeof path);
   expect_refusal_at(path, "damaged ELF file: no loadable (PT_LOAD) segment");
 
+  /* a dynamic section that no PT_LOAD segment maps: dlopen() would read it
+   * at a wild address */
+  memcpy(bad, buf, size);
+  want[0] = '\0';
+  for (size_t i = 0; i < eh.e_phnum; i++) {
+    Elf64_Phdr p;
+
+    memcpy(&p, bad + eh.e_phoff + i * sizeof p, sizeof p);
+    if (p.p_type != PT_DYNAMIC)
+      continue;
+    p.p_vaddr = 0x7000000000;
+    memcpy(bad + eh.e_phoff + i * sizeof p, &p, sizeof p);
+    snprintf(want, sizeof want, "damaged ELF file: segment %zu (PT_DYNAMIC, address"
+             " 0x7000000000, %zu bytes) lies outside the loadable segments", i + 1,
+             (size_t)p.p_memsz);
+  }
+  assert_true(want[0] != '\0');
+  write_scratch("dynamic_unmapped.so", bad, size, path, sizeof path);
+  expect_refusal_at(path, want);
+
   /* the header's fields */
 #define WITH_HEADER(name, change) \
   do { \
@@ -778,6 +798,8 @@ static void test_damaged_elf_headers(void **state)
   expect_refusal_at(path, "damaged ELF header: program header size is 32 bytes, not 56");
   WITH_HEADER("phnum0.so", h.e_phnum = 0);
   expect_refusal_at(path, "damaged ELF header: no program headers");
+  WITH_HEADER("phnum_many.so", h.e_phnum = 0xffff);
+  expect_refusal_at(path, "damaged ELF header: 65535 program headers (at most 1024)");
   WITH_HEADER("phoff.so", h.e_phoff = size - 8);
   snprintf(want, sizeof want, "truncated or damaged ELF file: the program header table"
            " (offset %zu, %zu bytes) ends past the end of the file (%zu bytes)", size - 8,
