@@ -1,6 +1,6 @@
 /*
- * cli.h - the operator's commands: write, read, trace, status, rebuild and
- * migrate-store (docs/operations.md).
+ * cli.h - the operator's commands: write, read, trace, status, rebuild,
+ * migrate-store, parked, retry and skip (docs/operations.md).
  *
  * Each takes -c FILE for the connection strings (the environment overrides
  * apply as for the host), prints a human table by default and one JSON
@@ -30,6 +30,9 @@ int chd_cli_trace(int argc, char **argv);
 int chd_cli_migrate_store(int argc, char **argv);
 int chd_cli_status(int argc, char **argv);
 int chd_cli_rebuild(int argc, char **argv);
+int chd_cli_parked(int argc, char **argv);
+int chd_cli_retry(int argc, char **argv);
+int chd_cli_skip(int argc, char **argv);
 
 /* Helpers shared by the commands. */
 

@@ -165,6 +165,9 @@ int chd_cli_read(int argc, char **argv)
         print_header();
         header = true;
       }
+      if (b.decode_errors && b.decode_errors[i])
+        fprintf(stderr, "comphost: %s (shown with empty data and metadata)\n",
+                b.decode_errors[i]);
       print_row(&b.messages[i], as_json);
       printed++;
     }

@@ -60,11 +60,12 @@ struct key_def {
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const position_stores[] = { "message_store", "view_data", NULL };
 static const char *const position_formats[] = { "book", "eventide", NULL };
+static const char *const failure_policies[] = { "park", "stop", NULL };
 
 enum {
   HK_MESSAGE_STORE, HK_VIEW_DATA, HK_PLUGIN_DIR, HK_LOG_LEVEL, HK_SHUTDOWN_TIMEOUT_MS,
   HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_HTTP_LISTEN,
-  HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_COUNT
+  HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_HEALTH_MAX_STALL_MS, HK_COUNT
 };
 
 static const struct key_def host_keys[HK_COUNT] = {
@@ -82,13 +83,15 @@ static const struct key_def host_keys[HK_COUNT] = {
   [HK_HEALTH_MAX_HEARTBEAT_AGE_MS] = { .name = "health_max_heartbeat_age_ms", .kind = K_INT,
     .min = 2000, .max = 3600000, .offset = offsetof(chd_config, health_max_heartbeat_age_ms) },
   [HK_STATE_FILE] = { .name = "state_file", .kind = K_OPT_TEXT },
+  [HK_HEALTH_MAX_STALL_MS] = { .name = "health_max_stall_ms", .kind = K_INT,
+    .min = 1000, .max = 86400000, .offset = offsetof(chd_config, health_max_stall_ms) },
 };
 
 enum {
   IK_LIBRARY, IK_BATCH_SIZE, IK_POLL_INTERVAL_MS, IK_POSITION_UPDATE_INTERVAL,
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
-  IK_COUNT
+  IK_ON_FAILURE, IK_BATCH_BYTES, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -114,6 +117,8 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_BATCH_TRANSACTION] = INST_BOOL(batch_transaction),
   [IK_STORE_TRANSACTION] = INST_BOOL(store_transaction),
   [IK_DETERMINISTIC_IDS] = INST_BOOL(deterministic_ids),
+  [IK_ON_FAILURE] = { .name = "on_failure", .kind = K_ENUM, .choices = failure_policies },
+  [IK_BATCH_BYTES] = INST_INT(batch_bytes, 1024, INT64_C(1073741824)),
 };
 
 /* The lines of an instance's host keys, 0 when not set. */
@@ -499,6 +504,9 @@ static void instance_key(struct parser *p, const char *name, const char *value)
   case IK_POSITION_FORMAT:
     inst->position_format = (chd_position_format)n;
     break;
+  case IK_ON_FAILURE:
+    inst->on_failure = (chd_on_failure)n;
+    break;
   default:
     set_field(inst, &instance_keys[id], n);
     break;
@@ -589,6 +597,8 @@ static void start_instance(struct parser *p, const char *name)
   inst->batch_transaction = false;   /* settled by resolve() */
   inst->store_transaction = false;
   inst->deterministic_ids = true;
+  inst->on_failure = CHD_ON_FAILURE_PARK;
+  inst->batch_bytes = CHD_DEFAULT_BATCH_BYTES;
   if (!(inst->name = strdup(name)))
     fail(p, 0, "out of memory");
 }
@@ -937,6 +947,7 @@ int chd_config_load(chd_config *cfg, const char *path, const char *plugin_dir_ov
   cfg->restart_backoff_max_ms = 60000;
   cfg->max_crash_restarts = 3;
   cfg->health_max_heartbeat_age_ms = 10000;
+  cfg->health_max_stall_ms = 60000;
 
   if (!path || !*path) {
     p.failed = true;

@@ -37,6 +37,18 @@ typedef enum chd_position_format {
   CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
 } chd_position_format;
 
+/* What a subscription does with a message that fails for good (CH_FAIL, the
+ * retries used up, a crash loop, data that is not JSON): park its stream and
+ * go on with the others, or stop there (the book's behaviour). */
+typedef enum chd_on_failure {
+  CHD_ON_FAILURE_PARK = 0,
+  CHD_ON_FAILURE_STOP = 1
+} chd_on_failure;
+
+/* 4 MiB of message text per read: with jansson's trees a worker stays well
+ * under 64 MB whatever the sizes of the messages. */
+#define CHD_DEFAULT_BATCH_BYTES (INT64_C(4) * 1024 * 1024)
+
 /* Where the value of a plugin setting came from. */
 typedef enum chd_config_source {
   CHD_FROM_INI = 0,                /* key = value in the instance's section */
@@ -87,6 +99,10 @@ typedef struct chd_instance_config {
   bool store_transaction;          /* store_transaction: one message-store transaction per
                                       batch, for the batch's writes and position (default false) */
   bool deterministic_ids;          /* deterministic_ids, default true */
+  chd_on_failure on_failure;       /* on_failure = park (default) | stop */
+  int64_t batch_bytes;             /* batch_bytes: the most bytes of data and metadata
+                                      one read holds (default CHD_DEFAULT_BATCH_BYTES);
+                                      a single larger message is parked unread */
 
   chd_config_kv *plugin_keys;      /* the rest, in file order */
   size_t plugin_key_count;
@@ -106,6 +122,9 @@ typedef struct chd_config {
                                       health listener; NULL: none */
   int64_t health_max_heartbeat_age_ms; /* [host] health_max_heartbeat_age_ms, default
                                       10000: /healthz fails past it */
+  int64_t health_max_stall_ms;     /* [host] health_max_stall_ms, default 60000:
+                                      /healthz fails when a subscription with lag has
+                                      not moved, or has not read, for that long */
   char *state_file;                /* [host] state_file, resolved; NULL: the default
                                       (see monitor.h) */
   chd_instance_config *instances;

@@ -198,6 +198,11 @@ static int64_t api_read_stream(ch_ctx *ctx, const char *stream_name, int64_t fro
     if (rc != CHD_MDB_OK)
       return mdb_failed(ctx, rc);
     for (size_t i = 0; i < b.count && !stop; i++) {
+      if (b.decode_errors && b.decode_errors[i]) {
+        snprintf(ctx->last_error, sizeof ctx->last_error, "%s", b.decode_errors[i]);
+        chd_mdb_batch_release(&b);
+        return CH_RC_ERROR;
+      }
       seen++;
       from = b.messages[i].position + 1;
       stop = each(arg, &b.messages[i]) != 0;
@@ -221,6 +226,11 @@ static int api_read_last(ch_ctx *ctx, const char *stream_name, const char *type,
   if (rc != CHD_MDB_OK)
     return mdb_failed(ctx, rc);
   found = b.count > 0;
+  if (found && b.decode_errors && b.decode_errors[0]) {
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", b.decode_errors[0]);
+    chd_mdb_batch_release(&b);
+    return CH_RC_ERROR;
+  }
   if (found)
     each(arg, &b.messages[0]);
   chd_mdb_batch_release(&b);

@@ -34,6 +34,10 @@ static void usage(FILE *out)
           "                                              replay it from the start\n"
           "       comphost migrate-store -c FILE [--admin-url URL]\n"
           "                                              add the trace index to the store\n"
+          "       comphost parked -c FILE [--json]       streams parked after a failure\n"
+          "       comphost retry|skip -c FILE (STREAM | --all) [--subscriber ID] [--wait S]\n"
+          "                                              deliver a parked stream again, or\n"
+          "                                              drop it, with a record\n"
           "       comphost --version\n"
           "\n"
           "Environment: MESSAGE_STORE_CONNECTION_STRING and DATABASE_URL override the\n"
@@ -172,6 +176,9 @@ static const struct {
   { "trace", chd_cli_trace },
   { "status", chd_cli_status },
   { "rebuild", chd_cli_rebuild },
+  { "parked", chd_cli_parked },
+  { "retry", chd_cli_retry },
+  { "skip", chd_cli_skip },
   { "migrate-store", chd_cli_migrate_store },
 };
 

@@ -16,6 +16,21 @@
 
 #define MESSAGE_COLUMNS \
   "id, stream_name, type, position, global_position, data, metadata, time"
+#define ALL_COLUMNS \
+  "id::varchar, stream_name::varchar, type::varchar, position, global_position," \
+  " data::varchar, metadata::varchar, time"
+/* Rows of `query` (MESSAGE_COLUMNS, in global order) while the bytes of
+ * data and metadata before each row stay under `bound`. */
+#define BOUNDED(query, bound)                                                    \
+  "SELECT id, stream_name, type, position, global_position,"                     \
+  " CASE WHEN size > " bound "::bigint THEN NULL ELSE data END,"                 \
+  " CASE WHEN size > " bound "::bigint THEN NULL ELSE metadata END,"             \
+  " time, size > " bound "::bigint"                                              \
+  " FROM (SELECT q.*, size, sum(size) OVER (ORDER BY q.global_position) AS total" \
+  "  FROM (" query ") AS q,"                                                    \
+  "  LATERAL (SELECT coalesce(octet_length(q.data), 0)"                          \
+  "   + coalesce(octet_length(q.metadata), 0) AS size) AS z) AS t"               \
+  " WHERE total - size < " bound "::bigint ORDER BY global_position"
 
 /* The statements, prepared on every (re)connection. Parameters are typed
  * explicitly and passed positionally: Message DB's documented parameter names
@@ -44,14 +59,26 @@ static const struct statement {
   /* "$all": Message DB has no function for it. Ordered (the book's query is
    * not) and inclusive like the category read. LIMIT NULL means no limit. */
   { "chd_all",
-    "SELECT id::varchar, stream_name::varchar, type::varchar, position,"
-    " global_position, data::varchar, metadata::varchar, time"
-    " FROM messages WHERE global_position >= $1::bigint"
+    "SELECT " ALL_COLUMNS " FROM messages WHERE global_position >= $1::bigint"
     " ORDER BY global_position"
     " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", 2 },
+  /* The subscriptions' reads, bounded by bytes as well as by count
+   * (chd_mdb_category_opts.max_bytes): messages while the bytes before them
+   * are under the bound, so always the first one; a message larger than the
+   * bound comes without its data and metadata, flagged in column 9. */
+  { "chd_category_bounded",
+    BOUNDED("SELECT * FROM get_category_messages($1::varchar, $2::bigint, $3::bigint,"
+            " $4::varchar, $5::bigint, $6::bigint)", "$7"), 7 },
+  { "chd_all_bounded",
+    BOUNDED("SELECT " ALL_COLUMNS " FROM messages WHERE global_position >= $1::bigint"
+            " ORDER BY global_position"
+            " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", "$3"), 3 },
 };
 
-enum { ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL };
+enum {
+  ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL,
+  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED
+};
 
 struct chd_mdb {
   char *conninfo;
@@ -516,17 +543,17 @@ int chd_message_decode(ch_message *m, const char *const fields[8],
   }
   m->data = fields[5] ? json_loads(fields[5], JSON_DECODE_ANY, &jerr) : json_object();
   if (!m->data) {
-    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': data is not JSON: %s",
-             m->global_position, m->stream_name, jerr.text);
-    return -1;
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': data is not JSON"
+             " that can be decoded: %s", m->global_position, m->stream_name, jerr.text);
+    return -2;
   }
   m->metadata = fields[6] ? json_loads(fields[6], JSON_DECODE_ANY, &jerr) : json_object();
   if (!m->metadata) {
-    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': metadata is not JSON: %s",
-             m->global_position, m->stream_name, jerr.text);
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': metadata is not"
+             " JSON that can be decoded: %s", m->global_position, m->stream_name, jerr.text);
     json_decref(m->data);
     m->data = NULL;
-    return -1;
+    return -2;
   }
   return 0;
 }
@@ -538,7 +565,10 @@ void chd_mdb_batch_release(chd_mdb_batch *batch)
   for (size_t i = 0; i < batch->count; i++) {
     json_decref(batch->messages[i].data);
     json_decref(batch->messages[i].metadata);
+    if (batch->decode_errors)
+      free(batch->decode_errors[i]);
   }
+  free(batch->decode_errors);
   free(batch->messages);
   PQclear(batch->result_);
   memset(batch, 0, sizeof *batch);
@@ -546,7 +576,7 @@ void chd_mdb_batch_release(chd_mdb_batch *batch)
 
 /* Turn a result of message rows into a batch; takes ownership of res. */
 static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
-                             chd_mdb_batch *out)
+                             const char *bound, chd_mdb_batch *out)
 {
   int rows;
 
@@ -566,14 +596,43 @@ static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
     return fail(db, CHD_MDB_ERROR, "%s: out of memory for %d messages", what, rows);
   }
   for (int r = 0; r < rows; r++) {
+    ch_message *m = &out->messages[r];
     const char *fields[8];
     char err[512];
+    int drc;
 
     for (int c = 0; c < 8; c++)
       fields[c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
-    if (chd_message_decode(&out->messages[r], fields, err, sizeof err) != 0) {
+    drc = chd_message_decode(m, fields, err, sizeof err);
+    if (drc == 0 && PQnfields(res) > 8 && PQgetvalue(res, r, 8)[0] == 't') {
+      /* a bounded read left out its data and metadata */
+      snprintf(err, sizeof err, "message at global position %" PRId64 " in '%s': its data"
+               " and metadata are larger than batch_bytes (%s bytes), it was not read",
+               m->global_position, m->stream_name, bound ? bound : "?");
+      drc = -2;
+    }
+    if (drc == -1) {
       chd_mdb_batch_release(out);
       return fail(db, CHD_MDB_ERROR, "%s: %s", what, err);
+    }
+    if (drc == -2) {
+      /* a message all the same: it goes to the caller with empty data and
+       * metadata and the reason, and the read goes on */
+      if (!out->decode_errors &&
+          !(out->decode_errors = calloc((size_t)rows, sizeof *out->decode_errors))) {
+        chd_mdb_batch_release(out);
+        return fail(db, CHD_MDB_ERROR, "%s: out of memory", what);
+      }
+      json_decref(m->data);
+      json_decref(m->metadata);
+      m->data = json_object();
+      m->metadata = json_object();
+      out->decode_errors[r] = strdup(err);
+      if (!m->data || !m->metadata || !out->decode_errors[r]) {
+        out->count++;
+        chd_mdb_batch_release(out);
+        return fail(db, CHD_MDB_ERROR, "%s: out of memory", what);
+      }
     }
     out->count++;
   }
@@ -602,7 +661,7 @@ chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
   params[1] = fmt_i64(from, from_position < 0 ? 0 : from_position);
   params[2] = fmt_i64(size, batch_size);
   snprintf(what, sizeof what, "reading stream '%s'", stream_name);
-  return fill_batch(db, exec_prepared(db, ST_STREAM, params), what, out);
+  return fill_batch(db, exec_prepared(db, ST_STREAM, params), what, NULL, out);
 }
 
 static chd_mdb_rc check_group(chd_mdb *db, const char *category,
@@ -633,8 +692,8 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
                                  chd_mdb_batch *out)
 {
   static const chd_mdb_category_opts none;
-  char from[24], size[24], member[24], gsize[24], what[300];
-  const char *params[6];
+  char from[24], size[24], member[24], gsize[24], bytes[24], what[300];
+  const char *params[7];
   chd_mdb_rc rc;
 
   memset(out, 0, sizeof *out);
@@ -661,15 +720,19 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   params[3] = opts->correlation;
   params[4] = opts->group_size ? fmt_i64(member, opts->group_member) : NULL;
   params[5] = opts->group_size ? fmt_i64(gsize, opts->group_size) : NULL;
+  params[6] = fmt_i64(bytes, opts->max_bytes);
   snprintf(what, sizeof what, "reading category '%s'", category);
-  return fill_batch(db, exec_prepared(db, ST_CATEGORY, params), what, out);
+  if (opts->max_bytes > 0)
+    return fill_batch(db, exec_prepared(db, ST_CATEGORY_BOUNDED, params), what, params[6],
+                      out);
+  return fill_batch(db, exec_prepared(db, ST_CATEGORY, params), what, NULL, out);
 }
 
 chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
-                            int64_t batch_size, chd_mdb_batch *out)
+                            int64_t batch_size, int64_t max_bytes, chd_mdb_batch *out)
 {
-  char from[24], size[24];
-  const char *params[2];
+  char from[24], size[24], bytes[24];
+  const char *params[3];
   chd_mdb_rc rc;
 
   memset(out, 0, sizeof *out);
@@ -678,14 +741,18 @@ chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
     return rc;
   params[0] = fmt_i64(from, from_global < 1 ? 1 : from_global);
   params[1] = fmt_i64(size, batch_size);
-  return fill_batch(db, exec_prepared(db, ST_ALL, params), "reading '$all'", out);
+  params[2] = fmt_i64(bytes, max_bytes);
+  if (max_bytes > 0)
+    return fill_batch(db, exec_prepared(db, ST_ALL_BOUNDED, params), "reading '$all'",
+                      params[2], out);
+  return fill_batch(db, exec_prepared(db, ST_ALL, params), "reading '$all'", NULL, out);
 }
 
 chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
                         int64_t batch_size, chd_mdb_batch *out)
 {
   if (chd_stream_is_all(stream_name))
-    return chd_mdb_read_all(db, from, batch_size, out);
+    return chd_mdb_read_all(db, from, batch_size, 0, out);
   if (chd_stream_is_category(stream_name))
     return chd_mdb_read_category(db, stream_name, from, batch_size, NULL, out);
   return chd_mdb_read_stream(db, stream_name, from, batch_size, out);
@@ -711,7 +778,7 @@ chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
   params[0] = stream_name;
   params[1] = type;
   snprintf(what, sizeof what, "reading the last message of '%s'", stream_name);
-  return fill_batch(db, exec_prepared(db, ST_LAST, params), what, out);
+  return fill_batch(db, exec_prepared(db, ST_LAST, params), what, NULL, out);
 }
 
 chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,

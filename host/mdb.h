@@ -56,6 +56,12 @@ typedef struct chd_mdb_conflict {
 typedef struct chd_mdb_batch {
   ch_message *messages;
   size_t count;
+  /* NULL when every message decoded; else `count` entries: NULL for a
+   * message that decoded, else why it could not be (data or metadata that
+   * is not JSON jansson can decode, or larger than a bounded read allows).
+   * Such a message still has its id, stream, type and positions, and empty
+   * objects as data and metadata. */
+  char **decode_errors;
   PGresult *result_;          /* private: the strings point into it */
 } chd_mdb_batch;
 
@@ -64,6 +70,10 @@ typedef struct chd_mdb_category_opts {
   const char *correlation;    /* category of metadata.correlationStreamName, or NULL */
   int64_t group_member;       /* consumer group member, 0-based ... */
   int64_t group_size;         /* ... of group_size members; 0 = no group */
+  int64_t max_bytes;          /* > 0: stop before the bytes of data and metadata
+                                 pass this (at least one message is returned; one
+                                 larger than this comes without them, with a
+                                 decode error) */
 } chd_mdb_category_opts;
 
 /*
@@ -151,9 +161,10 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
                                  chd_mdb_batch *out);
 
 /* Read up to batch_size messages of every stream, from global position
- * from_global (inclusive), in global order ("$all"). */
+ * from_global (inclusive), in global order ("$all"); max_bytes as in
+ * chd_mdb_category_opts (0: no bound). */
 chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
-                            int64_t batch_size, chd_mdb_batch *out);
+                            int64_t batch_size, int64_t max_bytes, chd_mdb_batch *out);
 
 /*
  * Read by name: "$all", a category (no '-') or an entity stream, with
@@ -189,7 +200,10 @@ void chd_mdb_batch_release(chd_mdb_batch *batch);
  * global_position, data, metadata, time; data and metadata may be NULL) into
  * *m. Strings are borrowed from `fields`; data and metadata are new JSON
  * references the caller must json_decref().
- * Returns 0, or -1 with a reason in err.
+ * Returns 0; -1 with a reason in err when the row is no message (no id,
+ * stream or type, a bad position); -2 with a reason when it is a message
+ * whose data or metadata cannot be decoded (then data and metadata are NULL
+ * and the other fields are set).
  */
 int chd_message_decode(ch_message *m, const char *const fields[8],
                        char *err, size_t errlen);

@@ -238,6 +238,7 @@ static bool worker_up(const chd_status *st)
 /* What a per-subscription sample shows. */
 typedef enum sub_field {
   F_HANDLED, F_RETRIES, F_FAILURES, F_POSITION, F_LAG, F_STOPPED, F_LAST_POLL,
+  F_SKIPPED, F_PARKED_STREAMS, F_PARKED_MESSAGES,
   F_BATCH_HIST, F_HANDLER_HIST
 } sub_field;
 
@@ -293,6 +294,9 @@ static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *s
       case F_POSITION:  fprintf(out, " %" PRId64 "\n", ss->position); break;
       case F_LAG:       fprintf(out, " %" PRId64 "\n", ss->lag); break;
       case F_STOPPED:   fprintf(out, " %d\n", ss->stopped_at > 0); break;
+      case F_SKIPPED:   fprintf(out, " %" PRId64 "\n", ss->skipped); break;
+      case F_PARKED_STREAMS:  fprintf(out, " %" PRId64 "\n", ss->parked_streams); break;
+      case F_PARKED_MESSAGES: fprintf(out, " %" PRId64 "\n", ss->parked_messages); break;
       default:          fprintf(out, " %.3f\n", (double)ss->last_poll_ms / 1000.0); break;
       }
     }
@@ -341,7 +345,7 @@ char *chd_metrics_render(const chd_inventory *inv, const chd_status *st)
   help(out, "comphost_handler_retries_total", "counter", "Handler calls that asked for a retry.");
   sub_samples(out, inv, st, "comphost_handler_retries_total", F_RETRIES);
   help(out, "comphost_handler_failures_total", "counter",
-       "Messages that failed for good and stopped their subscription.");
+       "Messages that failed for good: parked, or where their subscription stopped.");
   sub_samples(out, inv, st, "comphost_handler_failures_total", F_FAILURES);
   help(out, "comphost_subscription_position", "gauge",
        "Global position of the last message done.");
@@ -352,6 +356,15 @@ char *chd_metrics_render(const chd_inventory *inv, const chd_status *st)
   help(out, "comphost_subscription_stopped", "gauge",
        "1 when the subscription stopped at a message that failed.");
   sub_samples(out, inv, st, "comphost_subscription_stopped", F_STOPPED);
+  help(out, "comphost_messages_skipped_total", "counter",
+       "Malformed messages a handler passed over (CH_SKIP).");
+  sub_samples(out, inv, st, "comphost_messages_skipped_total", F_SKIPPED);
+  help(out, "comphost_parked_streams", "gauge",
+       "Streams parked after a message failed for good (comphost parked).");
+  sub_samples(out, inv, st, "comphost_parked_streams", F_PARKED_STREAMS);
+  help(out, "comphost_parked_messages", "gauge",
+       "Messages parked: the failed one of each parked stream and those behind it.");
+  sub_samples(out, inv, st, "comphost_parked_messages", F_PARKED_MESSAGES);
   help(out, "comphost_subscription_last_poll_timestamp_seconds", "gauge",
        "Unix time of the subscription's last read of the store.");
   sub_samples(out, inv, st, "comphost_subscription_last_poll_timestamp_seconds", F_LAST_POLL);
@@ -368,8 +381,43 @@ char *chd_metrics_render(const chd_inventory *inv, const chd_status *st)
   return buf;
 }
 
+/*
+ * A running subscription that is stuck: it has lag but its position has
+ * not moved for max_stall_ms, or it has not read the store for that long.
+ * Writes why into `why` and returns true.
+ */
+static bool stalled(const chd_inventory *inv, size_t i, const chd_status *w, int64_t max_stall_ms,
+                    char *why, size_t size)
+{
+  const chd_plugin *p = &inv->plugins[i];
+  int64_t now = chd_now_ms(), wall = chd_wall_ms();
+
+  for (size_t k = 0; p->desc.subscriptions[k].stream_name && k < CHD_STATUS_MAX_SUBS; k++) {
+    const chd_status_sub *ss = &w->subs[k];
+    char id[256];
+
+    if (ss->stopped_at > 0)
+      continue;                         /* stopped on purpose: the metric says so */
+    chd_sub_effective_id(&p->desc.subscriptions[k], &inv->cfg.instances[i], id, sizeof id);
+    if (ss->lag > 0 && ss->moved_ms > 0 && now - ss->moved_ms > max_stall_ms) {
+      snprintf(why, size, "[%s] subscription %s is stalled: %" PRId64 " messages behind and"
+               " its position %" PRId64 " has not moved for %" PRId64 " ms (bound %" PRId64
+               " ms)", inv->cfg.instances[i].name, id, ss->lag, ss->position,
+               now - ss->moved_ms, max_stall_ms);
+      return true;
+    }
+    if (ss->last_poll_ms > 0 && wall - ss->last_poll_ms > max_stall_ms) {
+      snprintf(why, size, "[%s] subscription %s is stalled: no successful read of the store"
+               " for %" PRId64 " ms (bound %" PRId64 " ms)", inv->cfg.instances[i].name, id,
+               wall - ss->last_poll_ms, max_stall_ms);
+      return true;
+    }
+  }
+  return false;
+}
+
 bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t max_age_ms,
-                        char **body)
+                        int64_t max_stall_ms, char **body)
 {
   json_t *doc = json_object(), *workers = json_array(), *problems = json_array();
   int64_t now = chd_now_ms();
@@ -401,6 +449,8 @@ bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t 
         snprintf(why + n, sizeof why - n, ", in a handler of %s at global position %" PRId64,
                  w->type, w->global_position);
       }
+    } else {
+      stalled(inv, i, w, max_stall_ms, why, sizeof why);
     }
     json_object_set_new(o, "healthy", json_boolean(!why[0]));
     json_array_append_new(workers, o);
@@ -411,6 +461,7 @@ bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t 
   }
   json_object_set_new(doc, "status", json_string(healthy ? "ok" : "unhealthy"));
   json_object_set_new(doc, "max_heartbeat_age_ms", json_integer(max_age_ms));
+  json_object_set_new(doc, "max_stall_ms", json_integer(max_stall_ms));
   json_object_set_new(doc, "workers", workers);
   json_object_set_new(doc, "problems", problems);
   *body = json_dumps(doc, JSON_COMPACT);

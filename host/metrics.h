@@ -62,11 +62,13 @@ int chd_store_lag(PGconn *conn, const char *stream, int64_t position, int64_t gr
 char *chd_metrics_render(const chd_inventory *inv, const chd_status *st);
 
 /*
- * The verdict of /healthz: healthy when every instance's worker runs and
- * its loop's heartbeat is younger than max_age_ms. *body is a malloc'd JSON
+ * The verdict of /healthz: healthy when every instance's worker runs, its
+ * loop's heartbeat is younger than max_age_ms, and no subscription is
+ * stalled: behind with a position that has not moved for max_stall_ms, or
+ * without a successful read for that long. *body is a malloc'd JSON
  * document naming the workers and what is wrong. Returns true when healthy.
  */
 bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t max_age_ms,
-                        char **body);
+                        int64_t max_stall_ms, char **body);
 
 #endif /* CHD_METRICS_H */

@@ -141,7 +141,8 @@ static int answer(void *arg, const char *path, char **body, const char **content
     return *body ? 200 : 500;
   }
   if (!strcmp(path, "/healthz")) {
-    bool ok = chd_metrics_health(m_inv, m_status, m_inv->cfg.health_max_heartbeat_age_ms, body);
+    bool ok = chd_metrics_health(m_inv, m_status, m_inv->cfg.health_max_heartbeat_age_ms,
+                                 m_inv->cfg.health_max_stall_ms, body);
     *content_type = "application/json";
     return ok ? 200 : 503;
   }

@@ -36,6 +36,10 @@ typedef struct chd_status_sub {
   int64_t retries;
   int64_t failures;
   int64_t stopped_at;        /* 0 unless stopped */
+  int64_t skipped;           /* CH_SKIP: malformed messages passed over */
+  int64_t parked_streams;    /* streams parked now */
+  int64_t parked_messages;   /* messages parked now (the first of each stream
+                                and those behind it, up to the position) */
 
   /* metrics */
   int64_t lag;               /* messages behind at the last read */

@@ -77,6 +77,54 @@ static bool position_in_tx(const chd_sub *s)
   return s->ctx->inst->position_store == CHD_POSITION_VIEW_DATA ? view_tx(s) : store_tx(s);
 }
 
+/* Show the counters in the worker's status (metrics, status). */
+static void publish(const chd_sub *s)
+{
+  chd_status_sub *ss;
+
+  if (!chd_status_self || s->index >= CHD_STATUS_MAX_SUBS)
+    return;
+  ss = &chd_status_self->subs[s->index];
+  ss->failures = s->failures;
+  ss->skipped = s->skipped;
+  ss->parked_streams = (int64_t)s->parked.count;
+  ss->parked_messages = s->parked_messages;
+}
+
+/* The parked streams, from the status stream, with the messages held
+ * behind each up to the position. */
+static int load_parked(chd_sub *s, char *err, size_t errlen)
+{
+  chd_mdb *mdb = s->ctx->mdb;
+  char why[512];
+
+  chd_park_set_init(&s->parked);
+  chd_park_status_stream(s->subscriber_id, s->status_stream, sizeof s->status_stream);
+  if (chd_park_fold(&s->parked, mdb, s->status_stream, why, sizeof why) != 0) {
+    snprintf(err, errlen, "cannot read the parked streams of '%s': %s", s->subscriber_id, why);
+    return -1;
+  }
+  s->parked_messages = 0;
+  for (size_t i = 0; i < s->parked.count; i++) {
+    chd_parked *p = &s->parked.items[i];
+    int64_t n = chd_park_count(mdb, p, s->position, why, sizeof why);
+    if (n < 0) {
+      snprintf(err, errlen, "cannot count the parked messages of '%s': %s", p->stream, why);
+      return -1;
+    }
+    p->messages = n > 0 ? n : 1;
+    s->parked_messages += p->messages;
+  }
+  if (s->parked.count > 0) {
+    chd_log_fields f = fields_of(s, NULL);
+    chd_log(CH_LOG_WARN, &f, "%zu parked stream%s (%" PRId64 " messages): see `comphost"
+            " parked`", s->parked.count, s->parked.count == 1 ? "" : "s", s->parked_messages);
+  }
+  chd_metrics_moved(s->index);     /* a stall counts from the start */
+  publish(s);
+  return 0;
+}
+
 int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
 {
   const ch_subscription *desc = &ctx->plugin->desc.subscriptions[index];
@@ -104,7 +152,12 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
              ctx->last_error);
     return -1;
   }
-  return 0;
+  return load_parked(s, err, errlen);
+}
+
+void chd_sub_release(chd_sub *s)
+{
+  chd_park_set_release(&s->parked);
 }
 
 static bool origin_matches(const chd_sub *s, const ch_message *m)
@@ -138,7 +191,7 @@ static ch_result call_handler(chd_sub *s, ch_handler_fn fn, const ch_message *m)
   chd_metrics_handler_done(s->index, started);
   chd_status_end();
   chd_ctx_end_message(ctx);
-  if (r != CH_OK && r != CH_RETRY && r != CH_FAIL) {
+  if (r != CH_OK && r != CH_RETRY && r != CH_FAIL && r != CH_SKIP) {
     snprintf(ctx->error, sizeof ctx->error, "handler returned %d, which is no ch_result",
              (int)r);
     r = CH_FAIL;
@@ -299,39 +352,117 @@ int chd_sub_save_position(chd_sub *s)
   return chd_position_save(s, s->position);
 }
 
+/*
+ * A reason that goes into logs, records and `status`: one line, and never
+ * the values of a row. PostgreSQL's DETAIL ("Failing row contains (...)",
+ * "Key (...)=(...)") quotes them, so it is cut off.
+ */
+static void clean_reason(const char *reason, char *out, size_t size)
+{
+  static const char *const cuts[] = { "DETAIL:", "Failing row contains", "Key (" };
+  size_t n;
+
+  snprintf(out, size, "%s", reason && *reason ? reason : "(no reason given)");
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+    char *at = strstr(out, cuts[i]);
+    if (at)
+      *at = '\0';
+  }
+  for (char *c = out; *c; c++)
+    if (*c == '\n' || *c == '\r' || *c == '\t')
+      *c = ' ';
+  n = strlen(out);
+  while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == ':' || out[n - 1] == ';'))
+    out[--n] = '\0';
+}
+
 static void stop_subscription(chd_sub *s, const ch_message *m, const char *reason)
 {
   chd_log_fields f = fields_of(s, m);
+  char clean[CHD_PARK_REASON_MAX];
 
+  clean_reason(reason, clean, sizeof clean);
   s->state = CHD_SUB_STOPPED;
   s->stopped_at = m->global_position;
   s->failures++;
-  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
+  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
     chd_status_self->subs[s->index].stopped_at = s->stopped_at;
-    chd_status_self->subs[s->index].failures = s->failures;
-  }
-  chd_log(CH_LOG_ERROR, &f, "subscription stopped: %s", reason);
+  publish(s);
+  chd_log(CH_LOG_ERROR, &f, "subscription stopped: %s", clean);
   /* keep what was done before the failing message */
   if (!position_in_tx(s) && chd_sub_save_position(s) != 0)
     chd_log(CH_LOG_WARN, &f, "cannot save the position: %s", s->ctx->last_error);
-  if (chd_position_mark_stopped(s, m, reason) != 0)
+  if (chd_position_mark_stopped(s, m, clean) != 0)
     chd_log(CH_LOG_WARN, &f, "cannot record the stop: %s", s->ctx->last_error);
 }
 
-typedef enum outcome { DONE, FAILED, STOPPING } outcome;
+/*
+ * Park m's stream at m (park.h); `cause` is the id of the retry request
+ * being carried out, or NULL. Returns 0, or -1 when the record could not be
+ * written (then nothing changed: the message is read again).
+ */
+static int park_message(chd_sub *s, const ch_message *m, const char *reason,
+                        const char *cause)
+{
+  chd_log_fields f = fields_of(s, m);
+  char clean[CHD_PARK_REASON_MAX], err[1024];
+  const chd_parked *before = chd_park_find(&s->parked, m->stream_name);
+  int64_t held = before ? before->messages : 0;
+
+  clean_reason(reason, clean, sizeof clean);
+  if (chd_park_add(&s->parked, s->ctx->mdb, s->subscriber_id, m, clean, cause, err,
+                   sizeof err) != 0) {
+    chd_log(CH_LOG_ERROR, &f, "cannot park stream %s: %s", m->stream_name, err);
+    s->park_failed = true;
+    return -1;
+  }
+  s->failures++;
+  /* a retry that parks again further on: the messages it handled are gone */
+  s->parked_messages += 1 - held;
+  if (s->parked_messages < (int64_t)s->parked.count)
+    s->parked_messages = (int64_t)s->parked.count;
+  publish(s);
+  chd_log(CH_LOG_ERROR, &f, "parked stream %s at position %" PRId64 ": %s; its later"
+          " messages wait behind it (comphost parked, retry, skip)", m->stream_name,
+          m->position, clean);
+  return 0;
+}
+
+typedef enum outcome {
+  DONE,       /* handled, skipped, filtered out or parked: go on */
+  FAILED,     /* failed for good */
+  STOPPING,   /* told to stop */
+  AGAIN       /* could not record a park: read it again later */
+} outcome;
+
+/* CH_SKIP: log it with the message and count it. */
+static void note_skip(chd_sub *s, const ch_message *m)
+{
+  chd_log_fields f = fields_of(s, m);
+  char clean[CHD_PARK_REASON_MAX];
+
+  clean_reason(s->ctx->error, clean, sizeof clean);
+  s->skipped++;
+  publish(s);
+  chd_log(CH_LOG_WARN, &f, "skipped a malformed message: %s", clean);
+}
 
 /*
- * Handle one message on its own (its own transaction in transaction mode),
+ * Deliver one message on its own (its own transaction in transaction mode),
  * retrying as the handler asks and reconnecting when a connection broke.
+ * With `move`, the position moves past it (in the transaction when the
+ * position store is transactional); a retry of a parked stream delivers
+ * without. FAILED leaves the reason in `reason`.
  */
-static outcome handle_alone(chd_sub *s, const ch_message *m)
+static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
+                       size_t size)
 {
   ch_ctx *ctx = s->ctx;
   ch_handler_fn fn = handler_for(s, m);
   bool tx = view_tx(s) || store_tx(s);
+  bool pos_tx = move && position_in_tx(s);
   int64_t backoff = ctx->inst->retry_backoff_ms;
   int64_t attempts = 0;
-  char reason[1400];
 
   for (;;) {
     ch_result r = CH_OK;
@@ -345,21 +476,31 @@ static outcome handle_alone(chd_sub *s, const ch_message *m)
     }
     if (fn)
       r = call_handler(s, fn, m);
+    if (r == CH_SKIP) {
+      if (tx)
+        tx_rollback(s);      /* whatever it did before it gave up */
+      note_skip(s, m);
+      if (move)
+        advance(s, m->global_position, 1, !own_record(s, m), false);
+      return DONE;
+    }
     if (r == CH_OK && tx) {
       bool saved = false;
-      if (position_in_tx(s))
+      if (pos_tx)
         saved = chd_position_save(s, m->global_position) == 0;
-      if ((position_in_tx(s) && !saved) || tx_commit(s) != 0) {
-        if (position_in_tx(s) && !saved)
+      if ((pos_tx && !saved) || tx_commit(s) != 0) {
+        if (pos_tx && !saved)
           tx_rollback(s);
         snprintf(ctx->error, sizeof ctx->error, "%s", ctx->last_error);
         r = CH_RETRY;
       } else {
-        advance(s, m->global_position, 1, !own_record(s, m), position_in_tx(s));
+        if (move)
+          advance(s, m->global_position, 1, !own_record(s, m), pos_tx);
         return DONE;
       }
     } else if (r == CH_OK) {
-      advance(s, m->global_position, 1, !own_record(s, m), false);
+      if (move)
+        advance(s, m->global_position, 1, !own_record(s, m), false);
       return DONE;
     } else if (tx) {
       tx_rollback(s);
@@ -378,9 +519,8 @@ static outcome handle_alone(chd_sub *s, const ch_message *m)
       if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
         chd_status_self->subs[s->index].retries = s->retries;
       if (attempts > ctx->inst->max_retries) {
-        snprintf(reason, sizeof reason, "gave up after %" PRId64 " retries: %s",
+        snprintf(reason, size, "gave up after %" PRId64 " retries: %s",
                  ctx->inst->max_retries, ctx->error[0] ? ctx->error : "(no reason given)");
-        stop_subscription(s, m, reason);
         return FAILED;
       }
       chd_log(CH_LOG_WARN, &f, "retry %" PRId64 " of %" PRId64 " in %" PRId64 " ms: %s",
@@ -391,17 +531,84 @@ static outcome handle_alone(chd_sub *s, const ch_message *m)
       backoff = backoff * 2 > MAX_RETRY_BACKOFF_MS ? MAX_RETRY_BACKOFF_MS : backoff * 2;
       continue;
     }
-    snprintf(reason, sizeof reason, "handler failed: %s",
+    snprintf(reason, size, "handler failed: %s",
              ctx->error[0] ? ctx->error : "(no reason given)");
+    return FAILED;
+  }
+}
+
+/* A message failed for good: park its stream, or stop (on_failure). */
+static outcome failed_for_good(chd_sub *s, const ch_message *m, const char *reason)
+{
+  if (s->ctx->inst->on_failure == CHD_ON_FAILURE_STOP) {
     stop_subscription(s, m, reason);
     return FAILED;
   }
+  if (park_message(s, m, reason, NULL) != 0)
+    return AGAIN;
+  advance(s, m->global_position, 1, !own_record(s, m), false);
+  return DONE;
+}
+
+/* A message of a parked stream, at or after where it was parked: pass. */
+static void pass_parked(chd_sub *s, const ch_message *m)
+{
+  chd_parked *p = chd_park_find(&s->parked, m->stream_name);
+
+  if (p && m->global_position > p->global_position) {
+    p->messages++;
+    s->parked_messages++;
+    publish(s);
+  }
+}
+
+/*
+ * Handle one message on its own: pass it when its stream is parked, fail it
+ * at once when it could not be decoded (decode_error), else deliver it.
+ */
+static outcome handle_alone(chd_sub *s, const ch_message *m, const char *decode_error)
+{
+  char reason[1400];
+  outcome o;
+
+  if (chd_park_holds(&s->parked, m)) {
+    pass_parked(s, m);
+    advance(s, m->global_position, 1, !own_record(s, m), false);
+    return DONE;
+  }
+  if (decode_error)
+    return failed_for_good(s, m, decode_error);
+  o = deliver(s, m, true, reason, sizeof reason);
+  return o == FAILED ? failed_for_good(s, m, reason) : o;
+}
+
+static const char *decode_error_of(const chd_mdb_batch *b, size_t i)
+{
+  return b->decode_errors ? b->decode_errors[i] : NULL;
+}
+
+/*
+ * Park, before the batch's transaction, the messages that could not be
+ * decoded (with on_failure = park), so the transaction passes over them
+ * with the rest of their streams. Returns 0, or -1 when a park could not be
+ * recorded (the batch is read again).
+ */
+static int park_undecodable(chd_sub *s, const chd_mdb_batch *b)
+{
+  for (size_t i = 0; b->decode_errors && i < b->count; i++) {
+    const ch_message *m = &b->messages[i];
+    if (b->decode_errors[i] && !chd_park_holds(&s->parked, m) &&
+        park_message(s, m, b->decode_errors[i], NULL) != 0)
+      return -1;
+  }
+  return 0;
 }
 
 /*
  * A whole batch in one transaction. On any failure, roll back and replay the
  * batch message by message, so the good prefix commits and the position
- * stops right before the message that fails.
+ * stops right before the message that fails. Messages of parked streams
+ * are passed over.
  */
 static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
 {
@@ -409,6 +616,10 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
   size_t done = 0;
   bool failed = false;
 
+  if (b->decode_errors && ctx->inst->on_failure == CHD_ON_FAILURE_STOP)
+    goto one_by_one;          /* it stops at the first of them */
+  if (park_undecodable(s, b) != 0)
+    return;
   if (tx_begin(s) != 0) {
     recover(s);
     return;
@@ -420,7 +631,7 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
       failed = true;
     } else {
       for (size_t i = 0; i < b->count; i++)
-        if (origin_matches(s, &b->messages[i]))
+        if (origin_matches(s, &b->messages[i]) && !chd_park_holds(&s->parked, &b->messages[i]))
           passing[n++] = b->messages[i];
       if (n > 0) {
         int64_t started = chd_now_us();
@@ -444,9 +655,11 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
       ch_handler_fn fn;
       if (ctx->stop && *ctx->stop)
         break;
+      if (chd_park_holds(&s->parked, m))
+        continue;
       fn = handler_for(s, m);
       if (fn && call_handler(s, fn, m) != CH_OK) {
-        failed = true;
+        failed = true;        /* CH_SKIP too: the replay rolls back its writes */
         break;
       }
     }
@@ -465,8 +678,11 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
       failed = tx_commit(s) != 0;
     if (!failed) {
       int64_t counted = 0;
-      for (size_t i = 0; i < done; i++)
+      for (size_t i = 0; i < done; i++) {
         counted += !own_record(s, &b->messages[i]);
+        if (chd_park_holds(&s->parked, &b->messages[i]))
+          pass_parked(s, &b->messages[i]);
+      }
       advance(s, last, (int64_t)done, counted, position_in_tx(s));
       return;
     }
@@ -478,8 +694,9 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
     recover(s);     /* the batch is read again on the next tick */
     return;
   }
+one_by_one:
   for (size_t i = 0; i < b->count; i++)
-    if (handle_alone(s, &b->messages[i]) != DONE)
+    if (handle_alone(s, &b->messages[i], decode_error_of(b, i)) != DONE)
       break;
 }
 
@@ -535,9 +752,128 @@ static void truncate_batch(chd_mdb_batch *b, size_t keep)
   for (size_t i = keep; i < b->count; i++) {
     json_decref(b->messages[i].data);
     json_decref(b->messages[i].metadata);
+    if (b->decode_errors) {
+      free(b->decode_errors[i]);
+      b->decode_errors[i] = NULL;
+    }
   }
   if (keep < b->count)
     b->count = keep;
+}
+
+/*
+ * Carry out the operator's request on parked stream `p` (park.h). Returns
+ * 0 when done (or parked again), -1 on trouble with the store, 1 when told
+ * to stop.
+ */
+static int carry_out(chd_sub *s, const chd_parked *p)
+{
+  ch_ctx *ctx = s->ctx;
+  chd_log_fields f = fields_of(s, NULL);
+  chd_park_request request = p->request;
+  char stream[sizeof s->status_stream + 1024], request_id[40], err[1024];
+  int64_t from = p->position, count = 0, held = p->messages;
+
+  snprintf(stream, sizeof stream, "%s", p->stream);
+  snprintf(request_id, sizeof request_id, "%s", p->request_id);
+  if (request == CHD_PARK_SKIP) {
+    count = chd_park_count(ctx->mdb, p, s->position, err, sizeof err);
+    if (count < 0 || chd_park_close(&s->parked, ctx->mdb, s->subscriber_id, stream,
+                                    CHD_PARK_SKIP, s->position, count, err, sizeof err) != 0) {
+      chd_log(CH_LOG_ERROR, &f, "cannot skip parked stream %s: %s", stream,
+              count < 0 ? err : err);
+      return -1;
+    }
+    chd_log(CH_LOG_WARN, &f, "skipped parked stream %s: %" PRId64 " messages dropped",
+            stream, count);
+    s->parked_messages = s->parked_messages > held ? s->parked_messages - held : 0;
+    publish(s);
+    return 0;
+  }
+
+  chd_log(CH_LOG_INFO, &f, "retrying parked stream %s from position %" PRId64, stream, from);
+  for (;;) {
+    chd_mdb_batch b;
+    bool end;
+
+    if (chd_mdb_read_stream(ctx->mdb, stream, from, 100, &b) != CHD_MDB_OK) {
+      chd_log(CH_LOG_ERROR, &f, "cannot read parked stream %s: %s", stream,
+              chd_mdb_error(ctx->mdb));
+      return -1;
+    }
+    end = b.count < 100;
+    for (size_t i = 0; i < b.count; i++) {
+      const ch_message *m = &b.messages[i];
+      const char *bad = decode_error_of(&b, i);
+      char reason[1400];
+      outcome o;
+
+      if (m->global_position > s->position) {
+        end = true;             /* not read yet: it comes as usual */
+        break;
+      }
+      o = bad ? FAILED : deliver(s, m, false, reason, sizeof reason);
+      if (o == STOPPING) {
+        chd_mdb_batch_release(&b);
+        return 1;
+      }
+      if (o == FAILED) {
+        int rc = park_message(s, m, bad ? bad : reason, request_id);
+        chd_mdb_batch_release(&b);
+        return rc;
+      }
+      count++;
+      from = m->position + 1;
+    }
+    chd_mdb_batch_release(&b);
+    if (end)
+      break;
+  }
+  if (chd_park_close(&s->parked, ctx->mdb, s->subscriber_id, stream, CHD_PARK_RETRY,
+                     s->position, count, err, sizeof err) != 0) {
+    chd_log(CH_LOG_ERROR, &f, "cannot record the retry of %s: %s", stream, err);
+    return -1;
+  }
+  chd_log(CH_LOG_INFO, &f, "retried parked stream %s: %" PRId64 " messages handled; it"
+          " flows again", stream, count);
+  s->parked_messages = s->parked_messages > held ? s->parked_messages - held : 0;
+  publish(s);
+  return 0;
+}
+
+/* Read new records of the status stream, and carry out requests. Returns 0,
+ * or -1 on trouble with the store. */
+static int park_check(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+  chd_log_fields f = fields_of(s, NULL);
+  int64_t version;
+  char err[1024];
+  chd_mdb_rc rc;
+
+  s->next_park_check_ms = chd_now_ms() + CHD_PARK_CHECK_MS;
+  rc = chd_mdb_stream_version(ctx->mdb, s->status_stream, &version);
+  if (rc != CHD_MDB_OK) {
+    if (rc != CHD_MDB_DISCONNECTED)
+      chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
+    return -1;
+  }
+  if (version > s->parked.version &&
+      chd_park_fold(&s->parked, ctx->mdb, s->status_stream, err, sizeof err) != 0) {
+    chd_log(CH_LOG_ERROR, &f, "reading %s: %s", s->status_stream, err);
+    return -1;
+  }
+  for (size_t i = 0; i < s->parked.count; i++) {
+    int rc_req;
+    if (s->parked.items[i].request == CHD_PARK_NONE)
+      continue;
+    rc_req = carry_out(s, &s->parked.items[i]);
+    if (rc_req != 0)
+      return rc_req < 0 ? -1 : 0;
+    i = (size_t)-1;             /* the set changed: look again from the start */
+  }
+  publish(s);
+  return 0;
 }
 
 int chd_sub_tick(chd_sub *s, bool *did_work)
@@ -551,10 +887,14 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   *did_work = false;
   if (s->state == CHD_SUB_STOPPED)
     return 0;
+  if (chd_now_ms() >= s->next_park_check_ms && park_check(s) != 0)
+    return -1;
   if (chd_stream_is_all(s->desc->stream_name)) {
-    rc = chd_mdb_read_all(ctx->mdb, s->position + 1, ctx->inst->batch_size, &b);
+    rc = chd_mdb_read_all(ctx->mdb, s->position + 1, ctx->inst->batch_size,
+                          ctx->inst->batch_bytes, &b);
   } else {
-    chd_mdb_category_opts o = { NULL, ctx->inst->group_member, ctx->inst->group_size };
+    chd_mdb_category_opts o = { NULL, ctx->inst->group_member, ctx->inst->group_size,
+                                ctx->inst->batch_bytes };
     rc = chd_mdb_read_category(ctx->mdb, s->desc->stream_name, s->position + 1,
                                ctx->inst->batch_size, &o, &b);
   }
@@ -579,10 +919,23 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
     size_t keep = 0;
     while (keep < b.count && b.messages[keep].global_position < s->stop_before)
       keep++;
-    if (keep == 0) {
+    if (keep == 0 && ctx->inst->on_failure == CHD_ON_FAILURE_STOP) {
       stop_subscription(s, &b.messages[0], s->stop_reason);
       chd_mdb_batch_release(&b);
       return 0;
+    }
+    if (keep == 0) {
+      /* the message that crashed the worker: parked unread, then on */
+      const ch_message *m = &b.messages[0];
+      int rc_park = chd_park_holds(&s->parked, m) ? 0
+                    : park_message(s, m, s->stop_reason, NULL);
+      if (rc_park == 0) {
+        advance(s, m->global_position, 1, !own_record(s, m), false);
+        s->stop_before = 0;
+        *did_work = true;
+      }
+      chd_mdb_batch_release(&b);
+      return rc_park;
     }
     truncate_batch(&b, keep);
   }
@@ -591,17 +944,18 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
     return 0;
   }
   *did_work = true;
+  s->park_failed = false;
   if (view_tx(s) || store_tx(s)) {
     handle_batch_tx(s, &b);
   } else {
     for (size_t i = 0; i < b.count; i++) {
       if (ctx->stop && *ctx->stop)
         break;
-      if (handle_alone(s, &b.messages[i]) != DONE)
+      if (handle_alone(s, &b.messages[i], decode_error_of(&b, i)) != DONE)
         break;
     }
   }
   chd_metrics_batch_done(s, b.count, full, started);
   chd_mdb_batch_release(&b);
-  return 0;
+  return s->park_failed ? -1 : 0;
 }

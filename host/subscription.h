@@ -7,10 +7,14 @@
  * handled ones. The position is written every position_update_interval
  * messages and when the subscription stops.
  *
- * Handler results: CH_OK moves on; CH_RETRY backs off and delivers the same
- * message again, up to max_retries times, then counts as CH_FAIL; CH_FAIL
- * stops the subscription at that message (logged, and recorded in the
- * position store so that `comphost check` shows it).
+ * Handler results: CH_OK moves on; CH_SKIP (a malformed message) is logged,
+ * counted and moves on; CH_RETRY backs off and delivers the same message
+ * again, up to max_retries times, then counts as CH_FAIL; CH_FAIL parks the
+ * message's stream (park.h) and goes on with the other streams, or, with
+ * on_failure = stop, stops the subscription at that message (logged, and
+ * recorded so that `comphost check` shows it). A message whose data or
+ * metadata cannot be decoded, or that is larger than batch_bytes, is never
+ * handed to the plugin: it fails for good at once.
  *
  * "$all" mixes categories, and Message DB orders commits only within a
  * category: a transaction can commit a message at a global position below
@@ -32,9 +36,13 @@
 #include <stdint.h>
 
 #include "host_api.h"
+#include "park.h"
 
 #define CHD_GAP_MIN_WAIT_MS 20
 #define CHD_GAP_TIMEOUT_MS 5000
+/* How often a subscription looks for operators' requests (retry, skip) in
+ * its status stream. */
+#define CHD_PARK_CHECK_MS 1000
 
 typedef enum chd_sub_state {
   CHD_SUB_RUNNING = 0,
@@ -64,10 +72,18 @@ typedef struct chd_sub {
   int64_t gap_since_ms;
   int64_t gap_xmax;            /* the server's snapshot xmax when it was seen */
 
+  /* parked streams (park.h) */
+  chd_park_set parked;
+  char status_stream[320];
+  int64_t next_park_check_ms;
+  bool park_failed;            /* a park could not be recorded in this tick */
+
   /* counters */
   int64_t handled;
   int64_t retries;
-  int64_t failures;
+  int64_t failures;            /* messages that failed for good: parked or stopped at */
+  int64_t skipped;             /* CH_SKIP */
+  int64_t parked_messages;     /* parked, and held behind a parked one */
 } chd_sub;
 
 /* Milliseconds of CLOCK_MONOTONIC. */
@@ -89,6 +105,9 @@ int chd_sub_tick(chd_sub *s, bool *did_work);
 
 /* Write the position if it moved since the last save. Returns 0 or -1. */
 int chd_sub_save_position(chd_sub *s);
+
+/* Free what chd_sub_init() allocated. */
+void chd_sub_release(chd_sub *s);
 
 /* The effective subscriber id of subscription `desc` for an instance. */
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,

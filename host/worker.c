@@ -263,6 +263,8 @@ out:
     d->stop(&ctx, ctx.state);
   if (inited && d->destroy)
     d->destroy(&ctx, ctx.state);
+  for (size_t i = 0; subs && i < n; i++)
+    chd_sub_release(&subs[i]);
   free(subs);
   chd_mdb_free(ctx.mdb);
   PQfinish(ctx.view);

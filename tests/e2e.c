@@ -2,6 +2,7 @@
 #include "e2e.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <libpq-fe.h>
 
 #include "support.h"
@@ -498,4 +500,76 @@ char *ch_e2e_long_id(size_t n, unsigned seed)
   }
   s[n] = '\0';
   return s;
+}
+
+typedef struct buffer {
+  char *data;
+  size_t len;
+} buffer;
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+  buffer *b = arg;
+  char *more = realloc(b->data, b->len + size * n + 1);
+
+  if (!more)
+    return 0;
+  b->data = more;
+  memcpy(b->data + b->len, p, size * n);
+  b->len += size * n;
+  b->data[b->len] = '\0';
+  return size * n;
+}
+
+/* GET url; the status, the body in *body (caller frees). */
+long ch_e2e_http_get(const char *url, char **body)
+{
+  CURL *c = curl_easy_init();
+  buffer b = { NULL, 0 };
+  long status = 0;
+
+  assert_non_null(c);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  if (curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(c);
+  *body = b.data ? b.data : strdup("");
+  return status;
+}
+
+/* The host's address, from its log line "listening on http://HOST:PORT/". */
+void ch_e2e_http_base(const ch_e2e_host *h, char *buf, size_t size)
+{
+  FILE *f = fopen(h->log_path, "r");
+  char line[2048];
+
+  assert_non_null(f);
+  buf[0] = '\0';
+  while (fgets(line, sizeof line, f)) {
+    char *p = strstr(line, "listening on http://");
+    if (p) {
+      p += strlen("listening on http://");
+      snprintf(buf, size, "http://%.*s", (int)strcspn(p, "/"), p);
+      break;
+    }
+  }
+  fclose(f);
+  assert_true(buf[0] != '\0');
+}
+
+/* The value of the sample `series` (name with labels, as printed), or NAN. */
+double ch_e2e_metric(const char *text, const char *series)
+{
+  size_t n = strlen(series);
+
+  for (const char *line = text; line && *line;) {
+    const char *next = strchr(line, '\n');
+    if (*line != '#' && !strncmp(line, series, n) && line[n] == ' ')
+      return strtod(line + n + 1, NULL);
+    line = next ? next + 1 : NULL;
+  }
+  return NAN;
 }

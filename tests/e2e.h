@@ -101,4 +101,16 @@ char *ch_e2e_long_id(size_t n, unsigned seed);
 /* True while `pid` exists and is not a zombie. */
 bool ch_e2e_process_alive(pid_t pid);
 
+/* GET url: the HTTP status (0 when none came), the body in *body (caller
+ * frees). */
+long ch_e2e_http_get(const char *url, char **body);
+
+/* The host's metrics address, "http://HOST:PORT", from its log line
+ * "listening on http://HOST:PORT/". */
+void ch_e2e_http_base(const ch_e2e_host *h, char *buf, size_t size);
+
+/* The value of the sample `series` (name with labels, as printed) in a
+ * Prometheus text, or NAN. */
+double ch_e2e_metric(const char *text, const char *series);
+
 #endif /* CH_E2E_H */

@@ -51,78 +51,6 @@ static int64_t now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-typedef struct buffer {
-  char *data;
-  size_t len;
-} buffer;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-  buffer *b = arg;
-  char *more = realloc(b->data, b->len + size * n + 1);
-
-  if (!more)
-    return 0;
-  b->data = more;
-  memcpy(b->data + b->len, p, size * n);
-  b->len += size * n;
-  b->data[b->len] = '\0';
-  return size * n;
-}
-
-/* GET url; the status, the body in *body (caller frees). */
-static long get(const char *url, char **body)
-{
-  CURL *c = curl_easy_init();
-  buffer b = { NULL, 0 };
-  long status = 0;
-
-  assert_non_null(c);
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-  if (curl_easy_perform(c) == CURLE_OK)
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(c);
-  *body = b.data ? b.data : strdup("");
-  return status;
-}
-
-/* The host's address, from its log line "listening on http://HOST:PORT/". */
-static void base_url(const ch_e2e_host *h, char *buf, size_t size)
-{
-  FILE *f = fopen(h->log_path, "r");
-  char line[2048];
-
-  assert_non_null(f);
-  buf[0] = '\0';
-  while (fgets(line, sizeof line, f)) {
-    char *p = strstr(line, "listening on http://");
-    if (p) {
-      p += strlen("listening on http://");
-      snprintf(buf, size, "http://%.*s", (int)strcspn(p, "/"), p);
-      break;
-    }
-  }
-  fclose(f);
-  assert_true(buf[0] != '\0');
-}
-
-/* The value of the sample `series` (name with labels, as printed), or NAN. */
-static double sample(const char *text, const char *series)
-{
-  size_t n = strlen(series);
-
-  for (const char *line = text; line && *line;) {
-    const char *next = strchr(line, '\n');
-    if (*line != '#' && !strncmp(line, series, n) && line[n] == ' ')
-      return strtod(line + n + 1, NULL);
-    line = next ? next + 1 : NULL;
-  }
-  return NAN;
-}
-
 /* Every sample line is "name{labels} value" or "name value", with a number. */
 static void assert_well_formed(const char *text)
 {
@@ -205,41 +133,41 @@ static void test_metrics_scraped_and_parsed(void **state)
   }
   start(&h, "http_listen = 127.0.0.1:0\nhealth_max_heartbeat_age_ms = 2000\n", "m.log");
   assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
-  base_url(&h, url, sizeof url);
+  ch_e2e_http_base(&h, url, sizeof url);
   assert_int_equal(ch_e2e_wait_int(db.view_url, "SELECT count(*) FROM fx_seen", 11, WAIT), 11);
   ch_e2e_sleep_ms(300);
 
   snprintf(series, sizeof series, "%s/metrics", url);
-  assert_int_equal(get(series, &body), 200);
+  assert_int_equal(ch_e2e_http_get(series, &body), 200);
   assert_well_formed(body);
-  assert_true(sample(body, "comphost_worker_up{plugin=\"fx\"}") == 1);
-  assert_true(sample(body, "comphost_worker_restarts_total{plugin=\"fx\"}") == 0);
-  assert_true(sample(body, "comphost_messages_handled_total" FXRUN) == 11);
-  assert_true(sample(body, "comphost_handler_retries_total" FXRUN) == 1);
-  assert_true(sample(body, "comphost_handler_failures_total" FXRUN) == 0);
-  assert_true(sample(body, "comphost_subscription_lag_messages" FXRUN) == 0);
-  assert_true(sample(body, "comphost_subscription_last_poll_timestamp_seconds" FXRUN) >
+  assert_true(ch_e2e_metric(body, "comphost_worker_up{plugin=\"fx\"}") == 1);
+  assert_true(ch_e2e_metric(body, "comphost_worker_restarts_total{plugin=\"fx\"}") == 0);
+  assert_true(ch_e2e_metric(body, "comphost_messages_handled_total" FXRUN) == 11);
+  assert_true(ch_e2e_metric(body, "comphost_handler_retries_total" FXRUN) == 1);
+  assert_true(ch_e2e_metric(body, "comphost_handler_failures_total" FXRUN) == 0);
+  assert_true(ch_e2e_metric(body, "comphost_subscription_lag_messages" FXRUN) == 0);
+  assert_true(ch_e2e_metric(body, "comphost_subscription_last_poll_timestamp_seconds" FXRUN) >
               (double)time(NULL) - 60);
   /* the histograms: cumulative buckets, +Inf equal to the count */
-  count = sample(body, "comphost_handler_duration_seconds_count" FXRUN);
-  inf = sample(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\",subscriber=\"fx:run\","
+  count = ch_e2e_metric(body, "comphost_handler_duration_seconds_count" FXRUN);
+  inf = ch_e2e_metric(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\",subscriber=\"fx:run\","
                "le=\"+Inf\"}");
   assert_true(count == 12);      /* 10 Count, and Retry twice */
   assert_true(inf == count);
-  assert_true(sample(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\","
+  assert_true(ch_e2e_metric(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\","
                      "subscriber=\"fx:run\",le=\"0.0005\"}") <=
-              sample(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\","
+              ch_e2e_metric(body, "comphost_handler_duration_seconds_bucket{plugin=\"fx\","
                      "subscriber=\"fx:run\",le=\"10\"}"));
-  assert_true(sample(body, "comphost_batch_duration_seconds_count" FXRUN) >= 1);
+  assert_true(ch_e2e_metric(body, "comphost_batch_duration_seconds_count" FXRUN) >= 1);
   assert_non_null(strstr(body, "# TYPE comphost_batch_duration_seconds histogram"));
   free(body);
 
   snprintf(series, sizeof series, "%s/healthz", url);
-  assert_int_equal(get(series, &body), 200);
+  assert_int_equal(ch_e2e_http_get(series, &body), 200);
   assert_non_null(strstr(body, "\"status\":\"ok\""));
   free(body);
   snprintf(series, sizeof series, "%s/nothing", url);
-  assert_int_equal(get(series, &body), 404);
+  assert_int_equal(ch_e2e_http_get(series, &body), 404);
   free(body);
   assert_int_equal(ch_e2e_host_stop(&h, SIGTERM, WAIT) != -1, 1);
 }
@@ -256,10 +184,10 @@ static void test_healthz_fails_when_a_worker_is_stopped(void **state)
 
   start(&h, "http_listen = 127.0.0.1:0\nhealth_max_heartbeat_age_ms = 2000\n", "s.log");
   assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
-  base_url(&h, url, sizeof url);
+  ch_e2e_http_base(&h, url, sizeof url);
   strcat(url, "/healthz");
   ch_e2e_sleep_ms(300);
-  assert_int_equal(get(url, &body), 200);
+  assert_int_equal(ch_e2e_http_get(url, &body), 200);
   free(body);
   body = NULL;
 
@@ -269,7 +197,7 @@ static void test_healthz_fails_when_a_worker_is_stopped(void **state)
   for (status = 200; status == 200 && now_ms() - stopped_at < BOUND_MS + 3000;) {
     ch_e2e_sleep_ms(100);
     free(body);
-    status = get(url, &body);
+    status = ch_e2e_http_get(url, &body);
   }
   took = now_ms() - stopped_at;
   assert_int_equal(status, 503);
@@ -283,9 +211,9 @@ static void test_healthz_fails_when_a_worker_is_stopped(void **state)
     char metrics[300], *text;
     snprintf(metrics, sizeof metrics, "%.*s/metrics", (int)(strlen(url) - strlen("/healthz")),
              url);
-    assert_int_equal(get(metrics, &text), 200);
-    assert_true(sample(text, "comphost_worker_up{plugin=\"fx\"}") == 1);
-    assert_true(sample(text, "comphost_worker_heartbeat_age_seconds{plugin=\"fx\"}") >= 2.0);
+    assert_int_equal(ch_e2e_http_get(metrics, &text), 200);
+    assert_true(ch_e2e_metric(text, "comphost_worker_up{plugin=\"fx\"}") == 1);
+    assert_true(ch_e2e_metric(text, "comphost_worker_heartbeat_age_seconds{plugin=\"fx\"}") >= 2.0);
     free(text);
   }
 
@@ -293,7 +221,7 @@ static void test_healthz_fails_when_a_worker_is_stopped(void **state)
   for (status = 503; status != 200 && now_ms() - stopped_at < 60000;) {
     ch_e2e_sleep_ms(100);
     free(body);
-    status = get(url, &body);
+    status = ch_e2e_http_get(url, &body);
   }
   assert_int_equal(status, 200);
   free(body);
@@ -302,12 +230,12 @@ static void test_healthz_fails_when_a_worker_is_stopped(void **state)
   /* a worker that is gone fails it too, until it is back */
   kill(worker, SIGKILL);
   assert_true(ch_e2e_wait_log(&h, "restarting in 1000 ms", WAIT));
-  assert_int_equal(get(url, &body), 503);
+  assert_int_equal(ch_e2e_http_get(url, &body), 503);
   assert_non_null(strstr(body, "the worker is restarting"));
   free(body);
   for (status = 503; status != 200 && now_ms() - stopped_at < 60000;) {
     ch_e2e_sleep_ms(100);
-    status = get(url, &body);
+    status = ch_e2e_http_get(url, &body);
     free(body);
   }
   assert_int_equal(status, 200);

@@ -433,7 +433,7 @@ static void test_read_all_is_ordered_across_categories(void **state)
   assert_int_equal(seen, 6);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_all(db, first, 2, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_all(db, first, 2, 0, &b), CHD_MDB_OK);
   assert_int_equal(b.count, 2);
   chd_mdb_batch_release(&b);
 }

@@ -66,7 +66,7 @@ static void test_decode_bad_json(void **state)
   char err[256];
   (void)state;
 
-  assert_int_equal(chd_message_decode(&m, f, err, sizeof err), -1);
+  assert_int_equal(chd_message_decode(&m, f, err, sizeof err), -2);
   assert_non_null(strstr(err, "global position 17"));
   assert_non_null(strstr(err, "'s-1'"));
   assert_non_null(strstr(err, "data is not JSON"));
@@ -79,7 +79,7 @@ static void test_decode_bad_metadata(void **state)
   char err[256];
   (void)state;
 
-  assert_int_equal(chd_message_decode(&m, f, err, sizeof err), -1);
+  assert_int_equal(chd_message_decode(&m, f, err, sizeof err), -2);
   assert_non_null(strstr(err, "metadata is not JSON"));
   assert_null(m.data);
 }

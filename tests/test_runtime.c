@@ -203,7 +203,7 @@ static void test_crashing_plugin(void **state)
 {
   ch_e2e_host h;
   const char *ini = ch_e2e_write_ini(&db, "crash.ini",
-                                     "[fx]\nlibrary = fx_runtime\n"
+                                     "[fx]\nlibrary = fx_runtime\non_failure = stop\n"
                                      "[fx2]\nlibrary = fx_runtime2\n");
   char *out = NULL;
   const char *check[] = { "check", "-c", NULL, NULL };
@@ -245,12 +245,13 @@ static void test_crashing_plugin(void **state)
   free(out);
 }
 
-/* FAIL stops the subscription; the log names plugin, subscriber, stream,
- * position, type and the reason. */
+/* With on_failure = stop, FAIL stops the subscription; the log names plugin,
+ * subscriber, stream, position, type and the reason. */
 static void test_handler_fail_stops_subscription(void **state)
 {
   ch_e2e_host h;
-  const char *ini = ch_e2e_write_ini(&db, "fail.ini", "[fx]\nlibrary = fx_runtime\n");
+  const char *ini = ch_e2e_write_ini(&db, "fail.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "on_failure = stop\n");
   char *out = NULL;
   const char *check[] = { "check", "-c", ini, NULL };
   (void)state;
@@ -277,7 +278,8 @@ static void test_retry_then_ok_and_retries_exhausted(void **state)
 {
   ch_e2e_host h;
   const char *ini = ch_e2e_write_ini(&db, "retry.ini", "[fx]\nlibrary = fx_runtime\n"
-                                     "retry_backoff_ms = 20\nmax_retries = 3\n");
+                                     "retry_backoff_ms = 20\nmax_retries = 3\n"
+                                     "on_failure = stop\n");
   (void)state;
 
   write_one("fxrun-r1", "Retry", "{\"times\": 2}", NULL);
@@ -362,7 +364,7 @@ static void test_batch_failure_commits_the_prefix(void **state)
 {
   ch_e2e_host h;
   const char *ini = ch_e2e_write_ini(&db, "batch.ini", "[fx]\nlibrary = fx_runtime\n"
-                                     "position_store = view_data\n");
+                                     "position_store = view_data\non_failure = stop\n");
   int64_t tenth;
   (void)state;
 
@@ -443,7 +445,7 @@ static void test_bad_config_and_wrong_abi_refused(void **state)
   assert_int_equal(ch_e2e_run(&db, run, &out), 1);
   assert_non_null(strstr(out, "abi.ini:9: [old] library:"));
   assert_non_null(strstr(out, "built for plugin ABI 2."));
-  assert_non_null(strstr(out, "this host has ABI 1.0"));
+  assert_non_null(strstr(out, "this host has ABI 1.1"));
   free(out);
 }
 
@@ -712,7 +714,7 @@ static void test_check_prints_the_inventory(void **state)
   check[2] = ch_e2e_write_ini(&db, "inv.ini", "[home-page]\nlibrary = " HOME_PAGE "\n"
                                       "position_store = view_data\n");
   assert_int_equal(ch_e2e_run(&db, check, &out), 0);
-  assert_non_null(strstr(out, "[home-page] home-page 1.0.0 (aggregator, ABI 1.0)"));
+  assert_non_null(strstr(out, "[home-page] home-page 1.0.0 (aggregator, ABI 1.1)"));
   assert_non_null(strstr(out, "build id "));
   assert_non_null(strstr(out, "positions: view_data"));
   assert_non_null(strstr(out, "subscription aggregators:home-page: viewing"));

@@ -12,6 +12,8 @@
  *   WriteTwo  write First and Second to fxout-<data.id>; with crash_marker
  *             set and that file absent, create it and die between the writes
  *   Slow      sleep data.ms, then record
+ *   FailUnless  return CH_FAIL unless the file data.file exists, then record
+ *   Skip      return CH_SKIP with data.reason
  *   (others)  no handler
  * `fxorigin` records what comes from the origin category `fxsource`, and
  * `fxbatch` records Count messages in batches and fails on Fail.
@@ -115,6 +117,27 @@ static ch_result on_fail(ch_ctx *ctx, void *state, const ch_message *m)
   return CH_FAIL;
 }
 
+static ch_result on_fail_unless(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  const char *file = json_string_value(json_object_get(m->data, "file"));
+  (void)state;
+
+  if (!file || access(file, F_OK) != 0) {
+    ch_host->set_error(ctx, "no file %s", file ? file : "(none named)");
+    return CH_FAIL;
+  }
+  return record(ctx, FX_PREFIX ":run", m);
+}
+
+static ch_result on_skip(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  const char *reason = json_string_value(json_object_get(m->data, "reason"));
+  (void)state;
+
+  ch_host->set_error(ctx, "malformed: %s", reason ? reason : "no reason");
+  return CH_SKIP;
+}
+
 static ch_result on_write_two(ch_ctx *ctx, void *state, const ch_message *m)
 {
   const char *id = json_string_value(json_object_get(m->data, "id"));
@@ -190,6 +213,8 @@ static const ch_handler run_handlers[] = {
   { "Fail", on_fail, { 0 } },
   { "WriteTwo", on_write_two, { 0 } },
   { "Slow", on_slow, { 0 } },
+  { "FailUnless", on_fail_unless, { 0 } },
+  { "Skip", on_skip, { 0 } },
   { NULL, NULL, { 0 } },
 };
 
