@@ -83,10 +83,10 @@ static ch_result handle_greet(ch_ctx *ctx, void *state, const ch_message *msg)
   int64_t version;
 
   if (!id || !*id || strlen(id) > MAX_ID) {
-    /* No entity to answer in. CH_FAIL would stop the subscription for
-     * every later command: log it (with the message) and move on. */
-    ch_host->log(ctx, CH_LOG_WARN, "Greet without a usable greetingId: ignored");
-    return CH_OK;
+    /* No entity to answer in: a malformed command. CH_SKIP has the host
+     * log it (with the message), count it and move on. */
+    ch_host->set_error(ctx, "Greet without a usable greetingId");
+    return CH_SKIP;
   }
   strcpy(stream, "greeting-");
   strcat(stream, id);
