@@ -1058,7 +1058,7 @@ static char *read_secret_file(const char *path, char *why, size_t size)
   struct stat st;
   char *buf = NULL;
   size_t len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
   if (fd < 0) {
     snprintf(why, size, "cannot read '%s': %s", path, strerror(errno));

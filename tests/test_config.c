@@ -1009,6 +1009,11 @@ static void test_secret_file_refused(void **state)
   load_ok(STORE "[fx]\napi_token_file = .\n");
   snprintf(want, sizeof want, ":4: [fx] api_token_file: '%s/.' is not a regular file", tmp);
   resolve_fails(0, want);
+  /* a FIFO is refused, not waited on */
+  assert_int_equal(mkfifo(in_tmp(want, sizeof want, "/pipe"), 0600), 0);
+  load_ok(STORE "[fx]\napi_token_file = pipe\n");
+  snprintf(want, sizeof want, ":4: [fx] api_token_file: '%s/pipe' is not a regular file", tmp);
+  resolve_fails(0, want);
 
   /* empty */
   load_ok(STORE "[fx]\napi_token_file =\n");
