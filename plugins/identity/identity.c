@@ -459,22 +459,22 @@ static void destroy(ch_ctx *ctx, void *st)
 
 static const ch_config_key config_keys[] = {
   { "app_name", CH_CONFIG_STRING, "Video Tutorials", false,
-    "the system's name, {{appName}} in the registration email", { NULL, NULL } },
+    "the system's name, {{appName}} in the registration email", 0, { NULL } },
   { "registration_email_subject", CH_CONFIG_STRING, "Welcome to {{appName}}", false,
-    "subject template of the registration email", { NULL, NULL } },
+    "subject template of the registration email", 0, { NULL } },
   { "registration_email_text", CH_CONFIG_STRING,
     "Hello,\\n\\nthank you for registering with {{appName}}. You can now log in as"
     " {{email}}.\\n", false,
-    "text template of the registration email (\\n for a line break)", { NULL, NULL } },
+    "text template of the registration email (\\n for a line break)", 0, { NULL } },
   { "registration_email_html", CH_CONFIG_STRING,
     "<p>Hello,</p><p>thank you for registering with {{appName}}. You can now log in as"
     " {{email}}.</p>", false,
-    "HTML template of the registration email", { NULL, NULL } },
+    "HTML template of the registration email", 0, { NULL } },
   { "registration_email_text_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the text template (wins over registration_email_text)", { NULL, NULL } },
+    "a file holding the text template (wins over registration_email_text)", 0, { NULL } },
   { "registration_email_html_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the HTML template (wins over registration_email_html)", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+    "a file holding the HTML template (wins over registration_email_html)", 0, { NULL } },
+  { NULL, 0, NULL, false, NULL, 0, { NULL } },
 };
 
 static const ch_handler command_handlers[] = {

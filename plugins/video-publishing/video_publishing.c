@@ -380,10 +380,10 @@ static void destroy(ch_ctx *ctx, void *st)
 
 static const ch_config_key config_keys[] = {
   { "transcoder", CH_CONFIG_STRING, "fake", false,
-    "how videos are transcoded: fake (the book's simulation)", { NULL, NULL } },
+    "how videos are transcoded: fake (the book's simulation)", 0, { NULL } },
   { "fake_transcoded_uri", CH_CONFIG_STRING, FAKE_TRANSCODING_DESTINATION, false,
-    "fake: the transcodedUri of every video", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+    "fake: the transcodedUri of every video", 0, { NULL } },
+  { NULL, 0, NULL, false, NULL, 0, { NULL } },
 };
 
 static const ch_handler handlers[] = {

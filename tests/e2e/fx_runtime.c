@@ -39,10 +39,10 @@ static const ch_migration migrations[] = {
 };
 
 static const ch_config_key config_keys[] = {
-  { "label", CH_CONFIG_STRING, "a", false, "recorded with every row", { 0 } },
+  { "label", CH_CONFIG_STRING, "a", false, "recorded with every row", 0, { 0 } },
   { "crash_marker", CH_CONFIG_STRING, NULL, false,
-    "WriteTwo dies between its writes when this file does not exist", { 0 } },
-  { NULL, 0, NULL, false, NULL, { 0 } },
+    "WriteTwo dies between its writes when this file does not exist", 0, { 0 } },
+  { NULL, 0, NULL, false, NULL, 0, { 0 } },
 };
 
 static ch_result record(ch_ctx *ctx, const char *subscriber, const ch_message *m)
