@@ -414,14 +414,14 @@ static void test_abi_major(void **state)
 {
   (void)state;
   expect_refusal("fx_abi_major_2", NULL,
-                 "built for plugin ABI 2.0, this host has ABI 1.0 (majors differ)");
+                 "built for plugin ABI 2.0, this host has ABI 1.1 (majors differ)");
 }
 
 static void test_abi_minor_newer(void **state)
 {
   (void)state;
   expect_refusal("fx_abi_minor_future", NULL,
-                 "built for plugin ABI 1.5, newer than this host's ABI 1.0: upgrade comphost");
+                 "built for plugin ABI 1.5, newer than this host's ABI 1.1: upgrade comphost");
 }
 
 static void test_small_struct(void **state)
@@ -439,7 +439,7 @@ static void test_small_struct(void **state)
 static void test_bad_kind(void **state)
 {
   (void)state;
-  expect_refusal("fx_bad_kind", NULL, "kind 7 is neither component (1) nor aggregator (2)");
+  expect_refusal("fx_bad_kind", NULL, "kind 7 is not component (1), aggregator (2) or, from ABI 1.1, application (3)");
 }
 
 static void test_bad_names(void **state)
@@ -522,7 +522,7 @@ static void test_bad_migrations(void **state)
   expect_refusal("fx_cases", "migration_empty_id", "migration 1 has an empty id");
   expect_refusal("fx_cases", "migration_twice", "migration '001_create' appears twice");
   expect_refusal("fx_cases", "migration_no_sql", "migration '001_create' has no sql");
-  expect_refusal("fx_cases", "unknown_flags", "flags 0x4 are unknown to this host (ABI 1.0)");
+  expect_refusal("fx_cases", "unknown_flags", "flags 0x4 are unknown to this host (ABI 1.1)");
   expect_refusal("fx_cases", "reserved_subscription",
                  "subscription 1 ('fxReserved'): sets reserved fields");
   expect_refusal("fx_cases", "reserved_migration", "migration '001_create' sets reserved fields");
