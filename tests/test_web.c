@@ -205,7 +205,8 @@ static int group_setup(void **state)
   port = free_port();
   snprintf(body, sizeof body,
            "[fxweb]\nlibrary = fx_web\nlisten = 127.0.0.1:%d\nworkers = 2\n\n"
-           "[fxroot]\nlibrary = fx_web\nlisten = 127.0.0.1:%d\nmount = /\n", port, port);
+           "[fxroot]\nlibrary = fx_web\nlisten = 127.0.0.1:%d\nmount = /\n\n"
+           "[guestbook]\nlisten = 127.0.0.1:%d\n", port, port, port);
   ini = ch_e2e_write_ini(&db, "web.ini", body);
   setenv("COMPHOST_SESSION_SECRET", SECRET, 1);
   ch_e2e_host_start(&host, &db, ini, "web.log");
@@ -569,6 +570,32 @@ static void test_static_and_password(void **state)
   curl_easy_cleanup(c);
 }
 
+/* The SDK's example application, on the same site. */
+static void test_guestbook(void **state)
+{
+  CURL *c = browser();
+  char token[128], form[512];
+  reply r;
+
+  (void)state;
+  csrf_of(c, "/guestbook/", token, sizeof token);
+  snprintf(form, sizeof form, "nickname=ann&_csrf=%s", token);
+  assert_int_equal(post_form(c, "/guestbook/login", form, &r), 303);
+  reply_free(&r);
+  csrf_of(c, "/guestbook/", token, sizeof token);
+  snprintf(form, sizeof form, "text=%%3Cb%%3Ehello%%3C%%2Fb%%3E&_csrf=%s", token);
+  assert_int_equal(post_form(c, "/guestbook/entries", form, &r), 303);
+  assert_non_null(strstr(r.headers, "Location: /guestbook/"));
+  reply_free(&r);
+  assert_int_equal(get(c, "/guestbook/", &r), 200);
+  assert_non_null(strstr(r.body, "<li>&lt;b&gt;hello&lt;/b&gt;"));
+  reply_free(&r);
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM message_store.messages"
+                              " WHERE stream_name = 'guestbook-ann'"
+                              " AND metadata->>'userId' = 'ann'"), 1);
+  curl_easy_cleanup(c);
+}
+
 typedef struct slow_arg {
   long status;
   char body[64];
@@ -615,6 +642,7 @@ int main(void)
     cmocka_unit_test(test_csrf),
     cmocka_unit_test(test_session),
     cmocka_unit_test(test_static_and_password),
+    cmocka_unit_test(test_guestbook),
     cmocka_unit_test(test_failures),
     cmocka_unit_test(test_two_workers),
     cmocka_unit_test(test_clean_stop),
