@@ -76,11 +76,11 @@ static bool listed(const char *list, const char *item)
 static void admin_nav(ch_ctx *ctx)
 {
   ch_web->html_raw(ctx, "<nav class=\"subnav\">"
-                        "<strong>Views</strong> <a href=\"/admin/users\">Users</a>"
-                        "<strong>Messages</strong> <a href=\"/admin/messages\">Messages</a>"
-                        " <a href=\"/admin/streams\">Streams</a>"
-                        "<strong>System Health</strong>"
-                        " <a href=\"/admin/subscriber-positions\">Subscriber positions</a>"
+                        "<span><strong>Views</strong> <a href=\"/admin/users\">Users</a></span>"
+                        "<span><strong>Messages</strong> <a href=\"/admin/messages\">Messages</a>"
+                        " <a href=\"/admin/streams\">Streams</a></span>"
+                        "<span><strong>System Health</strong>"
+                        " <a href=\"/admin/subscriber-positions\">Subscriber positions</a></span>"
                         "</nav>\n");
 }
 
@@ -178,6 +178,23 @@ static void cell_link(ch_ctx *ctx, const char *prefix, const char *segment, cons
   ch_web->html_raw(ctx, "</td>");
 }
 
+/* A link to prefix<id> that shows the first 8 characters of id (a UUID),
+ * the whole id in its title. */
+static void short_link(ch_ctx *ctx, const char *prefix, const char *id)
+{
+  char shown[16];
+
+  snprintf(shown, sizeof shown, "%.8s", id);
+  ch_web->html_raw(ctx, "<a href=\"");
+  ch_web->html_attr(ctx, prefix);
+  ch_web->html_url(ctx, id);
+  ch_web->html_raw(ctx, "\" title=\"");
+  ch_web->html_attr(ctx, id);
+  ch_web->html_raw(ctx, "\">");
+  ch_web->html_txt(ctx, shown);
+  ch_web->html_raw(ctx, strlen(id) > 8 ? "&hellip;</a>" : "</a>");
+}
+
 /* A table of messages (columns MESSAGE_COLUMNS). `in_stream` leaves out the
  * stream column and shows the stream position and the metadata instead. */
 static void message_table(ch_ctx *ctx, const PGresult *res, int rows, bool in_stream)
@@ -210,10 +227,10 @@ static void message_table(ch_ctx *ctx, const PGresult *res, int rows, bool in_st
     cell_text(ctx, PQgetvalue(res, i, M_TYPE));
     ch_web->html_raw(ctx, "<td class=\"mono\">");
     if (trace)
-      site_link(ctx, "/admin/correlated-messages/", trace, trace);
+      short_link(ctx, "/admin/correlated-messages/", trace);
     ch_web->html_raw(ctx, "</td><td class=\"mono\">");
     if (user)
-      site_link(ctx, "/admin/users/", user, user);
+      short_link(ctx, "/admin/users/", user);
     ch_web->html_raw(ctx, "</td>");
     cell_text(ctx, PQgetvalue(res, i, M_TIME));
     ch_web->html_raw(ctx, "<td><pre class=\"json\">");
@@ -561,7 +578,7 @@ static void positions_table(ch_ctx *ctx, const PGresult *res, const char *id, co
   ch_web->html_raw(ctx, "<table id=\"");
   ch_web->html_attr(ctx, id);
   ch_web->html_raw(ctx, "\">\n<thead><tr><th>Subscriber</th><th class=\"num\">Position</th>"
-                        "<th class=\"num\">Behind</th><th>");
+                        "<th class=\"num\">Written since</th><th>");
   ch_web->html_txt(ctx, when);
   ch_web->html_raw(ctx, "</th></tr></thead>\n<tbody>\n");
   for (int i = 0; i < n; i++) {
@@ -629,7 +646,10 @@ static ch_result subscriber_positions(ch_ctx *ctx, void *state, const ch_request
   admin_nav(ctx);
   ch_web->html_raw(ctx, "<p>The store's last global position: <strong id=\"head\">");
   ch_web->html_txt(ctx, site_get(head, 0, 0) ? PQgetvalue(head, 0, 0) : "none");
-  ch_web->html_raw(ctx, "</strong>.</p>\n<h2>Kept in the message store</h2>\n"
+  ch_web->html_raw(ctx, "</strong>. <span class=\"muted\">&ldquo;Written since&rdquo; counts"
+                        " the messages of every category past a position: a subscriber"
+                        " of one category may have nothing left to read.</span></p>\n"
+                        "<h2>Kept in the message store</h2>\n"
                         "<p class=\"muted\">The last <code>Read</code> record of each"
                         " <code>subscriberPosition-</code> stream.</p>\n");
   positions_table(ctx, reads, "read-positions", site_get(head, 0, 0), "Recorded (UTC)");
