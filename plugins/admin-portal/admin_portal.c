@@ -106,7 +106,7 @@ static void forbidden(ch_ctx *ctx, const ch_request *req)
 static ch_result check_admin(ch_ctx *ctx, const admin *a, const ch_request *req, bool *allowed)
 {
   const char *params[1] = { req->user_id };
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
 
   *allowed = false;
@@ -280,7 +280,7 @@ static ch_result to_users(ch_ctx *ctx, void *state, const ch_request *req)
 /* usersIndex */
 static ch_result users(ch_ctx *ctx, void *state, const ch_request *req)
 {
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   int n;
 
@@ -327,7 +327,7 @@ static ch_result user(ch_ctx *ctx, void *state, const ch_request *req)
   const char *id = site_param(req, "id");
   char stream[96];
   const char *params[1] = { id }, *stream_params[1] = { stream };
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *row, *logins, *viewings;
 
   ADMIN_ONLY(ctx, a, req);
@@ -393,7 +393,7 @@ static ch_result messages(ch_ctx *ctx, void *state, const ch_request *req)
   char before_text[24], limit_text[24];
   const char *params[2] = { before_text, limit_text };
   long long before;
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   int n;
 
@@ -435,7 +435,7 @@ static ch_result correlated(ch_ctx *ctx, void *state, const ch_request *req)
   admin *a = state;
   const char *trace_id = site_param(req, "traceId");
   const char *params[1] = { trace_id };
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
 
   ADMIN_ONLY(ctx, a, req);
@@ -466,7 +466,7 @@ static ch_result streams(ch_ctx *ctx, void *state, const ch_request *req)
   char before_text[24], limit_text[24];
   const char *params[2] = { before_text, limit_text };
   long long before;
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   int n, shown;
 
@@ -525,7 +525,7 @@ static ch_result stream(ch_ctx *ctx, void *state, const ch_request *req)
   char from_text[24], limit_text[24];
   const char *params[3] = { name, from_text, limit_text };
   long long from;
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   int n, shown;
 
@@ -623,7 +623,7 @@ static PGresult *view_positions(ch_ctx *ctx, ch_result *failure)
 static ch_result subscriber_positions(ch_ctx *ctx, void *state, const ch_request *req)
 {
   admin *a = state;
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *head, *reads, *kept;
 
   ADMIN_ONLY(ctx, a, req);

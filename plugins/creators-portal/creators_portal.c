@@ -79,7 +79,7 @@ static ch_result render_dashboard(ch_ctx *ctx, const ch_request *req, const char
                                   const char *error)
 {
   const char *params[1] = { req->user_id };
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   char prefix[96], action[96];
   PGresult *res;
   int n;
@@ -265,7 +265,7 @@ static ch_result show_video(ch_ctx *ctx, void *state, const ch_request *req)
 {
   const char *id = site_param(req, "id");
   const char *params[1] = { id };
-  ch_result failure, r = CH_OK;
+  ch_result failure = CH_FAIL, r = CH_OK;
   char action[160];
   PGresult *res;
   (void)state;
@@ -326,7 +326,7 @@ static ch_result name_video(ch_ctx *ctx, void *state, const ch_request *req)
   const char *name = site_field_value(req->body, "name");
   const char *params[1] = { id };
   char stream[80], location[160];
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   json_t *data;
   bool mine;
@@ -372,7 +372,7 @@ static ch_result show_operation(ch_ctx *ctx, void *state, const ch_request *req)
   const char *trace_id = site_param(req, "traceId");
   const char *params[1] = { trace_id };
   char location[160];
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   (void)state;
 

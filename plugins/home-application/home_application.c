@@ -26,7 +26,7 @@
 /* loadHomePage */
 static ch_result home(ch_ctx *ctx, void *state, const ch_request *req)
 {
-  ch_result failure;
+  ch_result failure = CH_FAIL;
   PGresult *res;
   const char *watched = "0";
   (void)state;
