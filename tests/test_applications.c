@@ -997,6 +997,7 @@ static void test_creators_portal(void **state)
   r = wait_page(&owner, path, "Operation failed");
   assert_int_equal(r.status, 200);
   assert_contains(r.body, "id=\"failure\"");
+  assert_contains(r.body, "Name: Can&#39;t be blank.");
   assert_contains(r.body, want);       /* the link back to the video */
   response_free(&r);
 

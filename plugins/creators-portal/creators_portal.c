@@ -189,6 +189,8 @@ static ch_result publish_video(ch_ctx *ctx, void *state, const ch_request *req)
 
 /* ---- a video ---- */
 
+static void write_reason(ch_ctx *ctx, const char *reason);
+
 /* What the store says of a video the view does not have yet. */
 typedef struct publishing {
   const char *owner_id;      /* the requester */
@@ -247,7 +249,7 @@ static ch_result show_unpublished(ch_ctx *ctx, const ch_request *req, const char
     site_begin(ctx, req, "Publishing failed", NULL);
     site_h1(ctx, "Publishing failed");
     ch_web->html_raw(ctx, "<p class=\"notice bad\" id=\"failure\">");
-    ch_web->html_txt(ctx, p.failure);
+    write_reason(ctx, p.failure);
     ch_web->html_raw(ctx, "</p>\n<p><a href=\"/creators-portal\">Back to your videos</a></p>\n");
   } else {
     site_begin(ctx, req, "Publishing", RELOAD_HEAD);
@@ -366,6 +368,40 @@ static ch_result name_video(ch_ctx *ctx, void *state, const ch_request *req)
   return CH_OK;
 }
 
+/*
+ * A failure reason as a person reads it. video-publishing writes a refused
+ * name as the book does, "ValidationError**{ \"name\": [ \"Can't be blank\" ]}":
+ * that shows as "Name: Can't be blank." (one line per problem); any other
+ * reason shows as it is.
+ */
+static void write_reason(ch_ctx *ctx, const char *reason)
+{
+  static const char prefix[] = "ValidationError**";
+  json_t *fields = NULL, *problems;
+  const char *field;
+
+  if (!strncmp(reason, prefix, sizeof prefix - 1))
+    fields = json_loads(reason + sizeof prefix - 1, 0, NULL);
+  if (!json_is_object(fields) || json_object_size(fields) == 0) {
+    json_decref(fields);
+    ch_web->html_txt(ctx, reason);
+    return;
+  }
+  json_object_foreach(fields, field, problems) {
+    size_t i;
+    json_t *problem;
+    json_array_foreach(problems, i, problem) {
+      if (!json_is_string(problem))
+        continue;
+      ch_web->html_raw(ctx, "<span class=\"problem\">");
+      ch_web->html_txtf(ctx, "%c%s: %s.", toupper((unsigned char)field[0]), field + (field[0] != 0),
+                        json_string_value(problem));
+      ch_web->html_raw(ctx, "</span> ");
+    }
+  }
+  json_decref(fields);
+}
+
 /* handleShowVideoOperation */
 static ch_result show_operation(ch_ctx *ctx, void *state, const ch_request *req)
 {
@@ -402,7 +438,7 @@ static ch_result show_operation(ch_ctx *ctx, void *state, const ch_request *req)
     site_begin(ctx, req, "Operation failed", NULL);
     site_h1(ctx, "Operation failed");
     ch_web->html_raw(ctx, "<p class=\"notice bad\" id=\"failure\">");
-    ch_web->html_txt(ctx, site_get(res, 0, 2) ? PQgetvalue(res, 0, 2) : "no reason given");
+    write_reason(ctx, site_get(res, 0, 2) ? PQgetvalue(res, 0, 2) : "no reason given");
     ch_web->html_raw(ctx, "</p>\n<p>");
     snprintf(location, sizeof location, "%s/videos/", req->mount);
     site_link(ctx, location, PQgetvalue(res, 0, 0), "Back to the video");
