@@ -153,6 +153,7 @@ static void visitor_open(visitor *v)
 {
   v->curl = curl_easy_init();
   assert_non_null(v->curl);
+  curl_easy_setopt(v->curl, CURLOPT_COOKIEFILE, "");   /* a cookie jar in memory */
 }
 
 static void visitor_close(visitor *v)
@@ -183,14 +184,14 @@ static response request(visitor *v, const char *method, const char *path, const 
   CURLcode rc;
 
   snprintf(url, sizeof url, "%s%s", base, path);
-  curl_easy_reset(v->curl);
-  curl_easy_setopt(v->curl, CURLOPT_COOKIEFILE, "");
+  /* every option a request sets is set each time (no curl_easy_reset: it
+     would end the cookie engine visitor_open started) */
   curl_easy_setopt(v->curl, CURLOPT_URL, url);
   curl_easy_setopt(v->curl, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(v->curl, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(v->curl, CURLOPT_TIMEOUT_MS, 10000L);
-  if (strcmp(method, "GET") != 0)
-    curl_easy_setopt(v->curl, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(v->curl, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(v->curl, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
   if (body) {
     curl_easy_setopt(v->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(v->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
@@ -199,8 +200,7 @@ static response request(visitor *v, const char *method, const char *path, const 
   }
   if (extra_header)
     headers = curl_slist_append(headers, extra_header);
-  if (headers)
-    curl_easy_setopt(v->curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(v->curl, CURLOPT_HTTPHEADER, headers);
   rc = curl_easy_perform(v->curl);
   curl_slist_free_all(headers);
   if (rc != CURLE_OK)
