@@ -106,6 +106,11 @@ rc=0
 NODE_PATH=$work/node_modules BASE_URL=http://127.0.0.1:$port CHROMIUM=$chromium \
 EMAIL_DIR=$work/email SCREENSHOT_DIR=$work/screenshots \
   node "$here/journeys.js" || rc=$?
+# a sanitizer build's host reports there (scripts/test --sanitize)
+if grep -q 'Sanitizer\|runtime error:' "$work/site.log"; then
+  echo "browser: a sanitizer reported a problem: see $work/site.log" >&2
+  rc=1
+fi
 if [ "$rc" -ne 0 ]; then
   echo "browser: the journeys failed; screenshots in $work/screenshots, the host's log in" \
        "$work/site.log" >&2
