@@ -21,7 +21,8 @@
  *
  * The views are read from the view database; the messages from the message
  * store, with a connection of this plugin's own (read-only queries, each one
- * parameterized). Nothing is written.
+ * parameterized) to MESSAGE_STORE_CONNECTION_STRING, else the
+ * `message_store_url` setting. Nothing is written.
  *
  * `admins` lists emails or user ids, separated by commas or spaces: a
  * logged-in user is an administrator when their id is listed, or the email
@@ -668,7 +669,7 @@ static ch_result subscriber_positions(ch_ctx *ctx, void *state, const ch_request
 
 static int init(ch_ctx *ctx, void **state)
 {
-  const char *url = ch_host->config_get(ctx, "message_store_url");
+  const char *url = getenv("MESSAGE_STORE_CONNECTION_STRING");
   admin *a;
 
   *state = NULL;
@@ -677,8 +678,9 @@ static int init(ch_ctx *ctx, void **state)
                             " database ([host] view_data)");
     return -1;
   }
+  /* the book's variable wins, as it does over [host] message_store */
   if (!url || !*url)
-    url = getenv("MESSAGE_STORE_CONNECTION_STRING");
+    url = ch_host->config_get(ctx, "message_store_url");
   if (!url || !*url) {
     ch_host->set_error(ctx, "admin-portal needs the message store: set message_store_url"
                             " or MESSAGE_STORE_CONNECTION_STRING");
@@ -715,7 +717,8 @@ static const ch_config_key config_keys[] = {
   { "admins", CH_CONFIG_STRING, "", false,
     "who may use the portal: emails or user ids, separated by commas", 0, { NULL } },
   { "message_store_url", CH_CONFIG_STRING, NULL, false,
-    "the message store to read (default: MESSAGE_STORE_CONNECTION_STRING)", CH_CONFIG_SECRET,
+    "the message store to read (MESSAGE_STORE_CONNECTION_STRING overrides it)",
+    CH_CONFIG_SECRET,
     { NULL } },
   { "page_size", CH_CONFIG_INT, "50", false, "messages and streams per page", 0, { NULL } },
   { NULL, 0, NULL, false, NULL, 0, { NULL } },
