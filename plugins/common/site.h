@@ -193,7 +193,7 @@ static inline PGresult *site_query(ch_ctx *ctx, PGconn *conn, const char *sql, i
   res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
     return res;
-  ch_host->set_error(ctx, "%s", conn ? PQerrorMessage(conn) : "no connection");
+  ch_host->set_error(ctx, "%s", PQerrorMessage(conn));
   *failure = PQstatus(conn) == CONNECTION_OK ? CH_FAIL : CH_RETRY;
   PQclear(res);
   return NULL;
