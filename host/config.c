@@ -65,7 +65,9 @@ static const char *const failure_policies[] = { "park", "stop", NULL };
 enum {
   HK_MESSAGE_STORE, HK_VIEW_DATA, HK_PLUGIN_DIR, HK_LOG_LEVEL, HK_SHUTDOWN_TIMEOUT_MS,
   HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_HTTP_LISTEN,
-  HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_HEALTH_MAX_STALL_MS, HK_COUNT
+  HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_HEALTH_MAX_STALL_MS, HK_SESSION_SECRET,
+  HK_SESSION_SECRET_FILE, HK_COOKIE_SECURE, HK_SESSION_MAX_AGE_S, HK_MAX_BODY_BYTES,
+  HK_REQUEST_TIMEOUT_S, HK_STATIC_DIR, HK_COUNT
 };
 
 static const struct key_def host_keys[HK_COUNT] = {
@@ -85,13 +87,24 @@ static const struct key_def host_keys[HK_COUNT] = {
   [HK_STATE_FILE] = { .name = "state_file", .kind = K_OPT_TEXT },
   [HK_HEALTH_MAX_STALL_MS] = { .name = "health_max_stall_ms", .kind = K_INT,
     .min = 1000, .max = 86400000, .offset = offsetof(chd_config, health_max_stall_ms) },
+  [HK_SESSION_SECRET] = { .name = "session_secret", .kind = K_OPT_TEXT },
+  [HK_SESSION_SECRET_FILE] = { .name = "session_secret_file", .kind = K_OPT_TEXT },
+  [HK_COOKIE_SECURE] = { .name = "cookie_secure", .kind = K_BOOL,
+    .offset = offsetof(chd_config, cookie_secure) },
+  [HK_SESSION_MAX_AGE_S] = { .name = "session_max_age_s", .kind = K_INT,
+    .min = 60, .max = 31536000, .offset = offsetof(chd_config, session_max_age_s) },
+  [HK_MAX_BODY_BYTES] = { .name = "max_body_bytes", .kind = K_INT,
+    .min = 1024, .max = 67108864, .offset = offsetof(chd_config, max_body_bytes) },
+  [HK_REQUEST_TIMEOUT_S] = { .name = "request_timeout_s", .kind = K_INT,
+    .min = 1, .max = 3600, .offset = offsetof(chd_config, request_timeout_s) },
+  [HK_STATIC_DIR] = { .name = "static_dir", .kind = K_OPT_TEXT },
 };
 
 enum {
   IK_LIBRARY, IK_BATCH_SIZE, IK_POLL_INTERVAL_MS, IK_POSITION_UPDATE_INTERVAL,
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
-  IK_ON_FAILURE, IK_BATCH_BYTES, IK_COUNT
+  IK_ON_FAILURE, IK_BATCH_BYTES, IK_LISTEN, IK_MOUNT, IK_WORKERS, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -119,6 +132,9 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_DETERMINISTIC_IDS] = INST_BOOL(deterministic_ids),
   [IK_ON_FAILURE] = { .name = "on_failure", .kind = K_ENUM, .choices = failure_policies },
   [IK_BATCH_BYTES] = INST_INT(batch_bytes, 1024, INT64_C(1073741824)),
+  [IK_LISTEN] = { .name = "listen", .kind = K_OPT_TEXT },
+  [IK_MOUNT] = { .name = "mount", .kind = K_OPT_TEXT },
+  [IK_WORKERS] = INST_INT(workers, 1, 64),
 };
 
 /* The lines of an instance's host keys, 0 when not set. */
@@ -139,6 +155,9 @@ struct parser {
   int host_key_line[HK_COUNT];
   char *plugin_dir;               /* [host] plugin_dir as written */
   char *state_file;               /* [host] state_file as written */
+  char *secret;                   /* [host] session_secret */
+  char *secret_file;              /* [host] session_secret_file as written */
+  char *static_dir;               /* [host] static_dir as written */
   struct instance_lines *lines;   /* parallel to cfg->instances */
   size_t capacity;                /* of cfg->instances and lines */
   char *err;
@@ -431,6 +450,15 @@ static void host_key(struct parser *p, const char *name, const char *value)
   case HK_STATE_FILE:
     set_string(p, &p->state_file, value);
     break;
+  case HK_SESSION_SECRET:
+    set_string(p, &p->secret, value);
+    break;
+  case HK_SESSION_SECRET_FILE:
+    set_string(p, &p->secret_file, value);
+    break;
+  case HK_STATIC_DIR:
+    set_string(p, &p->static_dir, value);
+    break;
   default:
     set_field(cfg, &host_keys[id], n);
     break;
@@ -506,6 +534,24 @@ static void instance_key(struct parser *p, const char *name, const char *value)
     break;
   case IK_ON_FAILURE:
     inst->on_failure = (chd_on_failure)n;
+    break;
+  case IK_LISTEN: {
+    char host[64];
+    int port;
+
+    if (*value && chd_parse_listen(value, host, sizeof host, &port) != 0)
+      fail(p, p->line, "[%s] listen: '%s' is not HOST:PORT (an IP address or"
+           " localhost, and a port from 0 to 65535)", p->section, value);
+    else if (set_string(p, &inst->listen, value))
+      inst->listen_line = p->line;
+    break;
+  }
+  case IK_MOUNT:
+    if (*value && !chd_config_mount_valid(value))
+      fail(p, p->line, "[%s] mount: '%s' is not a path such as / or /name (a-z, 0-9, '-',"
+           " '_' and '.' between slashes, no trailing slash)", p->section, value);
+    else
+      set_string(p, &inst->mount, value);
     break;
   default:
     set_field(inst, &instance_keys[id], n);
@@ -599,6 +645,7 @@ static void start_instance(struct parser *p, const char *name)
   inst->deterministic_ids = true;
   inst->on_failure = CHD_ON_FAILURE_PARK;
   inst->batch_bytes = CHD_DEFAULT_BATCH_BYTES;
+  inst->workers = 1;
   if (!(inst->name = strdup(name)))
     fail(p, 0, "out of memory");
 }
@@ -859,6 +906,32 @@ void chd_conninfo_add_secrets(const char *conninfo)
   }
 }
 
+/* The first line of a secret file, without its line end. NULL after fail(). */
+static char *read_secret(struct parser *p, const char *file)
+{
+  FILE *fp = fopen(file, "r");
+  char *line = NULL;
+  size_t size = 0;
+  ssize_t got;
+
+  if (!fp) {
+    fail(p, p->host_key_line[HK_SESSION_SECRET_FILE], "[host] session_secret_file: cannot"
+         " read '%s': %s", file, strerror(errno));
+    return NULL;
+  }
+  got = getline(&line, &size, fp);
+  fclose(fp);
+  if (got <= 0) {
+    free(line);
+    fail(p, p->host_key_line[HK_SESSION_SECRET_FILE], "[host] session_secret_file: '%s'"
+         " is empty", file);
+    return NULL;
+  }
+  while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+    line[--got] = '\0';
+  return line;
+}
+
 /* After the file: environment overrides, paths and checks across sections. */
 static void resolve(struct parser *p, const char *plugin_dir_override)
 {
@@ -893,6 +966,35 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
   }
   if (p->state_file && !(cfg->state_file = beside(p->path, p->state_file))) {
     fail(p, 0, "out of memory");
+    return;
+  }
+
+  if (p->static_dir && !(cfg->static_dir = beside(p->path, p->static_dir))) {
+    fail(p, 0, "out of memory");
+    return;
+  }
+  env = getenv("COMPHOST_SESSION_SECRET");
+  if (env && *env) {
+    if (!set_string(p, &cfg->session_secret, env))
+      return;
+  } else if (p->secret) {
+    cfg->session_secret = p->secret;
+    p->secret = NULL;
+  } else if (p->secret_file) {
+    char *file = beside(p->path, p->secret_file);
+    if (!file) {
+      fail(p, 0, "out of memory");
+      return;
+    }
+    cfg->session_secret = read_secret(p, file);
+    free(file);
+    if (p->failed)
+      return;
+  }
+  if (cfg->session_secret && strlen(cfg->session_secret) < 32) {
+    fail(p, p->host_key_line[HK_SESSION_SECRET] ? p->host_key_line[HK_SESSION_SECRET]
+         : p->host_key_line[HK_SESSION_SECRET_FILE],
+         "the session secret is too short (at least 32 characters)");
     return;
   }
 
@@ -948,6 +1050,9 @@ int chd_config_load(chd_config *cfg, const char *path, const char *plugin_dir_ov
   cfg->max_crash_restarts = 3;
   cfg->health_max_heartbeat_age_ms = 10000;
   cfg->health_max_stall_ms = 60000;
+  cfg->session_max_age_s = 604800;
+  cfg->max_body_bytes = 65536;
+  cfg->request_timeout_s = 30;
 
   if (!path || !*path) {
     p.failed = true;
@@ -985,6 +1090,12 @@ done:
   free(p.buf);
   free(p.plugin_dir);
   free(p.state_file);
+  if (p.secret) {
+    explicit_bzero(p.secret, strlen(p.secret));
+    free(p.secret);
+  }
+  free(p.secret_file);
+  free(p.static_dir);
   free(p.lines);
   if (p.failed) {
     chd_config_release(cfg);
@@ -1008,6 +1119,8 @@ void chd_config_release(chd_config *cfg)
     free(inst->plugin_keys);
     free(inst->name);
     free(inst->library);
+    free(inst->listen);
+    free(inst->mount);
   }
   free(cfg->instances);
   free(cfg->path);
@@ -1016,6 +1129,11 @@ void chd_config_release(chd_config *cfg)
   free(cfg->plugin_dir);
   free(cfg->http_listen);
   free(cfg->state_file);
+  free(cfg->static_dir);
+  if (cfg->session_secret) {
+    explicit_bzero(cfg->session_secret, strlen(cfg->session_secret));
+    free(cfg->session_secret);
+  }
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -1399,4 +1517,21 @@ int chd_parse_listen(const char *s, char *host, size_t host_size, int *port)
 bool chd_config_is_host_key(const char *name)
 {
   return name && find_key(instance_keys, IK_COUNT, name) >= 0;
+}
+
+bool chd_config_mount_valid(const char *s)
+{
+  if (!s || s[0] != '/')
+    return false;
+  if (!s[1])
+    return true;
+  for (const char *c = s; *c; c++) {
+    if (*c == '/') {
+      if (c[1] == '/' || c[1] == '\0')
+        return false;
+    } else if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.') {
+      return false;
+    }
+  }
+  return true;
 }

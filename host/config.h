@@ -104,6 +104,12 @@ typedef struct chd_instance_config {
                                       one read holds (default CHD_DEFAULT_BATCH_BYTES);
                                       a single larger message is parked unread */
 
+  /* applications (comphost/web.h) */
+  char *listen;                    /* listen: "HOST:PORT" of the site; NULL: none */
+  int listen_line;
+  char *mount;                     /* mount: as written, NULL: the plugin's */
+  int64_t workers;                 /* workers, default 1: processes serving the site */
+
   chd_config_kv *plugin_keys;      /* the rest, in file order */
   size_t plugin_key_count;
 } chd_instance_config;
@@ -127,6 +133,17 @@ typedef struct chd_config {
                                       not moved, or has not read, for that long */
   char *state_file;                /* [host] state_file, resolved; NULL: the default
                                       (see monitor.h) */
+  /* the web site (applications) */
+  char *session_secret;            /* COMPHOST_SESSION_SECRET, else [host]
+                                      session_secret, else the content of
+                                      session_secret_file (first line); NULL:
+                                      none. Never printed. */
+  bool cookie_secure;              /* [host] cookie_secure, default false */
+  int64_t session_max_age_s;       /* [host] session_max_age_s, default 604800 */
+  int64_t max_body_bytes;          /* [host] max_body_bytes, default 65536 */
+  int64_t request_timeout_s;       /* [host] request_timeout_s, default 30 */
+  char *static_dir;                /* [host] static_dir, resolved; NULL: none */
+
   chd_instance_config *instances;
   size_t instance_count;
 } chd_config;
@@ -206,6 +223,10 @@ void chd_conninfo_add_secrets(const char *conninfo);
 /* True when `name` is a key the host reads itself in an instance section
  * (batch_size, position_store, ...): a plugin cannot declare a key so named. */
 bool chd_config_is_host_key(const char *name);
+
+/* True when s is a mount path: "/" or "/a/b" (a-z A-Z 0-9 - _ . between
+ * single slashes, no trailing slash). */
+bool chd_config_mount_valid(const char *s);
 
 /* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
 int chd_parse_int64(const char *s, int64_t *out);

@@ -7,6 +7,7 @@
 
 #include "stream_name.h"
 #include "uuid.h"
+#include "web_server.h"
 
 void chd_ctx_init(ch_ctx *ctx, const chd_config *cfg, const chd_instance_config *inst,
                   const chd_plugin *plugin)
@@ -33,7 +34,7 @@ void chd_ctx_end_message(ch_ctx *ctx)
 chd_log_fields chd_ctx_log_fields(const ch_ctx *ctx)
 {
   chd_log_fields f = { ctx->inst ? ctx->inst->name : NULL, ctx->subscriber_id,
-                       ctx->current, NULL };
+                       ctx->current, ctx->web ? ctx->log_extra : NULL };
   return f;
 }
 
@@ -124,6 +125,32 @@ static int savepoint(ch_ctx *ctx, const char *sql)
   return ok ? 0 : -1;
 }
 
+/* The metadata of a write from a route handler: the plugin's (copied), with
+ * the request's traceId and userId where it has none. NULL when metadata is
+ * not an object, or out of memory. */
+static json_t *request_metadata(ch_ctx *ctx, const json_t *metadata)
+{
+  const ch_request *req = &ctx->web->req;
+  json_t *meta;
+
+  if (metadata && !json_is_object(metadata))
+    return NULL;
+  /* json_copy() does not change its argument, but takes it non-const */
+  meta = metadata ? json_copy((json_t *)(uintptr_t)metadata) : json_object();
+  if (!meta)
+    return NULL;
+  if (!json_object_get(meta, "traceId") &&
+      json_object_set_new(meta, "traceId", json_string(req->trace_id)) != 0)
+    goto fail;
+  if (req->user_id && !json_object_get(meta, "userId") &&
+      json_object_set_new(meta, "userId", json_string(req->user_id)) != 0)
+    goto fail;
+  return meta;
+fail:
+  json_decref(meta);
+  return NULL;
+}
+
 static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
                      const json_t *data, const json_t *metadata,
                      int64_t expected_version, int64_t *out_position)
@@ -141,6 +168,18 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
              ctx->write_index++, stream_name ? stream_name : "", type ? type : "");
     if (chd_uuid_v5(ctx->current->id, name, id) == 0)
       use_id = id;
+  }
+  if (ctx->web) {
+    json_t *meta = request_metadata(ctx, metadata);
+    if (!meta) {
+      snprintf(ctx->last_error, sizeof ctx->last_error, "metadata is not an object,"
+               " or out of memory");
+      return CH_RC_INVALID;
+    }
+    rc = chd_mdb_write(ctx->mdb, stream_name, NULL, type, data, meta, expected_version,
+                       out_position);
+    json_decref(meta);
+    return rc == CHD_MDB_OK ? CH_RC_OK : mdb_failed(ctx, rc);
   }
   if (ctx->in_store_tx && savepoint(ctx, "SAVEPOINT chd_write") != 0)
     return CH_RC_ERROR;
@@ -325,4 +364,5 @@ const ch_host_api chd_host_api = {
   .uuid_v5 = chd_uuid_v5,
   .stream_category = chd_stream_category,
   .stream_id = chd_stream_id,
+  .web = &chd_web_api,
 };

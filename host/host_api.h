@@ -36,6 +36,10 @@ struct ch_ctx {
   unsigned write_index;         /* writes made so far in this handler call */
   bool in_store_tx;             /* writes go into the batch's store transaction */
 
+  /* while a route handler runs (applications) */
+  struct chd_web_call *web;     /* the request and its response */
+  char log_extra[96];           /* "trace_id=..." for log lines */
+
   char error[1024];             /* set_error(): why the handler failed */
   char last_error[1024];        /* the last failed host call */
 };

@@ -1,6 +1,8 @@
 /* inspect.c - `comphost inspect PLUGIN`: what a plugin file declares. */
 #include "inspect.h"
 
+#include <comphost/web.h>
+
 #include <elf.h>
 #include <endian.h>
 #include <fcntl.h>
@@ -151,7 +153,15 @@ static void print_desc(const ch_plugin_desc *d, FILE *out)
       fprintf(out, ", secret");
     fprintf(out, ")%s%s\n", k->help ? ": " : "", k->help ? k->help : "");
   }
-  fprintf(out, "subscriptions:\n");
+  if (d->kind == CH_KIND_APPLICATION) {
+    fprintf(out, "mount:        %s\n", d->mount ? d->mount : "/");
+    fprintf(out, "routes:\n");
+    for (const ch_route *r = d->routes; r && r->pattern; r++)
+      fprintf(out, "  %-6s %s%s\n", r->method, r->pattern,
+              r->flags & CH_ROUTE_NO_CSRF ? "  (no CSRF check)" : "");
+  } else {
+    fprintf(out, "subscriptions:\n");
+  }
   for (const ch_subscription *s = d->subscriptions; s->stream_name; s++) {
     fprintf(out, "  %s: %s", s->subscriber_id, s->stream_name);
     if (s->origin_stream_name)

@@ -1,6 +1,8 @@
 /* inventory.c - a host's configuration with its plugins loaded and checked. */
 #include "inventory.h"
 
+#include "web_server.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +121,16 @@ int chd_inventory_load(chd_inventory *inv, const char *config_path,
       return -1;
     }
   }
+  {
+    chd_web_site *sites;
+    size_t n;
+
+    if (chd_web_sites(inv, &sites, &n, err, errlen) != 0) {
+      chd_inventory_release(inv);
+      return -1;
+    }
+    chd_web_sites_free(sites, n);
+  }
   return 0;
 }
 
@@ -230,19 +242,27 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
             chd_kind_name(p->desc.kind), p->desc.abi_major, p->desc.abi_minor);
     fprintf(out, "  file:      %s (%lld bytes, build id %s)\n", p->path, (long long)p->size,
             p->build_id[0] ? p->build_id : "none");
-    if (inst->position_store == CHD_POSITION_VIEW_DATA ? inst->batch_transaction
+    if (p->desc.kind == CH_KIND_APPLICATION) {
+      fprintf(out, "  site:      http://%s%s (workers %" PRId64 ")\n", inst->listen,
+              strcmp(chd_web_mount(inv, i), "/") ? chd_web_mount(inv, i) : "/",
+              inst->workers);
+      for (const ch_route *r = p->desc.routes; r && r->pattern; r++)
+        fprintf(out, "  route %-6s %s\n", r->method, r->pattern);
+    } else if (inst->position_store == CHD_POSITION_VIEW_DATA ? inst->batch_transaction
                                                        : inst->store_transaction)
       fprintf(out, "  positions: %s, with every batch", store_name(inst));
     else
       fprintf(out, "  positions: %s, every %" PRId64 " messages", store_name(inst),
               inst->position_update_interval);
-    fprintf(out, "; batch %" PRId64 " (%s), poll %" PRId64 " ms", inst->batch_size,
+    if (p->desc.kind != CH_KIND_APPLICATION)
+      fprintf(out, "; batch %" PRId64 " (%s), poll %" PRId64 " ms", inst->batch_size,
             inst->batch_transaction ? "one view transaction" : "no transaction",
             inst->poll_interval_ms);
     if (inst->group_size > 0)
       fprintf(out, "; group member %" PRId64 " of %" PRId64, inst->group_member,
               inst->group_size);
-    fputc('\n', out);
+    if (p->desc.kind != CH_KIND_APPLICATION)
+      fputc('\n', out);
     for (const ch_config_key *k = p->desc.config_keys; k && k->name; k++) {
       const chd_config_kv *kv = chd_config_plugin_key(inst, k->name);
       bool secret = chd_config_is_secret(p->desc.secret_keys, k->name);

@@ -18,6 +18,7 @@
 #include "elf_check.h"
 #include "status.h"
 #include "stream_name.h"
+#include "web_route.h"
 
 #define NAME_MAX_LEN 64
 
@@ -243,12 +244,16 @@ static int check_migrations(const ch_plugin_desc *d, const char *path, char *err
   return 0;
 }
 
+static const ch_subscription no_subscriptions[1] = { { .stream_name = NULL } };
+
 /* Everything but the fixed-width header, on the host's copy. */
 static int check_desc(const ch_plugin_desc *d, const char *path, char *err, size_t errlen)
 {
-  if (d->kind != CH_KIND_COMPONENT && d->kind != CH_KIND_AGGREGATOR)
-    return fail(err, errlen, "'%s': kind %u is neither component (%d) nor aggregator (%d)",
-                path, (unsigned)d->kind, CH_KIND_COMPONENT, CH_KIND_AGGREGATOR);
+  if (d->kind != CH_KIND_COMPONENT && d->kind != CH_KIND_AGGREGATOR &&
+      (d->kind != CH_KIND_APPLICATION || d->abi_minor < 1))
+    return fail(err, errlen, "'%s': kind %u is not component (%d), aggregator (%d) or, from"
+                " ABI 1.1, application (%d)", path, (unsigned)d->kind, CH_KIND_COMPONENT,
+                CH_KIND_AGGREGATOR, CH_KIND_APPLICATION);
   if (d->flags != 0)
     return fail(err, errlen, "'%s': flags 0x%x are unknown to this host (ABI %u.%u)", path,
                 (unsigned)d->flags, CH_ABI_MAJOR, CH_ABI_MINOR);
@@ -259,8 +264,18 @@ static int check_desc(const ch_plugin_desc *d, const char *path, char *err, size
                 " a-z, 0-9, '_' and '-'", path, d->name, NAME_MAX_LEN);
   if (is_empty(d->version))
     return fail(err, errlen, "'%s': the descriptor has no version", path);
-  if (check_subscriptions(d, path, err, errlen) < 0 ||
-      check_config_keys(d, path, err, errlen) < 0 ||
+  if (d->kind == CH_KIND_APPLICATION) {
+    if (d->subscriptions && d->subscriptions[0].stream_name)
+      return fail(err, errlen, "'%s': an application has routes, not subscriptions", path);
+    if (chd_routes_check(d->routes, d->mount, path, err, errlen) < 0)
+      return -1;
+  } else if (d->routes || d->mount) {
+    return fail(err, errlen, "'%s': a %s has subscriptions, not routes", path,
+                chd_kind_name(d->kind));
+  } else if (check_subscriptions(d, path, err, errlen) < 0) {
+    return -1;
+  }
+  if (check_config_keys(d, path, err, errlen) < 0 ||
       check_secret_keys(d, path, err, errlen) < 0 ||
       check_migrations(d, path, err, errlen) < 0)
     return -1;
@@ -496,6 +511,9 @@ int chd_plugin_load(chd_plugin *p, const char *path, char *err, size_t errlen)
   /* messages quote the plugin's strings: made before dlclose() below */
   if (check_desc(&p->desc, path, err, errlen) < 0)
     goto out;
+  /* an application subscribes to nothing: an empty table, not NULL */
+  if (!p->desc.subscriptions)
+    p->desc.subscriptions = no_subscriptions;
 
   p->size = st.st_size;
   read_build_id(fd, p->build_id);
@@ -559,6 +577,8 @@ const char *chd_kind_name(uint32_t kind)
     return "component";
   case CH_KIND_AGGREGATOR:
     return "aggregator";
+  case CH_KIND_APPLICATION:
+    return "application";
   default:
     return "unknown";
   }

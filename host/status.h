@@ -70,6 +70,9 @@ typedef struct chd_status {
   char type[128];
   chd_status_sub subs[CHD_STATUS_MAX_SUBS];
 
+  volatile int in_request;           /* 1 while a route handler runs (sites) */
+  char request[256];                 /* "GET /path trace_id=..." of it */
+
   volatile int state;                /* chd_worker_state */
   volatile int restarts;             /* supervisor: restarts of this instance */
   volatile int64_t restart_at_ms;    /* supervisor: CLOCK_MONOTONIC of the planned restart */

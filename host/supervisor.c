@@ -20,6 +20,7 @@
 #include "monitor.h"
 #include "status.h"
 #include "subscription.h"
+#include "web_server.h"
 #include "worker.h"
 
 #define FIRST_BACKOFF_MS 1000
@@ -39,6 +40,26 @@ typedef struct slot {
   int64_t poisoned[CHD_STATUS_MAX_SUBS];
   char poison_reason[512];
 } slot;
+
+/*
+ * What a slot runs. The first inv->count units are the instances, in file
+ * order, so statuses line up with instances for the monitor: a plugin
+ * instance runs its worker; the first application of a site runs the site's
+ * worker 0, and the site's other applications run nothing of their own
+ * (`hosted`: their status mirrors the first one's). Units after those are
+ * the sites' workers 1 and up.
+ */
+typedef struct unit {
+  size_t inst;                    /* instance index (of the site's first app) */
+  const chd_web_site *site;       /* NULL for a plugin worker */
+  int web_worker;
+  bool hosted;
+} unit;
+
+static unit *units;
+static size_t n_units;
+static chd_web_site *sites;
+static size_t n_sites;
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t hup_received;
@@ -100,8 +121,10 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
   int ready[2] = { -1, -1 }, go[2] = { -1, -1 };
   pid_t parent = getpid(), pid;
   slot *sl = &slots[i];
-  chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+  chd_log_fields f = { inv->cfg.instances[units[i].inst].name, NULL, NULL, NULL };
 
+  if (units[i].hosted)
+    return 0;
   if (handshake && (pipe2(ready, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0)) {
     chd_log(CH_LOG_ERROR, &f, "cannot create pipes: %s", strerror(errno));
     close_fd(&ready[0]);
@@ -130,7 +153,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
       _exit(CHD_EXIT_SOFTWARE);
     signal(SIGHUP, SIG_DFL);
     chd_monitor_child();
-    for (size_t j = 0; j < inv->count; j++) {
+    for (size_t j = 0; j < n_units; j++) {
       close_fd(&slots[j].ready_fd);
       close_fd(&slots[j].go_fd);
     }
@@ -138,6 +161,17 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     close_fd(&go[1]);
     chd_status_self = &status[i];
     status[i].pid = getpid();
+    if (units[i].site) {
+      chd_web_worker_args wa;
+
+      memset(&wa, 0, sizeof wa);
+      wa.inv = inv;
+      wa.site = units[i].site;
+      wa.worker = units[i].web_worker;
+      wa.ready_fd = ready[1];
+      wa.go_fd = go[0];
+      exit(chd_web_worker_run(&wa));
+    }
     memset(&a, 0, sizeof a);
     a.cfg = &inv->cfg;
     a.inst = &inv->cfg.instances[i];
@@ -157,7 +191,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
   sl->go_fd = go[1];
   sl->started_ms = chd_now_ms();
   sl->next_start_ms = 0;
-  chd_log(CH_LOG_DEBUG, &f, "worker started");
+  chd_log(CH_LOG_DEBUG, &f, "worker started%s", units[i].site ? " (site)" : "");
   return 0;
 }
 
@@ -189,8 +223,8 @@ static void describe_exit(int wstatus, const struct rusage *ru, char *buf, size_
 static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_status *st,
                            int wstatus, const struct rusage *ru)
 {
-  const chd_instance_config *inst = &inv->cfg.instances[i];
-  const ch_plugin_desc *d = &inv->plugins[i].desc;
+  const chd_instance_config *inst = &inv->cfg.instances[units[i].inst];
+  const ch_plugin_desc *d = &inv->plugins[units[i].inst].desc;
   chd_log_fields f = { inst->name, NULL, NULL, NULL };
   int64_t now = chd_now_ms();
   char how[240], subscriber[256];
@@ -218,6 +252,10 @@ static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_sta
       chd_log(CH_LOG_ERROR, &f, "subscription stopped at global position %" PRId64 ": %s",
               st->global_position, sl->poison_reason);
     }
+  } else if (st->in_request) {
+    chd_log(CH_LOG_ERROR, &f, "worker %d %s while serving %s", (int)sl->pid, how,
+            st->request);
+    st->in_request = 0;
   } else {
     chd_log(CH_LOG_ERROR, &f, "worker %d %s", (int)sl->pid, how);
   }
@@ -243,7 +281,7 @@ static void reap(const chd_inventory *inv, slot *slots, chd_status *status, int 
   pid_t pid;
 
   while ((pid = wait4(-1, &wstatus, WNOHANG, &ru)) > 0) {
-    slot *sl = slot_of(slots, inv->count, pid);
+    slot *sl = slot_of(slots, n_units, pid);
     size_t i;
     if (!sl)
       continue;
@@ -251,7 +289,7 @@ static void reap(const chd_inventory *inv, slot *slots, chd_status *status, int 
     if (running) {
       on_worker_exit(inv, sl, i, &status[i], wstatus, &ru);
     } else {
-      chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+      chd_log_fields f = { inv->cfg.instances[units[i].inst].name, NULL, NULL, NULL };
       char how[240];
       describe_exit(wstatus, &ru, how, sizeof how);
       chd_log(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 ? CH_LOG_INFO : CH_LOG_WARN,
@@ -278,24 +316,24 @@ static void stop_all(const chd_inventory *inv, slot *slots, chd_status *status)
 {
   int64_t deadline = chd_now_ms() + inv->cfg.shutdown_timeout_ms;
 
-  for (size_t i = 0; i < inv->count; i++)
+  for (size_t i = 0; i < n_units; i++)
     if (slots[i].pid)
       kill(slots[i].pid, SIGTERM);
-  while (alive(slots, inv->count) && chd_now_ms() < deadline) {
+  while (alive(slots, n_units) && chd_now_ms() < deadline) {
     reap(inv, slots, status, 0);
-    if (alive(slots, inv->count))
+    if (alive(slots, n_units))
       sleep_ms(20);
   }
-  for (size_t i = 0; i < inv->count; i++)
+  for (size_t i = 0; i < n_units; i++)
     if (slots[i].pid) {
-      chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+      chd_log_fields f = { inv->cfg.instances[units[i].inst].name, NULL, NULL, NULL };
       chd_log(CH_LOG_WARN, &f, "worker %d did not stop in %" PRId64 " ms: killing it",
               (int)slots[i].pid, inv->cfg.shutdown_timeout_ms);
       kill(slots[i].pid, SIGKILL);
     }
-  while (alive(slots, inv->count)) {
+  while (alive(slots, n_units)) {
     reap(inv, slots, status, 0);
-    if (alive(slots, inv->count))
+    if (alive(slots, n_units))
       sleep_ms(20);
   }
 }
@@ -307,12 +345,17 @@ static void stop_all(const chd_inventory *inv, slot *slots, chd_status *status)
  */
 static int wait_ready(const chd_inventory *inv, slot *slots, chd_status *status)
 {
-  size_t n = inv->count, pending = n;
+  size_t n = n_units, pending = n;
   char *ready = calloc(n, 1);
   int rc = 0;
 
   if (!ready)
     return -1;
+  for (size_t i = 0; i < n; i++)
+    if (units[i].hosted) {
+      ready[i] = 1;
+      pending--;
+    }
   while (pending > 0 && rc == 0 && !stop_requested) {
     struct pollfd *fds = calloc(n, sizeof *fds);
     if (!fds) {
@@ -335,7 +378,7 @@ static int wait_ready(const chd_inventory *inv, slot *slots, chd_status *status)
           pending--;
         } else {
           /* 'F' and a reason (logged by the worker), or the worker died */
-          chd_log_fields f = { inv->cfg.instances[i].name, NULL, NULL, NULL };
+          chd_log_fields f = { inv->cfg.instances[units[i].inst].name, NULL, NULL, NULL };
           if (r <= 0)
             chd_log(CH_LOG_ERROR, &f, "worker ended before it was ready");
           rc = -1;
@@ -514,20 +557,92 @@ static int reload(const chd_inventory *inv, slot *slots, chd_status *status)
   return -1;
 }
 
+/* Sites and units (see `unit`). Returns 0, or -1 with the reason logged. */
+static int plan_units(const chd_inventory *inv)
+{
+  char err[1024];
+  size_t extra = 0, k;
+
+  if (chd_web_sites(inv, &sites, &n_sites, err, sizeof err) != 0) {
+    chd_log_error("%s", err);
+    return -1;
+  }
+  for (size_t s = 0; s < n_sites; s++)
+    extra += (size_t)sites[s].workers - 1;
+  n_units = inv->count + extra;
+  units = calloc(n_units, sizeof *units);
+  if (!units) {
+    chd_log_error("out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < inv->count; i++)
+    units[i].inst = i;
+  k = inv->count;
+  for (size_t s = 0; s < n_sites; s++) {
+    const chd_web_site *site = &sites[s];
+    units[site->apps[0]].site = site;
+    for (size_t j = 1; j < site->app_count; j++) {
+      units[site->apps[j]].hosted = true;
+      units[site->apps[j]].inst = site->apps[0];
+    }
+    for (int w = 1; w < site->workers; w++, k++) {
+      units[k].inst = site->apps[0];
+      units[k].site = site;
+      units[k].web_worker = w;
+    }
+  }
+  return 0;
+}
+
+static void free_units(void)
+{
+  chd_web_sites_free(sites, n_sites);
+  sites = NULL;
+  n_sites = 0;
+  free(units);
+  units = NULL;
+  n_units = 0;
+}
+
+/* The statuses of applications served by their site's first application's
+ * worker follow that worker's. */
+static void mirror_hosted(chd_status *status)
+{
+  for (size_t i = 0; i < n_units; i++) {
+    const chd_status *from;
+    if (!units[i].hosted)
+      continue;
+    from = &status[units[i].inst];
+    status[i].pid = from->pid;
+    status[i].heartbeat_ms = from->heartbeat_ms;
+    status[i].state = from->state;
+    status[i].restarts = from->restarts;
+    status[i].restart_at_ms = from->restart_at_ms;
+    memcpy(status[i].last_exit, from->last_exit, sizeof status[i].last_exit);
+  }
+}
+
 int chd_supervisor_run(const chd_inventory *inv)
 {
-  chd_status *status = chd_status_map(inv->count);
-  slot *slots = calloc(inv->count, sizeof *slots);
+  chd_status *status;
+  slot *slots;
   char err[1024];
   int rc = 0;
 
+  if (plan_units(inv) != 0) {
+    free_units();
+    return 1;
+  }
+  status = chd_status_map(n_units);
+  slots = calloc(n_units, sizeof *slots);
   if (!status || !slots) {
     chd_log_error("cannot allocate worker state: %s", strerror(errno));
-    chd_status_unmap(status, inv->count);
+    chd_status_unmap(status, n_units);
     free(slots);
+    free_units();
     return CHD_EXIT_SOFTWARE;
   }
-  for (size_t i = 0; i < inv->count; i++)
+  for (size_t i = 0; i < n_units; i++)
     slots[i].ready_fd = slots[i].go_fd = slots[i].crash_sub = -1;
   install_signals();
   if (chd_monitor_start(inv, status, err, sizeof err) != 0) {
@@ -536,7 +651,7 @@ int chd_supervisor_run(const chd_inventory *inv)
     goto out;
   }
 
-  for (size_t i = 0; i < inv->count; i++)
+  for (size_t i = 0; i < n_units; i++)
     if (spawn(inv, slots, status, i, 1) != 0) {
       stop_all(inv, slots, status);
       rc = CHD_EXIT_SOFTWARE;
@@ -544,7 +659,7 @@ int chd_supervisor_run(const chd_inventory *inv)
     }
   if (wait_ready(inv, slots, status) != 0) {
     /* no go: workers waiting for it see the pipe close and end */
-    for (size_t i = 0; i < inv->count; i++)
+    for (size_t i = 0; i < n_units; i++)
       close_fd(&slots[i].go_fd);
     if (!stop_requested) {
       chd_log_error("not every plugin could start: stopping all of them");
@@ -553,13 +668,20 @@ int chd_supervisor_run(const chd_inventory *inv)
     stop_all(inv, slots, status);
     goto out;
   }
-  for (size_t i = 0; i < inv->count; i++) {
+  for (size_t i = 0; i < n_units; i++) {
+    if (units[i].hosted)
+      continue;
     if (write(slots[i].go_fd, "G", 1) != 1)
       chd_log_warn("cannot start worker %d: %s", (int)slots[i].pid, strerror(errno));
     close_fd(&slots[i].go_fd);
     close_fd(&slots[i].ready_fd);
   }
-  chd_log_info("host running: %zu worker%s", inv->count, inv->count == 1 ? "" : "s");
+  {
+    size_t workers = 0;
+    for (size_t i = 0; i < n_units; i++)
+      workers += !units[i].hosted;
+    chd_log_info("host running: %zu worker%s", workers, workers == 1 ? "" : "s");
+  }
 
   while (!stop_requested) {
     int64_t now;
@@ -573,9 +695,10 @@ int chd_supervisor_run(const chd_inventory *inv)
       }
     }
     now = chd_now_ms();
-    for (size_t i = 0; i < inv->count && !stop_requested; i++)
+    for (size_t i = 0; i < n_units && !stop_requested; i++)
       if (!slots[i].pid && slots[i].next_start_ms && now >= slots[i].next_start_ms)
         spawn(inv, slots, status, i, 0);
+    mirror_hosted(status);
     chd_monitor_wait(100);
   }
   chd_log_info("stopping: waiting for the workers to finish their message and save positions");
@@ -584,7 +707,8 @@ int chd_supervisor_run(const chd_inventory *inv)
 
 out:
   chd_monitor_stop();
-  chd_status_unmap(status, inv->count);
+  chd_status_unmap(status, n_units);
   free(slots);
+  free_units();
   return rc;
 }

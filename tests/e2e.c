@@ -236,9 +236,15 @@ const char *ch_e2e_write_ini(const ch_e2e_db *db, const char *name, const char *
   return path;
 }
 
+void ch_e2e_session_secret(void)
+{
+  setenv("COMPHOST_SESSION_SECRET", "an end-to-end test's session secret, 0123456789", 0);
+}
+
 /* In a child: the environment the host under test sees. */
 static void child_env(const ch_e2e_db *db)
 {
+  ch_e2e_session_secret();
   setenv("MESSAGE_STORE_CONNECTION_STRING", db->store_url, 1);
   setenv("DATABASE_URL", db->view_url, 1);
   if (getenv("COMPHOST_E2E_PLUGIN_DIR"))
@@ -333,6 +339,7 @@ int ch_e2e_run(const ch_e2e_db *db, const char *const argv[], char **out)
     dup2(pipefd[1], STDERR_FILENO);
     close(pipefd[0]);
     close(pipefd[1]);
+    ch_e2e_session_secret();
     if (db)
       child_env(db);
     execv(COMPHOST_BIN, args);

@@ -88,6 +88,11 @@ chd_mdb *ch_e2e_store(const ch_e2e_db *db);
 void ch_e2e_write_many(const ch_e2e_db *db, const char *category, const char *type,
                        int n, int streams);
 
+/* Set COMPHOST_SESSION_SECRET, unless set: a configuration with
+ * applications (config/video-tutorials.ini) needs one to start or pass
+ * `comphost check`. The hosts and commands started here call it. */
+void ch_e2e_session_secret(void);
+
 /* Stop and start the dev database server (scripts/dev-db). */
 void ch_e2e_restart_server(int down_ms);
 

@@ -77,11 +77,44 @@ static void email_dir(const ch_e2e_db *d, char *out, size_t size)
  * ch_e2e_host_start does, with EMAIL_DIRECTORY in d's directory: so the INI
  * files of config/ run as they are, on the test's databases.
  */
+/*
+ * An INI file with the web site of config/video-tutorials.ini on a port the
+ * system picks (127.0.0.1:0) instead of 3000, copied into d's directory:
+ * tests run side by side, and beside a site someone runs. Other files are
+ * used as they are.
+ */
+static const char *site_on_any_port(const ch_e2e_db *d, const char *ini, char *buf, size_t size)
+{
+  const char *name = strrchr(ini, '/') ? strrchr(ini, '/') + 1 : ini, *p, *hit;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *in = fopen(ini, "r"), *out;
+
+  assert_non_null(in);
+  assert_true(getdelim(&text, &len, '\0', in) > 0);
+  fclose(in);
+  if (!strstr(text, "127.0.0.1:3000")) {
+    free(text);
+    return ini;
+  }
+  snprintf(buf, size, "%s/%s", d->dir, name);
+  out = fopen(buf, "w");
+  assert_non_null(out);
+  for (p = text; (hit = strstr(p, "127.0.0.1:3000")); p = hit + strlen("127.0.0.1:3000"))
+    fprintf(out, "%.*s127.0.0.1:0", (int)(hit - p), p);
+  fputs(p, out);
+  fclose(out);
+  free(text);
+  return buf;
+}
+
 static void start_host(ch_e2e_host *h, const ch_e2e_db *d, const char *ini, const char *log)
 {
-  char dir[400];
+  char dir[400], copy[400];
   pid_t pid;
 
+  ini = site_on_any_port(d, ini, copy, sizeof copy);
+  ch_e2e_session_secret();
   email_dir(d, dir, sizeof dir);
   snprintf(h->log_path, sizeof h->log_path, "%s/%s", d->dir, log);
   pid = fork();

@@ -591,13 +591,15 @@ static void test_unknown_host_key(void **state)
              ":3: [host] messge_store: unknown key (known: message_store, view_data, "
              "plugin_dir, log_level, shutdown_timeout_ms, restart_backoff_max_ms, "
              "max_crash_restarts, http_listen, health_max_heartbeat_age_ms, state_file,"
-             " health_max_stall_ms)");
+             " health_max_stall_ms, session_secret, session_secret_file, cookie_secure,"
+             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir)");
   /* instance keys belong to instances */
   load_fails(STORE "batch_size = 5\n[a]\n",
              ":3: [host] batch_size: unknown key (known: message_store, view_data, "
              "plugin_dir, log_level, shutdown_timeout_ms, restart_backoff_max_ms, "
              "max_crash_restarts, http_listen, health_max_heartbeat_age_ms, state_file,"
-             " health_max_stall_ms)");
+             " health_max_stall_ms, session_secret, session_secret_file, cookie_secure,"
+             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir)");
 }
 
 static void test_structure_errors(void **state)

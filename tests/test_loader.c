@@ -463,7 +463,7 @@ static void test_small_struct(void **state)
 static void test_bad_kind(void **state)
 {
   (void)state;
-  expect_refusal("fx_bad_kind", NULL, "kind 7 is neither component (1) nor aggregator (2)");
+  expect_refusal("fx_bad_kind", NULL, "kind 7 is not component (1), aggregator (2) or, from ABI 1.1, application (3)");
 }
 
 static void test_bad_names(void **state)

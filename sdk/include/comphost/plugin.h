@@ -33,7 +33,8 @@
  *   frees plugin memory.
  *
  * Threads and processes
- * - Each plugin instance runs in its own worker process, on one thread. The
+ * - Each plugin instance runs in its own worker process, on one thread (the
+ *   applications of one site share theirs: comphost/web.h). The
  *   host never calls an instance concurrently: init, start, handlers, stop and
  *   destroy are called one at a time, in that order.
  * - A plugin must not install signal handlers, fork, exit, or open
@@ -41,7 +42,9 @@
  *
  * Changes
  * - 1.0: first version.
- * - 1.1: CH_SKIP; ch_plugin_desc.secret_keys.
+ * - 1.1: CH_SKIP; ch_plugin_desc.secret_keys; applications
+ *   (CH_KIND_APPLICATION, ch_plugin_desc.routes and .mount, ch_host_api.web:
+ *   see comphost/web.h).
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -77,8 +80,13 @@ struct pg_conn;
 
 typedef enum ch_kind {
   CH_KIND_COMPONENT = 1,   /* handles commands, writes events */
-  CH_KIND_AGGREGATOR = 2   /* projects events into view tables */
+  CH_KIND_AGGREGATOR = 2,  /* projects events into view tables */
+  CH_KIND_APPLICATION = 3  /* 1.1: answers HTTP requests (comphost/web.h) */
 } ch_kind;
+
+/* Applications (1.1): defined in comphost/web.h. */
+struct ch_route;
+struct ch_web_api;
 
 /* What a handler returns. */
 typedef enum ch_result {
@@ -240,7 +248,16 @@ typedef struct ch_plugin_desc {
    * environment (docs/configuration.md), and the host never prints it.
    */
   const char *const *secret_keys;
-  /* later ABI 1.1 fields, then 1.2: append here */
+
+  /*
+   * 1.1: applications (kind CH_KIND_APPLICATION, see comphost/web.h). An
+   * application has routes and no subscriptions; other kinds have no routes.
+   * mount is where its routes live on the site, "/" or "/name" without a
+   * trailing '/' (NULL: "/"); the instance's `mount =` setting overrides it.
+   */
+  const struct ch_route *routes;     /* ends with a NULL pattern */
+  const char *mount;
+  /* ABI 1.2 and later: append here */
 } ch_plugin_desc;
 
 /* The smallest descriptor the host accepts (ABI 1.0). */
@@ -283,6 +300,9 @@ typedef struct ch_host_api {
    * redelivered message are recognised: CH_RC_ALREADY_WRITTEN, not an
    * error (*out_position is then -1). A handler that makes the same writes
    * in the same order each time it sees a message is idempotent for free.
+   * In a route handler (1.1) the id is random, and the host adds the
+   * request's traceId and userId to the metadata where the plugin's lacks
+   * them (comphost/web.h).
    * Returns CH_RC_OK (with *out_position, if not NULL, the stream position),
    * CH_RC_ALREADY_WRITTEN, CH_RC_CONFLICT, CH_RC_UNAVAILABLE, CH_RC_INVALID
    * or CH_RC_ERROR.
@@ -341,7 +361,11 @@ typedef struct ch_host_api {
    * small. */
   int (*stream_category)(const char *stream_name, char *buf, size_t size);
   const char *(*stream_id)(const char *stream_name);
-  /* ABI 1.1 and later: append here */
+
+  /* 1.1: the web functions for applications (comphost/web.h); the password
+   * functions in it serve every kind. */
+  const struct ch_web_api *web;
+  /* append here */
 } ch_host_api;
 
 /* True when the running host provides function `fn` of ch_host_api. */
