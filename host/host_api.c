@@ -325,6 +325,16 @@ static struct pg_conn *api_view_db(ch_ctx *ctx)
   return ctx->view;
 }
 
+static struct pg_conn *api_store_db(ch_ctx *ctx)
+{
+  PGconn *c = ctx->mdb ? chd_mdb_conn(ctx->mdb) : NULL;
+
+  if ((!c || PQstatus(c) != CONNECTION_OK) && ctx->mdb &&
+      chd_mdb_reconnect(ctx->mdb, 0) == CHD_MDB_OK)
+    c = chd_mdb_conn(ctx->mdb);
+  return c && PQstatus(c) == CONNECTION_OK ? c : NULL;
+}
+
 static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
 {
   static const char *const carried[] = { "traceId", "userId" };
@@ -359,6 +369,7 @@ const ch_host_api chd_host_api = {
   .stream_version = api_stream_version,
   .fetch = api_fetch,
   .view_db = api_view_db,
+  .store_db = api_store_db,
   .follow = api_follow,
   .uuid_v4 = chd_uuid_v4,
   .uuid_v5 = chd_uuid_v5,

@@ -20,9 +20,8 @@
  *                                           database (comphost_positions)
  *
  * The views are read from the view database; the messages from the message
- * store, with a connection of this plugin's own (read-only queries, each one
- * parameterized) to MESSAGE_STORE_CONNECTION_STRING, else the
- * `message_store_url` setting. Nothing is written.
+ * store, on the host's connection (store_db(), read-only queries, each one
+ * parameterized). Nothing is written.
  *
  * `admins` lists emails or user ids, separated by commas or spaces: a
  * logged-in user is an administrator when their id is listed, or the email
@@ -44,8 +43,6 @@
 
 typedef struct admin {
   const char *admins;        /* the setting, borrowed */
-  char *store_url;           /* the message store's connection string */
-  PGconn *store;             /* opened on first use */
   int page_size;
 } admin;
 
@@ -139,27 +136,11 @@ static ch_result check_admin(ch_ctx *ctx, const admin *a, const ch_request *req,
 
 /* ---- the message store ---- */
 
-static PGconn *store(ch_ctx *ctx, admin *a)
-{
-  if (a->store && PQstatus(a->store) == CONNECTION_OK)
-    return a->store;
-  if (a->store) {
-    PQreset(a->store);
-  } else {
-    a->store = PQconnectdb(a->store_url);
-  }
-  if (PQstatus(a->store) != CONNECTION_OK) {
-    ch_host->log(ctx, CH_LOG_WARN, "cannot connect to the message store: %s",
-                 PQerrorMessage(a->store));
-    return NULL;
-  }
-  return a->store;
-}
-
 static PGresult *store_query(ch_ctx *ctx, admin *a, const char *sql, int n,
                              const char *const *params, ch_result *failure)
 {
-  return site_query(ctx, store(ctx, a), sql, n, params, failure);
+  (void)a;
+  return site_query(ctx, (PGconn *)ch_host->store_db(ctx), sql, n, params, failure);
 }
 
 /* ---- rendering ---- */
@@ -669,26 +650,16 @@ static ch_result subscriber_positions(ch_ctx *ctx, void *state, const ch_request
 
 static int init(ch_ctx *ctx, void **state)
 {
-  const char *url = getenv("MESSAGE_STORE_CONNECTION_STRING");
   admin *a;
 
   *state = NULL;
-  if (!ch_host->web || !site_view(ctx)) {
+  if (!CH_HOST_HAS(ch_host, store_db) || !ch_host->web || !site_view(ctx)) {
     ch_host->set_error(ctx, "admin-portal needs a host with applications and a view"
                             " database ([host] view_data)");
     return -1;
   }
-  /* the book's variable wins, as it does over [host] message_store */
-  if (!url || !*url)
-    url = ch_host->config_get(ctx, "message_store_url");
-  if (!url || !*url) {
-    ch_host->set_error(ctx, "admin-portal needs the message store: set message_store_url"
-                            " or MESSAGE_STORE_CONNECTION_STRING");
-    return -1;
-  }
   a = calloc(1, sizeof *a);
-  if (!a || !(a->store_url = strdup(url))) {
-    free(a);
+  if (!a) {
     ch_host->set_error(ctx, "out of memory");
     return -1;
   }
@@ -707,18 +678,12 @@ static void destroy(ch_ctx *ctx, void *state)
 
   if (!a)
     return;
-  if (a->store)
-    PQfinish(a->store);
-  free(a->store_url);
   free(a);
 }
 
 static const ch_config_key config_keys[] = {
   { "admins", CH_CONFIG_STRING, "", false,
     "who may use the portal: emails or user ids, separated by commas", { NULL, NULL } },
-  { "message_store_url", CH_CONFIG_STRING, NULL, false,
-    "the message store to read (MESSAGE_STORE_CONNECTION_STRING overrides it)",
-    { NULL, NULL } },
   { "page_size", CH_CONFIG_INT, "50", false, "messages and streams per page", { NULL, NULL } },
   { NULL, 0, NULL, false, NULL, { NULL, NULL } },
 };
@@ -735,9 +700,6 @@ static const ch_route routes[] = {
   { NULL, NULL, NULL, 0, { NULL, NULL } },
 };
 
-/* the store's connection string may hold a password */
-static const char *const secret_keys[] = { "message_store_url", NULL };
-
 static const ch_plugin_desc admin_portal = {
   .magic = CH_PLUGIN_MAGIC,
   .abi_major = CH_ABI_MAJOR,
@@ -748,7 +710,6 @@ static const ch_plugin_desc admin_portal = {
   .version = "1.0.0",
   .description = "the book's Admin Portal: users, messages, streams, positions",
   .config_keys = config_keys,
-  .secret_keys = secret_keys,
   .init = init,
   .destroy = destroy,
   .routes = routes,

@@ -365,6 +365,16 @@ typedef struct ch_host_api {
   /* 1.1: the web functions for applications (comphost/web.h); the password
    * functions in it serve every kind. */
   const struct ch_web_api *web;
+
+  /*
+   * 1.1: the message store connection (a libpq PGconn; search_path
+   * message_store, public), for reading what Message DB has no function for:
+   * every message in global order, messages by their metadata. Run SELECT
+   * statements only, outside any transaction, and parameterized; write
+   * messages only with write(). NULL when the store cannot be reached just
+   * now (the host reconnects it).
+   */
+  struct pg_conn *(*store_db)(ch_ctx *ctx);
   /* append here */
 } ch_host_api;
 
