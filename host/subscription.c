@@ -780,12 +780,11 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     count = chd_park_count(ctx->mdb, p, s->position, err, sizeof err);
     if (count < 0 || chd_park_close(&s->parked, ctx->mdb, s->subscriber_id, stream,
                                     CHD_PARK_SKIP, s->position, count, err, sizeof err) != 0) {
-      chd_log(CH_LOG_ERROR, &f, "cannot skip parked stream %s: %s", stream,
-              count < 0 ? err : err);
+      chd_log(CH_LOG_ERROR, &f, "cannot skip parked stream %s: %s", stream, err);
       return -1;
     }
-    chd_log(CH_LOG_WARN, &f, "skipped parked stream %s: %" PRId64 " messages dropped",
-            stream, count);
+    chd_log(CH_LOG_WARN, &f, "skipped parked stream %s: %" PRId64 " message%s dropped",
+            stream, count, count == 1 ? "" : "s");
     s->parked_messages = s->parked_messages > held ? s->parked_messages - held : 0;
     publish(s);
     return 0;
@@ -834,8 +833,8 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     chd_log(CH_LOG_ERROR, &f, "cannot record the retry of %s: %s", stream, err);
     return -1;
   }
-  chd_log(CH_LOG_INFO, &f, "retried parked stream %s: %" PRId64 " messages handled; it"
-          " flows again", stream, count);
+  chd_log(CH_LOG_INFO, &f, "retried parked stream %s: %" PRId64 " message%s handled; it"
+          " flows again", stream, count, count == 1 ? "" : "s");
   s->parked_messages = s->parked_messages > held ? s->parked_messages - held : 0;
   publish(s);
   return 0;
