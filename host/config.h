@@ -27,6 +27,8 @@
 
 #include <comphost/plugin.h>
 
+#include "parse.h"
+
 typedef enum chd_position_store {
   CHD_POSITION_MESSAGE_STORE = 0,  /* "message_store" (default) */
   CHD_POSITION_VIEW_DATA = 1       /* "view_data" */
@@ -227,13 +229,5 @@ bool chd_config_is_host_key(const char *name);
 /* True when s is a mount path: "/" or "/a/b" (a-z A-Z 0-9 - _ . between
  * single slashes, no trailing slash). */
 bool chd_config_mount_valid(const char *s);
-
-/* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
-int chd_parse_int64(const char *s, int64_t *out);
-int chd_parse_bool(const char *s, bool *out);
-
-/* "HOST:PORT", "[IPv6]:PORT" or "PORT" (on 127.0.0.1): the host into `host`
- * and the port (0 to 65535). Returns 0, or -1 when s is not one. */
-int chd_parse_listen(const char *s, char *host, size_t host_size, int *port);
 
 #endif /* CHD_CONFIG_H */

@@ -33,10 +33,6 @@
 #define CHD_PROGRESS_MIN_LAG 10000
 #define CHD_PROGRESS_INTERVAL_MS 5000
 
-/* Microseconds of CLOCK_MONOTONIC; milliseconds of CLOCK_REALTIME. */
-int64_t chd_now_us(void);
-int64_t chd_wall_ms(void);
-
 /* Worker side. `count` messages were read (before any was held back). */
 void chd_metrics_read(chd_sub *s, size_t count);
 /* The batch of `count` messages read at `started_us` is done. */

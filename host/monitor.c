@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -190,8 +191,7 @@ void chd_monitor_wait(int64_t ms)
   if (m_http) {
     chd_http_run(m_http, (int)ms);
   } else {
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);     /* a signal ends it early: fine */
+    chd_sleep_ms(ms);         /* a signal ends it early: fine */
   }
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "clock.h"
 #include "subscription.h"
 
 chd_status *chd_status_self;

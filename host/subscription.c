@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "position.h"
 #include "status.h"
@@ -16,32 +16,19 @@
 
 #define MAX_RETRY_BACKOFF_MS 30000
 
-int64_t chd_now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleep ms, waking early when the stop flag is set. Returns -1 if stopped. */
+/* Sleep ms, waking early when the stop flag is set, with heartbeats: the
+ * loop waits on purpose and is alive. Returns -1 if stopped. */
 static int nap(int64_t ms, const volatile sig_atomic_t *stop)
 {
   int64_t end = chd_now_ms() + ms;
 
   for (;;) {
     int64_t left = end - chd_now_ms();
-    struct timespec ts;
-    if (stop && *stop)
-      return -1;
     if (left <= 0)
-      return 0;
-    chd_status_heartbeat();     /* waiting on purpose: the loop is alive */
-    if (left > 50)
-      left = 50;
-    ts.tv_sec = 0;
-    ts.tv_nsec = (long)left * 1000000L;
-    nanosleep(&ts, NULL);
+      return stop && *stop ? -1 : 0;
+    chd_status_heartbeat();
+    if (chd_nap_ms(left > 50 ? 50 : left, stop) != 0)
+      return -1;
   }
 }
 

@@ -86,9 +86,6 @@ typedef struct chd_sub {
   int64_t parked_messages;     /* parked, and held behind a parked one */
 } chd_sub;
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t chd_now_ms(void);
-
 /*
  * Set up subscription `index` of the ctx's plugin and load its position.
  * Returns 0, or -1 with a message in err (a bad combination of settings, or

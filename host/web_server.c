@@ -19,6 +19,7 @@
 
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "host_api.h"
 #include "log.h"
 #include "metrics.h"

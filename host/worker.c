@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "host_api.h"
 #include "position.h"
 #include "sublock.h"
@@ -176,10 +176,7 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
     }
     if (!worked && !stop_requested) {
       int64_t left = wake - chd_now_ms();
-      if (left > 0) {
-        struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
-        nanosleep(&ts, NULL);     /* a signal ends it early */
-      }
+      chd_sleep_ms(left);         /* a signal ends it early */
     }
   }
 }

@@ -20,9 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "inventory.h"
 #include "park.h"
 #include "position.h"
@@ -203,12 +203,6 @@ static int check_outcome(chd_mdb *mdb, row *w, char *err, size_t errlen)
   return 0;
 }
 
-static void nap_ms(long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-  nanosleep(&ts, NULL);
-}
-
 static void usage(FILE *out, const char *cmd)
 {
   if (!strcmp(cmd, "parked"))
@@ -323,7 +317,7 @@ static int run(int argc, char **argv)
     }
     if (!pending || waited >= wait_s * 1000 || chd_cli_interrupted)
       break;
-    nap_ms(200);
+    chd_sleep_ms(200);
   }
   for (size_t i = 0; i < r.count; i++) {
     const row *w = &r.items[i];

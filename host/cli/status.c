@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "inventory.h"
 #include "metrics.h"
 #include "monitor.h"

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "metrics.h"
 
 #define INDEX_NAME "messages_trace_id"

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "metrics.h"
 #include "stream_name.h"
 
@@ -66,14 +66,6 @@ static int exists(chd_mdb *db, const char *stream)
   if (chd_mdb_stream_version(db, stream, &v) != CHD_MDB_OK)
     return -1;
   return v >= 0;
-}
-
-static void nap_ms(int64_t ms)
-{
-  for (int64_t slept = 0; slept < ms && !chd_cli_interrupted; slept += 50) {
-    struct timespec ts = { 0, 50 * 1000000L };
-    nanosleep(&ts, NULL);
-  }
 }
 
 int chd_cli_read(int argc, char **argv)
@@ -182,7 +174,7 @@ int chd_cli_read(int argc, char **argv)
     if ((int64_t)got < want && !follow)
       break;
     if (got == 0)
-      nap_ms(interval);
+      chd_nap_ms(interval, &chd_cli_interrupted);
   }
   chd_mdb_free(db);
   return rc;
