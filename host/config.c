@@ -481,7 +481,7 @@ static void instance_key(struct parser *p, const char *name, const char *value)
     break;
   }
   case IK_POSITION_STORE:
-    inst->position_store = (chd_position_store)n;
+    inst->position_store = (chd_position_where)n;
     break;
   case IK_POSITION_FORMAT:
     inst->position_format = (chd_position_format)n;

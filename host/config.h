@@ -28,16 +28,7 @@
 #include <comphost/plugin.h>
 
 #include "parse.h"
-
-typedef enum chd_position_store {
-  CHD_POSITION_MESSAGE_STORE = 0,  /* "message_store" (default) */
-  CHD_POSITION_VIEW_DATA = 1       /* "view_data" */
-} chd_position_store;
-
-typedef enum chd_position_format {
-  CHD_POSITION_FORMAT_BOOK = 0,    /* subscriberPosition-<id>, type Read (default) */
-  CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
-} chd_position_format;
+#include "position.h"
 
 /* What a subscription does with a message that fails for good (CH_FAIL, the
  * retries used up, a crash loop, data that is not JSON): park its stream and
@@ -89,7 +80,7 @@ typedef struct chd_instance_config {
   int64_t position_update_interval;/* position_update_interval, default 100 */
   int64_t group_member;            /* group_member, default 0 */
   int64_t group_size;              /* group_size, default 0 = no consumer group */
-  chd_position_store position_store;   /* position_store */
+  chd_position_where position_store;   /* position_store */
   chd_position_format position_format; /* position_format = book | eventide */
   int64_t max_retries;             /* max_retries, default 5: CH_RETRY attempts per message */
   int64_t retry_backoff_ms;        /* retry_backoff_ms, default 200, doubling, max 30 s */

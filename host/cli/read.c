@@ -15,7 +15,6 @@
 
 #include "cli.h"
 #include "clock.h"
-#include "metrics.h"
 #include "stream_name.h"
 
 #define READ_BATCH 1000
@@ -55,15 +54,14 @@ static void print_header(void)
 /* Is there any message at all in `stream`? -1 when that could not be read. */
 static int exists(chd_mdb *db, const char *stream)
 {
-  char err[512];
   int64_t v;
 
   if (chd_stream_is_all(stream) || chd_stream_is_category(stream)) {
-    if (chd_store_head(chd_mdb_conn(db), stream, &v, err, sizeof err) != 0)
+    if (chd_mdb_head(db, stream, &v) != CHD_STORE_OK)
       return -1;
     return v > 0;
   }
-  if (chd_mdb_stream_version(db, stream, &v) != CHD_MDB_OK)
+  if (chd_mdb_stream_version(db, stream, &v) != CHD_STORE_OK)
     return -1;
   return v >= 0;
 }
@@ -130,15 +128,15 @@ int chd_cli_read(int argc, char **argv)
   while (!chd_cli_interrupted && (limit < 0 || printed < limit)) {
     int64_t want = limit < 0 || limit - printed > READ_BATCH ? READ_BATCH : limit - printed;
     chd_mdb_batch b;
-    chd_mdb_rc r = chd_mdb_read(db, stream, from, want, &b);
+    chd_store_rc r = chd_mdb_read(db, stream, from, want, &b);
     size_t got;
 
-    if (r == CHD_MDB_DISCONNECTED && follow) {
+    if (r == CHD_STORE_DISCONNECTED && follow) {
       chd_mdb_reconnect(db, -1);      /* tail through an outage */
       continue;
     }
-    if (r != CHD_MDB_OK) {
-      rc = r == CHD_MDB_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
+    if (r != CHD_STORE_OK) {
+      rc = r == CHD_STORE_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
                                 : chd_cli_fail("%s", chd_mdb_error(db));
       break;
     }

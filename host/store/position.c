@@ -2,41 +2,108 @@
 #include "position.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "stream_name.h"
+#include "park.h"
+#include "pq.h"
 
-static const char *record_type(const chd_instance_config *inst)
+static const char positions_table[] =
+  "CREATE TABLE IF NOT EXISTS comphost_positions ("
+  " subscriber_id text PRIMARY KEY, position bigint NOT NULL,"
+  " updated_at timestamptz NOT NULL DEFAULT now(),"
+  " stopped_at bigint, stop_reason text)";
+
+void chd_position_store_init(chd_position_store *ps, chd_position_where where,
+                             chd_position_format format, chd_mdb *mdb, chd_viewdb *view)
 {
-  return inst->position_format == CHD_POSITION_FORMAT_EVENTIDE ? "Recorded" : "Read";
+  memset(ps, 0, sizeof *ps);
+  ps->where = where;
+  ps->format = format;
+  ps->mdb = mdb;
+  ps->view = view;
 }
 
-void chd_position_stream(const chd_instance_config *inst, const char *category,
+const char *chd_position_error(const chd_position_store *ps)
+{
+  return ps->error;
+}
+
+static chd_store_rc fail(chd_position_store *ps, chd_store_rc rc, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+static chd_store_rc fail(chd_position_store *ps, chd_store_rc rc, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(ps->error, sizeof ps->error, fmt, ap);
+  va_end(ap);
+  chd_pq_one_line(ps->error);
+  return rc;
+}
+
+/* The error of the message store, as the position store's. */
+static chd_store_rc store_failed(chd_position_store *ps, chd_store_rc rc)
+{
+  return fail(ps, rc, "%s", chd_mdb_error(ps->mdb));
+}
+
+static const char *record_type(const chd_position_store *ps)
+{
+  return ps->format == CHD_POSITION_FORMAT_EVENTIDE ? "Recorded" : "Read";
+}
+
+void chd_position_stream(chd_position_format format, const char *category,
                          const char *subscriber_id, char *buf, size_t size)
 {
   /* Eventide adds the type "position" to the category's types:
    * account -> account:position, account:command -> account:command+position */
-  if (inst->position_format == CHD_POSITION_FORMAT_EVENTIDE)
+  if (format == CHD_POSITION_FORMAT_EVENTIDE)
     snprintf(buf, size, "%s%sposition-%s", category, strchr(category, ':') ? "+" : ":",
              subscriber_id);
   else
     snprintf(buf, size, "subscriberPosition-%s", subscriber_id);
 }
 
-/* Where a stopped subscription is recorded: beside, not in, the position
- * stream, whose readers (the book's, Eventide's) take its last message. */
-static void status_stream(const char *subscriber_id, char *buf, size_t size)
+/* A query on the position table. PGRES_TUPLES_OK or PGRES_COMMAND_OK
+ * expected; on failure the result is cleared and *out is NULL. */
+static chd_store_rc view_query(chd_position_store *ps, const char *sql, int n,
+                               const char *const *params, const char *doing, PGresult **out)
 {
-  snprintf(buf, size, "subscriberStatus-%s", subscriber_id);
+  PGconn *conn = ps->view ? chd_viewdb_conn(ps->view) : NULL;
+  PGresult *res;
+  chd_store_rc rc;
+
+  *out = NULL;
+  if (!conn)
+    return fail(ps, CHD_STORE_DISCONNECTED, "%s: no view database connection", doing);
+  res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK) {
+    *out = res;
+    return CHD_STORE_OK;
+  }
+  rc = PQstatus(conn) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED : CHD_STORE_ERROR;
+  fail(ps, rc, "%s: %s", doing, PQresultErrorMessage(res));
+  PQclear(res);
+  return rc;
 }
 
-static int view_failed(ch_ctx *ctx, PGresult *res, const char *what)
+chd_store_rc chd_position_prepare(chd_position_store *ps)
 {
-  snprintf(ctx->last_error, sizeof ctx->last_error, "%s: %s", what,
-           PQresultErrorMessage(res));
-  PQclear(res);
-  return -1;
+  chd_store_rc rc;
+
+  if (ps->where != CHD_POSITION_VIEW_DATA)
+    return CHD_STORE_OK;
+  if (!ps->view)
+    return fail(ps, CHD_STORE_INVALID, "position_store = view_data needs a view database");
+  rc = chd_viewdb_exec_locked(ps->view, positions_table);
+  if (rc != CHD_STORE_OK)
+    return fail(ps, rc, "cannot create the host's tables in the view database: %s",
+                chd_viewdb_error(ps->view));
+  return CHD_STORE_OK;
 }
 
 /* The position in the data of a position message. */
@@ -47,17 +114,15 @@ static int64_t position_of(const ch_message *m)
   return json_is_integer(p) ? (int64_t)json_integer_value(p) : 0;
 }
 
-static int read_message_store(chd_mdb *mdb, const char *stream, const char *type,
-                              int64_t *position, char *reason, size_t reason_size,
-                              char *err, size_t errlen)
+/* The position (and reason) of the last `type` message of `stream`. */
+static chd_store_rc read_last(chd_position_store *ps, const char *stream, const char *type,
+                              int64_t *position, char *reason, size_t reason_size)
 {
   chd_mdb_batch b;
-  chd_mdb_rc rc = chd_mdb_read_last(mdb, stream, type, &b);
+  chd_store_rc rc = chd_mdb_read_last(ps->mdb, stream, type, &b);
 
-  if (rc != CHD_MDB_OK) {
-    snprintf(err, errlen, "%s", chd_mdb_error(mdb));
-    return -1;
-  }
+  if (rc != CHD_STORE_OK)
+    return store_failed(ps, rc);
   *position = b.count ? position_of(&b.messages[0]) : 0;
   if (reason && reason_size) {
     const char *r = b.count ? json_string_value(json_object_get(b.messages[0].data, "reason"))
@@ -65,134 +130,126 @@ static int read_message_store(chd_mdb *mdb, const char *stream, const char *type
     snprintf(reason, reason_size, "%s", r ? r : "");
   }
   chd_mdb_batch_release(&b);
-  return 0;
+  return CHD_STORE_OK;
 }
 
-int chd_position_load(chd_sub *s)
+static chd_store_rc write_record(chd_position_store *ps, const char *stream, const char *type,
+                                 json_t *data)
 {
-  ch_ctx *ctx = s->ctx;
+  chd_store_rc rc;
 
-  if (ctx->inst->position_store == CHD_POSITION_VIEW_DATA) {
-    const char *params[1] = { s->subscriber_id };
-    PGresult *res = PQexecParams(ctx->view,
-                                 "SELECT position FROM comphost_positions WHERE subscriber_id = $1",
-                                 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-      return view_failed(ctx, res, "reading the position");
-    s->position = 0;
-    if (PQntuples(res) > 0)
-      sscanf(PQgetvalue(res, 0, 0), "%" SCNd64, &s->position);
-    PQclear(res);
-  } else if (read_message_store(ctx->mdb, s->position_stream, record_type(ctx->inst),
-                                &s->position, NULL, 0, ctx->last_error,
-                                sizeof ctx->last_error) != 0) {
-    return -1;
-  }
-  s->saved_position = s->position;
-  return 0;
+  if (!data)
+    return fail(ps, CHD_STORE_ERROR, "out of memory");
+  rc = chd_mdb_write(ps->mdb, stream, NULL, type, data, NULL, CH_VERSION_ANY, NULL);
+  json_decref(data);
+  return rc == CHD_STORE_OK ? rc : store_failed(ps, rc);
 }
 
-int chd_position_save(chd_sub *s, int64_t position)
+chd_store_rc chd_position_get(chd_position_store *ps, const char *category,
+                              const char *subscriber_id, int64_t *position)
 {
-  ch_ctx *ctx = s->ctx;
-  char pos[24];
+  char stream[320];
 
-  snprintf(pos, sizeof pos, "%" PRId64, position);
-  if (ctx->inst->position_store == CHD_POSITION_VIEW_DATA) {
-    const char *params[2] = { s->subscriber_id, pos };
-    PGresult *res = PQexecParams(ctx->view,
-                                 "INSERT INTO comphost_positions (subscriber_id, position)"
-                                 " VALUES ($1, $2::bigint) ON CONFLICT (subscriber_id) DO UPDATE"
-                                 " SET position = EXCLUDED.position, updated_at = now()",
-                                 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-      return view_failed(ctx, res, "saving the position");
-    PQclear(res);
-  } else {
-    json_t *data = json_pack("{s:I}", "position", (json_int_t)position);
-    chd_mdb_rc rc = chd_mdb_write(ctx->mdb, s->position_stream, NULL, record_type(ctx->inst),
-                                  data, NULL, CH_VERSION_ANY, NULL);
-    json_decref(data);
-    if (rc != CHD_MDB_OK) {
-      snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
-      return -1;
-    }
-  }
-  s->saved_position = position;
-  s->since_save = 0;
-  return 0;
-}
-
-int chd_position_mark_stopped(chd_sub *s, const ch_message *msg, const char *reason)
-{
-  ch_ctx *ctx = s->ctx;
-  char pos[24], at[24];
-
-  snprintf(pos, sizeof pos, "%" PRId64, s->position);
-  snprintf(at, sizeof at, "%" PRId64, msg->global_position);
-  if (ctx->inst->position_store == CHD_POSITION_VIEW_DATA) {
-    char text[1600];
-    const char *params[4] = { s->subscriber_id, pos, at, text };
+  *position = 0;
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
+    const char *params[1] = { subscriber_id };
     PGresult *res;
+    chd_store_rc rc = view_query(ps, "SELECT position FROM comphost_positions"
+                                 " WHERE subscriber_id = $1", 1, params,
+                                 "reading the position", &res);
+    if (rc != CHD_STORE_OK)
+      return rc;
+    if (PQntuples(res) > 0)
+      sscanf(PQgetvalue(res, 0, 0), "%" SCNd64, position);
+    PQclear(res);
+    return CHD_STORE_OK;
+  }
+  chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
+  return read_last(ps, stream, record_type(ps), position, NULL, 0);
+}
 
+chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
+                              const char *subscriber_id, int64_t position)
+{
+  char stream[320], pos[24];
+
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
+    const char *params[2] = { subscriber_id, pos };
+    PGresult *res;
+    chd_store_rc rc;
+
+    snprintf(pos, sizeof pos, "%" PRId64, position);
+    rc = view_query(ps, "INSERT INTO comphost_positions (subscriber_id, position)"
+                    " VALUES ($1, $2::bigint) ON CONFLICT (subscriber_id) DO UPDATE"
+                    " SET position = EXCLUDED.position, updated_at = now()",
+                    2, params, "saving the position", &res);
+    PQclear(res);
+    return rc;
+  }
+  chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
+  return write_record(ps, stream, record_type(ps),
+                      json_pack("{s:I}", "position", (json_int_t)position));
+}
+
+chd_store_rc chd_position_mark_stopped(chd_position_store *ps, const char *subscriber_id,
+                                       int64_t position, const ch_message *msg,
+                                       const char *reason)
+{
+  char stream[320];
+
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
+    char pos[24], at[24], text[1600];
+    const char *params[4] = { subscriber_id, pos, at, text };
+    PGresult *res;
+    chd_store_rc rc;
+
+    snprintf(pos, sizeof pos, "%" PRId64, position);
+    snprintf(at, sizeof at, "%" PRId64, msg->global_position);
     snprintf(text, sizeof text, "%s (type %s in stream %s)", reason, msg->type,
              msg->stream_name);
-    res = PQexecParams(ctx->view,
-                       "INSERT INTO comphost_positions (subscriber_id, position, stopped_at,"
-                       " stop_reason) VALUES ($1, $2::bigint, $3::bigint, $4)"
-                       " ON CONFLICT (subscriber_id) DO UPDATE SET stopped_at = EXCLUDED.stopped_at,"
-                       " stop_reason = EXCLUDED.stop_reason, updated_at = now()",
-                       4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-      return view_failed(ctx, res, "recording the stop");
+    rc = view_query(ps, "INSERT INTO comphost_positions (subscriber_id, position, stopped_at,"
+                    " stop_reason) VALUES ($1, $2::bigint, $3::bigint, $4)"
+                    " ON CONFLICT (subscriber_id) DO UPDATE SET stopped_at = EXCLUDED.stopped_at,"
+                    " stop_reason = EXCLUDED.stop_reason, updated_at = now()",
+                    4, params, "recording the stop", &res);
     PQclear(res);
-    return 0;
-  } else {
-    json_t *data = json_pack("{s:I, s:s, s:s, s:s}", "position",
-                             (json_int_t)msg->global_position, "stream", msg->stream_name,
-                             "type", msg->type, "reason", reason);
-    char stream[320];
-    chd_mdb_rc rc;
-
-    status_stream(s->subscriber_id, stream, sizeof stream);
-    rc = chd_mdb_write(ctx->mdb, stream, NULL, "Stopped", data, NULL, CH_VERSION_ANY, NULL);
-    json_decref(data);
-    if (rc != CHD_MDB_OK) {
-      snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
-      return -1;
-    }
-    return 0;
+    return rc;
   }
+  chd_park_status_stream(subscriber_id, stream, sizeof stream);
+  return write_record(ps, stream, "Stopped",
+                      json_pack("{s:I, s:s, s:s, s:s}", "position",
+                                (json_int_t)msg->global_position, "stream", msg->stream_name,
+                                "type", msg->type, "reason", reason));
 }
 
-int chd_position_inspect(chd_mdb *mdb, PGconn *view, const chd_instance_config *inst,
-                         const char *category, const char *subscriber_id,
-                         int64_t *position, int64_t *stopped_at, char *reason,
-                         size_t reason_size, char *err, size_t errlen)
+chd_store_rc chd_position_inspect(chd_position_store *ps, const char *category,
+                                  const char *subscriber_id, int64_t *position,
+                                  int64_t *stopped_at, char *reason, size_t reason_size)
 {
+  chd_store_rc rc;
+
   *position = 0;
   *stopped_at = 0;
   reason[0] = '\0';
-  if (inst->position_store == CHD_POSITION_VIEW_DATA) {
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
     const char *params[1] = { subscriber_id };
+    PGconn *conn = ps->view ? chd_viewdb_conn(ps->view) : NULL;
     PGresult *res;
 
-    if (!view) {
-      snprintf(err, errlen, "no view database connection");
-      return -1;
-    }
-    res = PQexecParams(view,
-                       "SELECT position, coalesce(stopped_at, 0), coalesce(stop_reason, '')"
-                       " FROM comphost_positions WHERE subscriber_id = $1",
-                       1, NULL, params, NULL, NULL, 0);
+    if (!conn)
+      return fail(ps, CHD_STORE_DISCONNECTED, "no view database connection");
+    res = PQexecParams(conn, "SELECT position, coalesce(stopped_at, 0),"
+                       " coalesce(stop_reason, '') FROM comphost_positions"
+                       " WHERE subscriber_id = $1", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
       /* a database the host never ran against has no table yet */
       const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-      int missing = state && !strcmp(state, "42P01");
-      if (!missing)
-        snprintf(err, errlen, "reading comphost_positions: %s", PQresultErrorMessage(res));
+      bool missing = state && !strcmp(state, "42P01");
+      rc = missing ? CHD_STORE_OK
+                   : fail(ps, CHD_STORE_ERROR, "reading comphost_positions: %s",
+                          PQresultErrorMessage(res));
       PQclear(res);
-      return missing ? 0 : -1;
+      return rc;
     }
     if (PQntuples(res) > 0) {
       sscanf(PQgetvalue(res, 0, 0), "%" SCNd64, position);
@@ -202,17 +259,70 @@ int chd_position_inspect(chd_mdb *mdb, PGconn *view, const chd_instance_config *
     PQclear(res);
   } else {
     char stream[320], status[320];
-    chd_position_stream(inst, category, subscriber_id, stream, sizeof stream);
-    status_stream(subscriber_id, status, sizeof status);
-    if (read_message_store(mdb, stream, record_type(inst), position, NULL, 0,
-                           err, errlen) != 0 ||
-        read_message_store(mdb, status, "Stopped", stopped_at, reason, reason_size,
-                           err, errlen) != 0)
-      return -1;
+    chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
+    chd_park_status_stream(subscriber_id, status, sizeof status);
+    if ((rc = read_last(ps, stream, record_type(ps), position, NULL, 0)) != CHD_STORE_OK ||
+        (rc = read_last(ps, status, "Stopped", stopped_at, reason, reason_size))
+          != CHD_STORE_OK)
+      return rc;
   }
   if (*stopped_at <= *position) {
     *stopped_at = 0;
     reason[0] = '\0';
   }
-  return 0;
+  return CHD_STORE_OK;
+}
+
+chd_store_rc chd_position_age(chd_position_store *ps, const char *category,
+                              const char *subscriber_id, int64_t *age_ms)
+{
+  char stream[320];
+  chd_store_rc rc;
+
+  *age_ms = -1;
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
+    const char *params[1] = { subscriber_id };
+    PGresult *res;
+    rc = view_query(ps, "SELECT (extract(epoch FROM now() - updated_at) * 1000)::bigint"
+                    " FROM comphost_positions WHERE subscriber_id = $1", 1, params,
+                    "reading the time of the position", &res);
+    if (rc != CHD_STORE_OK)
+      return rc;
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+      sscanf(PQgetvalue(res, 0, 0), "%" SCNd64, age_ms);
+    PQclear(res);
+    return CHD_STORE_OK;
+  }
+  chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
+  rc = chd_mdb_last_age(ps->mdb, stream, record_type(ps), age_ms);
+  return rc == CHD_STORE_OK ? rc : store_failed(ps, rc);
+}
+
+chd_store_rc chd_position_reset(chd_position_store *ps, const char *category,
+                                const char *subscriber_id)
+{
+  char status[320], reason[1024];
+  int64_t position, stopped;
+  chd_store_rc rc;
+
+  if (ps->where == CHD_POSITION_VIEW_DATA) {
+    const char *params[1] = { subscriber_id };
+    PGresult *res;
+    rc = view_query(ps, "UPDATE comphost_positions SET position = 0, stopped_at = NULL,"
+                    " stop_reason = NULL, updated_at = now() WHERE subscriber_id = $1",
+                    1, params, "resetting the position", &res);
+    PQclear(res);
+    return rc;
+  }
+  rc = chd_position_inspect(ps, category, subscriber_id, &position, &stopped, reason,
+                            sizeof reason);
+  if (rc == CHD_STORE_OK && position != 0)
+    rc = chd_position_put(ps, category, subscriber_id, 0);
+  if (rc == CHD_STORE_OK && stopped) {
+    chd_park_status_stream(subscriber_id, status, sizeof status);
+    rc = write_record(ps, status, "Stopped",
+                      json_pack("{s:i, s:s}", "position", 0, "reason",
+                                "cleared by comphost rebuild"));
+  }
+  return rc;
 }

@@ -1,237 +1,181 @@
 /* viewdb.c - the view database: connection, transactions, migrations. */
 #include "viewdb.h"
 
-#include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
-#include "mdb.h"
+#include "pq.h"
 
-/* One line from a libpq message. */
-static void one_line(char *s)
-{
-  size_t n = strlen(s);
-
-  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-    s[--n] = '\0';
-  for (; *s; s++)
-    if (*s == '\n')
-      *s = ' ';
-}
-
-static void describe(const char *url, char *buf, size_t size)
-{
-  PQconninfoOption *opts = PQconninfoParse(url, NULL);
-  const char *host = "localhost", *port = "5432", *db = "?";
-
-  if (opts) {
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-      if (!o->val || !*o->val)
-        continue;
-      if (!strcmp(o->keyword, "host"))
-        host = o->val;
-      else if (!strcmp(o->keyword, "port"))
-        port = o->val;
-      else if (!strcmp(o->keyword, "dbname"))
-        db = o->val;
-    }
-  }
-  snprintf(buf, size, "%s:%s/%s", host, port, db);
-  PQconninfoFree(opts);
-}
-
-PGconn *chd_viewdb_connect(const char *url, char *err, size_t errlen)
-{
-  const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
-  const char *vals[] = { "10", "comphost", url, NULL };
-  char *perr = NULL, where[256];
-  PQconninfoOption *opts = PQconninfoParse(url, &perr);
-  PGconn *conn;
-
-  if (!opts) {
-    snprintf(err, errlen, "invalid view database connection string: %s",
-             perr ? perr : "out of memory");
-    PQfreemem(perr);
-    one_line(err);
-    return NULL;
-  }
-  PQconninfoFree(opts);
-  describe(url, where, sizeof where);
-  conn = PQconnectdbParams(keys, vals, 1);
-  if (!conn || PQstatus(conn) != CONNECTION_OK) {
-    snprintf(err, errlen, "cannot connect to view database at %s: %s", where,
-             conn ? PQerrorMessage(conn) : "out of memory");
-    one_line(err);
-    PQfinish(conn);
-    return NULL;
-  }
-  PQsetNoticeProcessor(conn, chd_log_pq_notice, NULL);
-  return conn;
-}
-
-int chd_viewdb_ensure(PGconn **conn, const char *url, const volatile sig_atomic_t *stop,
-                      char *err, size_t errlen)
-{
-  int delay = 100;
-
-  bool was_connected = *conn != NULL;
-
-  if (*conn && PQstatus(*conn) == CONNECTION_OK)
-    return 0;
-  PQfinish(*conn);
-  *conn = NULL;
-  for (;;) {
-    PQconninfoOption *opts = PQconninfoParse(url, NULL);
-
-    if (!opts) {
-      chd_viewdb_connect(url, err, errlen);     /* for its message */
-      return -2;
-    }
-    PQconninfoFree(opts);
-    *conn = chd_viewdb_connect(url, err, errlen);
-    if (*conn) {
-      if (was_connected)
-        chd_log_info("reconnected to the view database");
-      return 0;
-    }
-    if (chd_pq_refused_for_good(err))
-      return -2;
-    chd_log_warn("%s; retrying in %d ms", err, delay);
-    for (int slept = 0; slept < delay; slept += 50) {
-      struct timespec ts = { 0, 50 * 1000000L };
-      if (stop && *stop)
-        return -1;
-      while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-    }
-    delay = delay * 2 > 5000 ? 5000 : delay * 2;
-  }
-}
-
-int chd_viewdb_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
-{
-  PGresult *res = PQexec(conn, sql);
-  int rc = 0;
-
-  if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-    if (err && errlen) {
-      snprintf(err, errlen, "%s", PQresultErrorMessage(res));
-      one_line(err);
-    }
-    rc = -1;
-  }
-  PQclear(res);
-  return rc;
-}
-
-int chd_viewdb_commit(PGconn *conn, char *err, size_t errlen)
-{
-  PGresult *res = PQexec(conn, "COMMIT");
-  int rc = 0;
-
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(err, errlen, "commit failed: %s", PQresultErrorMessage(res));
-    one_line(err);
-    rc = -1;
-  } else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-    /* a statement of the transaction failed: PostgreSQL rolled it back */
-    snprintf(err, errlen, "the transaction was rolled back (a statement in it failed)");
-    rc = -1;
-  }
-  PQclear(res);
-  return rc;
-}
-
-static const char host_tables[] =
-  "CREATE TABLE IF NOT EXISTS comphost_migrations ("
-  " plugin text NOT NULL, id text NOT NULL,"
-  " applied_at timestamptz NOT NULL DEFAULT now(),"
-  " PRIMARY KEY (plugin, id));"
-  "CREATE TABLE IF NOT EXISTS comphost_positions ("
-  " subscriber_id text PRIMARY KEY, position bigint NOT NULL,"
-  " updated_at timestamptz NOT NULL DEFAULT now(),"
-  " stopped_at bigint, stop_reason text)";
+struct chd_viewdb {
+  chd_pq pq;
+};
 
 /* Serialises migrations of every instance against one view database. */
 #define MIGRATION_LOCK "SELECT pg_advisory_lock(7236385425871958016)"
 #define MIGRATION_UNLOCK "SELECT pg_advisory_unlock(7236385425871958016)"
 
-static int applied(PGconn *conn, const char *plugin, const char *id, int *out,
-                   char *err, size_t errlen)
+chd_viewdb *chd_viewdb_new(const char *url)
+{
+  chd_viewdb *v = calloc(1, sizeof *v);
+
+  if (!v)
+    return NULL;
+  if (chd_pq_init(&v->pq, url, "view database") != 0) {
+    free(v);
+    return NULL;
+  }
+  return v;
+}
+
+void chd_viewdb_free(chd_viewdb *v)
+{
+  if (!v)
+    return;
+  chd_pq_release(&v->pq);
+  free(v);
+}
+
+void chd_viewdb_set_interrupt(chd_viewdb *v, const volatile sig_atomic_t *flag)
+{
+  v->pq.interrupt = flag;
+}
+
+chd_store_rc chd_viewdb_connect(chd_viewdb *v)
+{
+  return chd_pq_connect(&v->pq);
+}
+
+static chd_store_rc connect_cb(void *arg)
+{
+  return chd_viewdb_connect(arg);
+}
+
+chd_store_rc chd_viewdb_ensure(chd_viewdb *v)
+{
+  bool was_connected = v->pq.conn != NULL;
+  chd_store_rc rc;
+
+  if (!chd_pq_broken(&v->pq))
+    return CHD_STORE_OK;
+  rc = chd_pq_reconnect(&v->pq, -1, true, connect_cb, v);
+  if (rc == CHD_STORE_OK && was_connected)
+    chd_log_info("reconnected to the view database");
+  return rc;
+}
+
+PGconn *chd_viewdb_conn(chd_viewdb *v)
+{
+  return v->pq.conn;
+}
+
+bool chd_viewdb_broken(const chd_viewdb *v)
+{
+  return chd_pq_broken(&v->pq);
+}
+
+const char *chd_viewdb_error(const chd_viewdb *v)
+{
+  return v->pq.error;
+}
+
+chd_store_rc chd_viewdb_exec(chd_viewdb *v, const char *sql)
+{
+  return chd_pq_exec(&v->pq, sql);
+}
+
+chd_store_rc chd_viewdb_commit(chd_viewdb *v)
+{
+  return chd_pq_commit(&v->pq);
+}
+
+chd_store_rc chd_viewdb_exec_locked(chd_viewdb *v, const char *sql)
+{
+  chd_store_rc rc = chd_pq_exec(&v->pq, MIGRATION_LOCK);
+
+  if (rc != CHD_STORE_OK)
+    return rc;
+  rc = chd_pq_exec(&v->pq, sql);
+  if (rc != CHD_STORE_OK) {
+    char why[sizeof v->pq.error];
+    snprintf(why, sizeof why, "%s", v->pq.error);
+    chd_pq_exec(&v->pq, MIGRATION_UNLOCK);
+    return chd_pq_fail(&v->pq, rc, "%s", why);
+  }
+  return chd_pq_exec(&v->pq, MIGRATION_UNLOCK);
+}
+
+static const char migrations_table[] =
+  "CREATE TABLE IF NOT EXISTS comphost_migrations ("
+  " plugin text NOT NULL, id text NOT NULL,"
+  " applied_at timestamptz NOT NULL DEFAULT now(),"
+  " PRIMARY KEY (plugin, id))";
+
+static chd_store_rc applied(chd_viewdb *v, const char *plugin, const char *id, bool *out)
 {
   const char *params[2] = { plugin, id };
-  PGresult *res = PQexecParams(conn,
+  PGresult *res = PQexecParams(v->pq.conn,
                                "SELECT 1 FROM comphost_migrations WHERE plugin = $1 AND id = $2",
                                2, NULL, params, NULL, NULL, 0);
-  int rc = 0;
+  chd_store_rc rc = CHD_STORE_OK;
 
-  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-    snprintf(err, errlen, "cannot read comphost_migrations: %s", PQresultErrorMessage(res));
-    one_line(err);
-    rc = -1;
-  } else {
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    rc = chd_pq_result_error(&v->pq, res, "reading comphost_migrations");
+  else
     *out = PQntuples(res) > 0;
-  }
   PQclear(res);
   return rc;
 }
 
-static int apply_one(PGconn *conn, const char *plugin, const ch_migration *m,
-                     char *err, size_t errlen)
+static chd_store_rc apply_one(chd_viewdb *v, const char *plugin, const ch_migration *m)
 {
   const char *params[2] = { plugin, m->id };
-  char why[1024];
+  chd_store_rc rc = chd_pq_exec(&v->pq, "BEGIN");
   PGresult *res;
 
-  if (chd_viewdb_exec(conn, "BEGIN", why, sizeof why) != 0)
-    goto failed;
-  if (chd_viewdb_exec(conn, m->sql, why, sizeof why) != 0) {
-    chd_viewdb_exec(conn, "ROLLBACK", NULL, 0);
-    goto failed;
-  }
-  res = PQexecParams(conn, "INSERT INTO comphost_migrations (plugin, id) VALUES ($1, $2)",
-                     2, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(why, sizeof why, "%s", PQresultErrorMessage(res));
-    one_line(why);
+  if (rc == CHD_STORE_OK)
+    rc = chd_pq_exec(&v->pq, m->sql);
+  if (rc == CHD_STORE_OK) {
+    res = PQexecParams(v->pq.conn, "INSERT INTO comphost_migrations (plugin, id) VALUES ($1, $2)",
+                       2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      rc = chd_pq_result_error(&v->pq, res, "recording the migration");
     PQclear(res);
-    chd_viewdb_exec(conn, "ROLLBACK", NULL, 0);
-    goto failed;
   }
-  PQclear(res);
-  if (chd_viewdb_commit(conn, why, sizeof why) != 0)
-    goto failed;
+  if (rc == CHD_STORE_OK)
+    rc = chd_pq_commit(&v->pq);
+  if (rc != CHD_STORE_OK) {
+    char what[600];
+    PQclear(PQexec(v->pq.conn, "ROLLBACK"));
+    snprintf(what, sizeof what, "migration %s of plugin %s failed", m->id, plugin);
+    return chd_pq_prefix(&v->pq, rc, what);
+  }
   chd_log_info("applied migration %s of plugin %s", m->id, plugin);
-  return 0;
-
-failed:
-  snprintf(err, errlen, "migration %s of plugin %s failed: %s", m->id, plugin, why);
-  return -1;
+  return CHD_STORE_OK;
 }
 
-int chd_viewdb_migrate(PGconn *conn, const char *plugin_name,
-                       const ch_migration *migrations, char *err, size_t errlen)
+chd_store_rc chd_viewdb_migrate(chd_viewdb *v, const char *plugin_name,
+                                const ch_migration *migrations)
 {
-  char why[1024];
-  int rc = 0;
+  chd_store_rc rc = chd_pq_exec(&v->pq, MIGRATION_LOCK);
 
-  if (chd_viewdb_exec(conn, MIGRATION_LOCK, why, sizeof why) != 0) {
-    snprintf(err, errlen, "cannot lock the view database for migrations: %s", why);
-    return -1;
+  if (rc != CHD_STORE_OK)
+    return chd_pq_prefix(&v->pq, rc, "cannot lock the view database for migrations");
+  rc = chd_pq_exec(&v->pq, migrations_table);
+  if (rc != CHD_STORE_OK)
+    chd_pq_prefix(&v->pq, rc, "cannot create the host's tables in the view database");
+  for (const ch_migration *m = migrations; rc == CHD_STORE_OK && m && m->id; m++) {
+    bool done = false;
+    rc = applied(v, plugin_name, m->id, &done);
+    if (rc == CHD_STORE_OK && !done)
+      rc = apply_one(v, plugin_name, m);
   }
-  if (chd_viewdb_exec(conn, host_tables, why, sizeof why) != 0) {
-    snprintf(err, errlen, "cannot create the host's tables in the view database: %s", why);
-    rc = -1;
+  if (rc != CHD_STORE_OK) {
+    char why[sizeof v->pq.error];
+    snprintf(why, sizeof why, "%s", v->pq.error);
+    PQclear(PQexec(v->pq.conn, MIGRATION_UNLOCK));
+    return chd_pq_fail(&v->pq, rc, "%s", why);
   }
-  for (const ch_migration *m = migrations; rc == 0 && m && m->id; m++) {
-    int done = 0;
-    rc = applied(conn, plugin_name, m->id, &done, err, errlen);
-    if (rc == 0 && !done)
-      rc = apply_one(conn, plugin_name, m, err, errlen);
-  }
-  chd_viewdb_exec(conn, MIGRATION_UNLOCK, why, sizeof why);
-  return rc;
+  return chd_pq_exec(&v->pq, MIGRATION_UNLOCK);
 }
