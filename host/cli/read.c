@@ -1,5 +1,5 @@
 /*
- * cli_read.c - `comphost read`: the messages of a stream, a category or $all.
+ * read.c - `comphost read`: the messages of a stream, a category or $all.
  *
  *   comphost read -c FILE STREAM [--from N] [--limit N] [--follow] [--json]
  *

@@ -1,5 +1,5 @@
 /*
- * cli_write.c - `comphost write`: write one message.
+ * write.c - `comphost write`: write one message.
  *
  *   comphost write -c FILE --stream S --type T --data JSON [--metadata JSON]
  *                  [--expected-version N] [--id UUID] [--json]
