@@ -27,15 +27,8 @@
 
 #include <comphost/plugin.h>
 
-typedef enum chd_position_store {
-  CHD_POSITION_MESSAGE_STORE = 0,  /* "message_store" (default) */
-  CHD_POSITION_VIEW_DATA = 1       /* "view_data" */
-} chd_position_store;
-
-typedef enum chd_position_format {
-  CHD_POSITION_FORMAT_BOOK = 0,    /* subscriberPosition-<id>, type Read (default) */
-  CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
-} chd_position_format;
+#include "parse.h"
+#include "position.h"
 
 /* What a subscription does with a message that fails for good (CH_FAIL, the
  * retries used up, a crash loop, data that is not JSON): park its stream and
@@ -87,7 +80,7 @@ typedef struct chd_instance_config {
   int64_t position_update_interval;/* position_update_interval, default 100 */
   int64_t group_member;            /* group_member, default 0 */
   int64_t group_size;              /* group_size, default 0 = no consumer group */
-  chd_position_store position_store;   /* position_store */
+  chd_position_where position_store;   /* position_store */
   chd_position_format position_format; /* position_format = book | eventide */
   int64_t max_retries;             /* max_retries, default 5: CH_RETRY attempts per message */
   int64_t retry_backoff_ms;        /* retry_backoff_ms, default 200, doubling, max 30 s */
@@ -227,13 +220,5 @@ bool chd_config_is_host_key(const char *name);
 /* True when s is a mount path: "/" or "/a/b" (a-z A-Z 0-9 - _ . between
  * single slashes, no trailing slash). */
 bool chd_config_mount_valid(const char *s);
-
-/* Parse helpers shared with the CLI: return 0, or -1 when s is not one. */
-int chd_parse_int64(const char *s, int64_t *out);
-int chd_parse_bool(const char *s, bool *out);
-
-/* "HOST:PORT", "[IPv6]:PORT" or "PORT" (on 127.0.0.1): the host into `host`
- * and the port (0 to 65535). Returns 0, or -1 when s is not one. */
-int chd_parse_listen(const char *s, char *host, size_t host_size, int *port);
 
 #endif /* CHD_CONFIG_H */

@@ -38,23 +38,23 @@ chd_log_fields chd_ctx_log_fields(const ch_ctx *ctx)
   return f;
 }
 
-int chd_rc_from_mdb(chd_mdb_rc rc)
+int chd_rc_from_store(chd_store_rc rc)
 {
   switch (rc) {
-  case CHD_MDB_OK:           return CH_RC_OK;
-  case CHD_MDB_CONFLICT:     return CH_RC_CONFLICT;
-  case CHD_MDB_DISCONNECTED: return CH_RC_UNAVAILABLE;
-  case CHD_MDB_INVALID:      return CH_RC_INVALID;
-  case CHD_MDB_INTERRUPTED:  return CH_RC_UNAVAILABLE;
+  case CHD_STORE_OK:           return CH_RC_OK;
+  case CHD_STORE_CONFLICT:     return CH_RC_CONFLICT;
+  case CHD_STORE_DISCONNECTED: return CH_RC_UNAVAILABLE;
+  case CHD_STORE_INVALID:      return CH_RC_INVALID;
+  case CHD_STORE_INTERRUPTED:  return CH_RC_UNAVAILABLE;
   default:                   return CH_RC_ERROR;
   }
 }
 
 /* Record the client's error as the ctx's last error and map the code. */
-static int mdb_failed(ch_ctx *ctx, chd_mdb_rc rc)
+static int mdb_failed(ch_ctx *ctx, chd_store_rc rc)
 {
   snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
-  return chd_rc_from_mdb(rc);
+  return chd_rc_from_store(rc);
 }
 
 static void api_log(ch_ctx *ctx, ch_log_level level, const char *fmt, ...)
@@ -113,16 +113,14 @@ static bool api_config_bool(ch_ctx *ctx, const char *key)
   return v;
 }
 
+/* A savepoint around a write in the batch's store transaction; a failure
+ * is the write's, so it is the plugin's last error. */
 static int savepoint(ch_ctx *ctx, const char *sql)
 {
-  PGresult *res = PQexec(chd_mdb_conn(ctx->mdb), sql);
-  int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-  if (!ok)
-    snprintf(ctx->last_error, sizeof ctx->last_error, "%s failed: %s", sql,
-             PQresultErrorMessage(res));
-  PQclear(res);
-  return ok ? 0 : -1;
+  if (chd_mdb_exec(ctx->mdb, sql) == CHD_STORE_OK)
+    return 0;
+  snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
+  return -1;
 }
 
 /* The metadata of a write from a route handler: the plugin's (copied), with
@@ -157,7 +155,7 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
 {
   char id[CHD_UUID_LEN];
   const char *use_id = NULL;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   ctx->last_error[0] = '\0';
   if (ctx->current && ctx->inst->deterministic_ids) {
@@ -179,29 +177,29 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
     rc = chd_mdb_write(ctx->mdb, stream_name, NULL, type, data, meta, expected_version,
                        out_position);
     json_decref(meta);
-    return rc == CHD_MDB_OK ? CH_RC_OK : mdb_failed(ctx, rc);
+    return rc == CHD_STORE_OK ? CH_RC_OK : mdb_failed(ctx, rc);
   }
   if (ctx->in_store_tx && savepoint(ctx, "SAVEPOINT chd_write") != 0)
     return CH_RC_ERROR;
   rc = chd_mdb_write(ctx->mdb, stream_name, use_id, type, data, metadata,
                      expected_version, out_position);
-  if (ctx->in_store_tx && rc != CHD_MDB_DISCONNECTED) {
+  if (ctx->in_store_tx && rc != CHD_STORE_DISCONNECTED) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", chd_mdb_error(ctx->mdb));
-    if (savepoint(ctx, rc == CHD_MDB_OK ? "RELEASE SAVEPOINT chd_write"
+    if (savepoint(ctx, rc == CHD_STORE_OK ? "RELEASE SAVEPOINT chd_write"
                                         : "ROLLBACK TO SAVEPOINT chd_write") != 0)
       return CH_RC_ERROR;
-    if (rc != CHD_MDB_OK) {
+    if (rc != CHD_STORE_OK) {
       snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
-      if (rc == CHD_MDB_DUPLICATE_ID && use_id) {
+      if (rc == CHD_STORE_DUPLICATE_ID && use_id) {
         if (out_position)
           *out_position = -1;
         return CH_RC_ALREADY_WRITTEN;
       }
-      return chd_rc_from_mdb(rc);
+      return chd_rc_from_store(rc);
     }
   }
-  if (rc == CHD_MDB_DUPLICATE_ID && use_id) {
+  if (rc == CHD_STORE_DUPLICATE_ID && use_id) {
     chd_log_fields f = chd_ctx_log_fields(ctx);
     chd_log(CH_LOG_DEBUG, &f, "%s to '%s' was written by an earlier delivery", type,
             stream_name);
@@ -209,7 +207,7 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
       *out_position = -1;
     return CH_RC_ALREADY_WRITTEN;
   }
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return mdb_failed(ctx, rc);
   return CH_RC_OK;
 }
@@ -226,7 +224,7 @@ static int64_t api_read_stream(ch_ctx *ctx, const char *stream_name, int64_t fro
   for (;;) {
     int64_t want = FETCH_PAGE;
     chd_mdb_batch b;
-    chd_mdb_rc rc;
+    chd_store_rc rc;
     bool stop = false;
 
     if (max >= 0 && max - seen < want)
@@ -234,7 +232,7 @@ static int64_t api_read_stream(ch_ctx *ctx, const char *stream_name, int64_t fro
     if (want <= 0)
       return seen;
     rc = chd_mdb_read_stream(ctx->mdb, stream_name, from, want, &b);
-    if (rc != CHD_MDB_OK)
+    if (rc != CHD_STORE_OK)
       return mdb_failed(ctx, rc);
     for (size_t i = 0; i < b.count && !stop; i++) {
       if (b.decode_errors && b.decode_errors[i]) {
@@ -257,12 +255,12 @@ static int api_read_last(ch_ctx *ctx, const char *stream_name, const char *type,
                          int (*each)(void *, const ch_message *), void *arg)
 {
   chd_mdb_batch b;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
   int found;
 
   ctx->last_error[0] = '\0';
   rc = chd_mdb_read_last(ctx->mdb, stream_name, type, &b);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return mdb_failed(ctx, rc);
   found = b.count > 0;
   if (found && b.decode_errors && b.decode_errors[0]) {
@@ -278,11 +276,11 @@ static int api_read_last(ch_ctx *ctx, const char *stream_name, const char *type,
 
 static int api_stream_version(ch_ctx *ctx, const char *stream_name, int64_t *out_version)
 {
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   ctx->last_error[0] = '\0';
   rc = chd_mdb_stream_version(ctx->mdb, stream_name, out_version);
-  return rc == CHD_MDB_OK ? CH_RC_OK : mdb_failed(ctx, rc);
+  return rc == CHD_STORE_OK ? CH_RC_OK : mdb_failed(ctx, rc);
 }
 
 typedef struct fetch_state {
@@ -322,7 +320,7 @@ static int api_fetch(ch_ctx *ctx, const char *stream_name, const ch_projection *
 
 static struct pg_conn *api_view_db(ch_ctx *ctx)
 {
-  return ctx->view;
+  return ctx->view ? chd_viewdb_conn(ctx->view) : NULL;
 }
 
 static struct pg_conn *api_store_db(ch_ctx *ctx)
@@ -330,7 +328,7 @@ static struct pg_conn *api_store_db(ch_ctx *ctx)
   PGconn *c = ctx->mdb ? chd_mdb_conn(ctx->mdb) : NULL;
 
   if ((!c || PQstatus(c) != CONNECTION_OK) && ctx->mdb &&
-      chd_mdb_reconnect(ctx->mdb, 0) == CHD_MDB_OK)
+      chd_mdb_reconnect(ctx->mdb, 0) == CHD_STORE_OK)
     c = chd_mdb_conn(ctx->mdb);
   return c && PQstatus(c) == CONNECTION_OK ? c : NULL;
 }

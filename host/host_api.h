@@ -20,13 +20,14 @@
 #include "loader.h"
 #include "log.h"
 #include "mdb.h"
+#include "viewdb.h"
 
 struct ch_ctx {
   const chd_config *cfg;
   const chd_instance_config *inst;
   const chd_plugin *plugin;
   chd_mdb *mdb;                 /* the message store */
-  PGconn *view;                 /* the view database, NULL if none */
+  chd_viewdb *view;             /* the view database, NULL if none */
   const volatile sig_atomic_t *stop;  /* set when the worker must stop */
   void *state;                  /* the plugin's, from init() */
 
@@ -55,7 +56,7 @@ void chd_ctx_end_message(ch_ctx *ctx);
 /* The log fields of what the ctx is doing now. */
 chd_log_fields chd_ctx_log_fields(const ch_ctx *ctx);
 
-/* Map a Message DB client result to a CH_RC_* code. */
-int chd_rc_from_mdb(chd_mdb_rc rc);
+/* Map a store result to a CH_RC_* code. */
+int chd_rc_from_store(chd_store_rc rc);
 
 #endif /* CHD_HOST_API_H */

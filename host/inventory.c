@@ -201,13 +201,13 @@ void chd_inventory_log(const chd_inventory *inv)
 int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
 {
   chd_mdb *mdb = NULL;
-  PGconn *view = NULL;
+  chd_viewdb *view = NULL;
   char err[1024];
   int rc = 0;
 
   if (with_positions) {
     mdb = chd_mdb_new(inv->cfg.message_store);
-    if (!mdb || chd_mdb_connect(mdb) != CHD_MDB_OK) {
+    if (!mdb || chd_mdb_connect(mdb) != CHD_STORE_OK) {
       snprintf(err, sizeof err, "%s", mdb ? chd_mdb_error(mdb) : "out of memory");
       chd_log_redact(err, sizeof err);
       fprintf(out, "positions: unavailable: %s\n", err);
@@ -215,10 +215,14 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
       mdb = NULL;
       rc = -1;
     }
-    if (mdb && inv->cfg.view_data && !(view = chd_viewdb_connect(inv->cfg.view_data, err,
-                                                                   sizeof err))) {
+    if (mdb && inv->cfg.view_data &&
+        (!(view = chd_viewdb_new(inv->cfg.view_data)) ||
+         chd_viewdb_connect(view) != CHD_STORE_OK)) {
+      snprintf(err, sizeof err, "%s", view ? chd_viewdb_error(view) : "out of memory");
       chd_log_redact(err, sizeof err);
       fprintf(out, "positions: unavailable: %s\n", err);
+      chd_viewdb_free(view);
+      view = NULL;
       rc = -1;
     }
   }
@@ -291,9 +295,11 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
       if (mdb) {
         int64_t pos = 0, stopped = 0;
         char reason[1024];
-        if (chd_position_inspect(mdb, view, inst, sub->stream_name, id, &pos, &stopped,
-                                 reason, sizeof reason, err, sizeof err) != 0) {
-          fprintf(out, "    position: unavailable: %s\n", err);
+        chd_position_store ps;
+        chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);
+        if (chd_position_inspect(&ps, sub->stream_name, id, &pos, &stopped, reason,
+                                 sizeof reason) != CHD_STORE_OK) {
+          fprintf(out, "    position: unavailable: %s\n", chd_position_error(&ps));
           rc = -1;
         } else if (stopped) {
           fprintf(out, "    position: %" PRId64 "; STOPPED at global position %" PRId64
@@ -305,6 +311,6 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
     }
   }
   chd_mdb_free(mdb);
-  PQfinish(view);
+  chd_viewdb_free(view);
   return rc;
 }

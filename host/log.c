@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static ch_log_level current_level = CH_LOG_INFO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -143,18 +145,20 @@ static void put_int(line *l, const char *key, int64_t v)
 void chd_logv(ch_log_level level, const chd_log_fields *f, const char *fmt, va_list ap)
 {
   line l;
-  struct timespec ts;
+  int64_t now;
+  time_t secs;
   struct tm tm;
   char stamp[40], text[2048];
 
   if (level > current_level)
     return;
   l.len = 0;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
+  now = chd_wall_ms();
+  secs = (time_t)(now / 1000);
+  gmtime_r(&secs, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(stamp + strlen(stamp), sizeof stamp - strlen(stamp), ".%03ldZ",
-           ts.tv_nsec / 1000000L);
+  snprintf(stamp + strlen(stamp), sizeof stamp - strlen(stamp), ".%03dZ",
+           (int)(now % 1000));
   puts_(&l, "time=");
   puts_(&l, stamp);
   put_pair(&l, "level", chd_log_level_name(level));

@@ -13,9 +13,10 @@
 
 #include <jansson.h>
 
+#include "clock.h"
+#include "exporter.h"
 #include "http.h"
 #include "log.h"
-#include "metrics.h"
 #include "subscription.h"
 
 static const chd_inventory *m_inv;
@@ -137,11 +138,11 @@ static int answer(void *arg, const char *path, char **body, const char **content
   (void)arg;
   if (!strcmp(path, "/metrics")) {
     *content_type = "text/plain; version=0.0.4; charset=utf-8";
-    *body = chd_metrics_render(m_inv, m_status);
+    *body = chd_exporter_metrics(m_inv, m_status);
     return *body ? 200 : 500;
   }
   if (!strcmp(path, "/healthz")) {
-    bool ok = chd_metrics_health(m_inv, m_status, m_inv->cfg.health_max_heartbeat_age_ms,
+    bool ok = chd_exporter_health(m_inv, m_status, m_inv->cfg.health_max_heartbeat_age_ms,
                                  m_inv->cfg.health_max_stall_ms, body);
     *content_type = "application/json";
     return ok ? 200 : 503;
@@ -190,8 +191,7 @@ void chd_monitor_wait(int64_t ms)
   if (m_http) {
     chd_http_run(m_http, (int)ms);
   } else {
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);     /* a signal ends it early: fine */
+    chd_sleep_ms(ms);         /* a signal ends it early: fine */
   }
 }
 

@@ -1,11 +1,12 @@
 /* status.c - what each worker is doing, in memory shared with the supervisor. */
 #include "status.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "subscription.h"
+#include "clock.h"
 
 chd_status *chd_status_self;
 
@@ -94,4 +95,123 @@ const char *chd_worker_state_name(int state)
   case CHD_WORKER_EXITED:     return "exited";
   default:                    return "unknown";
   }
+}
+
+chd_status_sub *chd_status_sub_of(int index)
+{
+  if (!chd_status_self || index < 0 || index >= CHD_STATUS_MAX_SUBS)
+    return NULL;
+  return &chd_status_self->subs[index];
+}
+
+static void log_progress(const chd_log_fields *f, chd_status_sub *ss, int64_t now)
+{
+  chd_log_fields lf = *f;
+  int64_t done = ss->handled - ss->progress_handled;
+  double secs = (double)(now - ss->progress_ms) / 1000.0;
+  double rate = ss->progress_ms && secs > 0 ? (double)done / secs : 0;
+  char extra[160];
+
+  if (rate >= 1) {
+    int64_t eta = (int64_t)((double)ss->lag / rate);
+    snprintf(extra, sizeof extra, "lag=%" PRId64 " rate=%.0f eta_s=%" PRId64, ss->lag, rate,
+             eta);
+    lf.extra = extra;
+    chd_log(CH_LOG_INFO, &lf, "catching up: %s%" PRId64 " messages behind; %" PRId64
+            " done in %.1f s (%.0f/s); about %" PRId64 " min %02" PRId64 " s to go",
+            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag, done, secs, rate,
+            eta / 60, eta % 60);
+  } else {
+    snprintf(extra, sizeof extra, "lag=%" PRId64, ss->lag);
+    lf.extra = extra;
+    chd_log(CH_LOG_INFO, &lf, "catching up: %s%" PRId64 " messages behind",
+            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag);
+  }
+}
+
+/* A progress line when far behind and one is due. */
+static void progress(const chd_log_fields *f, chd_status_sub *ss)
+{
+  int64_t now = chd_now_ms();
+
+  if (ss->lag > CHD_PROGRESS_MIN_LAG &&
+      (ss->progress_ms == 0 || now - ss->progress_ms >= CHD_PROGRESS_INTERVAL_MS)) {
+    log_progress(f, ss, now);
+    ss->progress_ms = now;
+    ss->progress_handled = ss->handled;
+  }
+}
+
+/* The end of a catch-up that logged its progress. */
+static void caught_up(const chd_log_fields *f, chd_status_sub *ss, int64_t position)
+{
+  if (ss->progress_ms) {
+    chd_log(CH_LOG_INFO, f, "caught up at global position %" PRId64, position);
+    ss->progress_ms = 0;
+  }
+}
+
+bool chd_status_read(int index, size_t count, int64_t batch_size, const chd_log_fields *f,
+                     int64_t position)
+{
+  chd_status_sub *ss = chd_status_sub_of(index);
+  int64_t now;
+
+  if (!ss)
+    return false;
+  now = chd_now_ms();
+  ss->last_poll_ms = chd_wall_ms();
+  if ((int64_t)count < batch_size) {
+    ss->lag = (int64_t)count;           /* caught up once these are done */
+    if (count == 0)
+      caught_up(f, ss, position);
+  } else if (ss->lag_checked_ms == 0 || now - ss->lag_checked_ms >= CHD_PROGRESS_INTERVAL_MS) {
+    ss->lag_checked_ms = now;
+    return true;                        /* chd_status_lag() logs the progress */
+  }
+  progress(f, ss);
+  return false;
+}
+
+void chd_status_lag(int index, int64_t lag, const chd_log_fields *f)
+{
+  chd_status_sub *ss = chd_status_sub_of(index);
+
+  if (!ss)
+    return;
+  if (lag >= 0)
+    ss->lag = lag;
+  progress(f, ss);
+}
+
+void chd_status_batch_done(int index, size_t count, bool full, int64_t started_us,
+                           const chd_log_fields *f, int64_t position)
+{
+  chd_status_sub *ss = chd_status_sub_of(index);
+
+  if (!ss || count == 0)
+    return;
+  chd_hist_observe(&ss->batch, chd_now_us() - started_us);
+  if (!full) {
+    caught_up(f, ss, position);
+    ss->lag = 0;
+  } else if (ss->lag > 0) {
+    ss->lag = ss->lag > (int64_t)count ? ss->lag - (int64_t)count : 0;
+  }
+}
+
+void chd_status_handler_done(int index, int64_t started_us)
+{
+  chd_status_sub *ss = chd_status_sub_of(index);
+
+  if (ss)
+    chd_hist_observe(&ss->handler, chd_now_us() - started_us);
+}
+
+void chd_status_moved(int index)
+{
+  chd_status_sub *ss = chd_status_sub_of(index);
+
+  if (ss)
+    ss->moved_ms = chd_now_ms();
 }

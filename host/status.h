@@ -4,19 +4,40 @@
  * The supervisor maps one chd_status per instance before forking; the worker
  * writes it, the supervisor reads it: after a crash, to say which message the
  * worker was handling, and to notice a worker stuck on one message; and for
- * /metrics, /healthz and the state file (monitor.h). The worker writes all
- * of it but the fields marked "supervisor", which only the supervisor
- * writes. Torn reads are harmless: they feed logs and metrics.
+ * /metrics, /healthz (exporter.h) and the state file (monitor.h). The worker
+ * writes all of it but the fields marked "supervisor", which only the
+ * supervisor writes. Torn reads are harmless: they feed logs and metrics.
+ *
+ * Worker side, this is also where the subscription loop reports each read,
+ * batch and handler call: counters, the lag, latency histograms. While a
+ * subscription is far behind (more than CHD_PROGRESS_MIN_LAG messages), a
+ * progress line is logged every CHD_PROGRESS_INTERVAL_MS with the count,
+ * the rate and an ETA.
+ *
+ * The lag is counted, not estimated: the subscription counts the messages
+ * after its position in the store (chd_mdb_lag, up to CHD_LAG_BOUND) when
+ * chd_status_read() asks for it. A subscription whose last read was not
+ * full has caught up (lag 0 once that batch is handled); one that reads
+ * full batches counts again every CHD_PROGRESS_INTERVAL_MS, and counts down
+ * between.
  */
 #ifndef CHD_STATUS_H
 #define CHD_STATUS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include <comphost/message.h>
 
+#include "log.h"
+
 #define CHD_STATUS_MAX_SUBS 16
+
+#define CHD_LAG_BOUND 1000000
+#define CHD_PROGRESS_MIN_LAG 10000
+#define CHD_PROGRESS_INTERVAL_MS 5000
 
 /* Latency histograms: fixed buckets, upper bounds in microseconds
  * (chd_hist_bounds_us), then one for everything above. */
@@ -92,6 +113,35 @@ void chd_status_begin(int sub_index, const ch_message *msg);
 void chd_status_end(void);
 void chd_status_heartbeat(void);
 void chd_status_set_state(chd_worker_state state);
+
+/*
+ * Worker side, per subscription `index` of the instance. Each does nothing
+ * outside a worker or for an index past CHD_STATUS_MAX_SUBS. `f` names the
+ * subscription in log lines, `position` is its position now.
+ */
+
+/* The shared record of subscription `index`, or NULL. */
+chd_status_sub *chd_status_sub_of(int index);
+
+/* A read returned `count` messages, `batch_size` asked for. Returns true
+ * when the lag should be counted again in the store, then reported with
+ * chd_status_lag(). */
+bool chd_status_read(int index, size_t count, int64_t batch_size, const chd_log_fields *f,
+                     int64_t position);
+
+/* The lag just counted (-1: it could not be: keep the last one). */
+void chd_status_lag(int index, int64_t lag, const chd_log_fields *f);
+
+/* The batch of `count` messages read at `started_us` (chd_now_us) is done;
+ * `full` when the read filled batch_size. */
+void chd_status_batch_done(int index, size_t count, bool full, int64_t started_us,
+                           const chd_log_fields *f, int64_t position);
+
+/* A handler call that began at `started_us` returned. */
+void chd_status_handler_done(int index, int64_t started_us);
+
+/* The position moved (for stalls: a stall counts from here). */
+void chd_status_moved(int index);
 
 /* Supervisor side: the worker of `st` ended; `restart_at_ms` is 0 when it
  * will not be restarted. */

@@ -6,42 +6,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "metrics.h"
-#include "position.h"
+#include "clock.h"
 #include "status.h"
 #include "stream_name.h"
-#include "viewdb.h"
 
 #define MAX_RETRY_BACKOFF_MS 30000
 
-int64_t chd_now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleep ms, waking early when the stop flag is set. Returns -1 if stopped. */
-static int nap(int64_t ms, const volatile sig_atomic_t *stop)
+int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop)
 {
   int64_t end = chd_now_ms() + ms;
 
   for (;;) {
     int64_t left = end - chd_now_ms();
-    struct timespec ts;
-    if (stop && *stop)
-      return -1;
     if (left <= 0)
-      return 0;
-    chd_status_heartbeat();     /* waiting on purpose: the loop is alive */
-    if (left > 50)
-      left = 50;
-    ts.tv_sec = 0;
-    ts.tv_nsec = (long)left * 1000000L;
-    nanosleep(&ts, NULL);
+      return stop && *stop ? -1 : 0;
+    chd_status_heartbeat();
+    if (chd_nap_ms(left > 50 ? 50 : left, stop) != 0)
+      return -1;
   }
 }
 
@@ -60,16 +42,18 @@ static chd_log_fields fields_of(const chd_sub *s, const ch_message *m)
   return f;
 }
 
-/* Is the batch's view work one transaction? Is the store's? */
-static bool view_tx(const chd_sub *s)
+bool chd_sub_view_tx(const chd_sub *s)
 {
   return s->ctx->inst->batch_transaction && s->ctx->view;
 }
 
-static bool store_tx(const chd_sub *s)
+bool chd_sub_store_tx(const chd_sub *s)
 {
   return s->ctx->inst->store_transaction;
 }
+
+#define view_tx chd_sub_view_tx
+#define store_tx chd_sub_store_tx
 
 /* Does the position commit inside the batch's transaction? */
 static bool position_in_tx(const chd_sub *s)
@@ -80,11 +64,10 @@ static bool position_in_tx(const chd_sub *s)
 /* Show the counters in the worker's status (metrics, status). */
 static void publish(const chd_sub *s)
 {
-  chd_status_sub *ss;
+  chd_status_sub *ss = chd_status_sub_of(s->index);
 
-  if (!chd_status_self || s->index >= CHD_STATUS_MAX_SUBS)
+  if (!ss)
     return;
-  ss = &chd_status_self->subs[s->index];
   ss->failures = s->failures;
   ss->skipped = s->skipped;
   ss->parked_streams = (int64_t)s->parked.count;
@@ -95,21 +78,19 @@ static void publish(const chd_sub *s)
  * behind each up to the position. */
 static int load_parked(chd_sub *s, char *err, size_t errlen)
 {
-  chd_mdb *mdb = s->ctx->mdb;
-  char why[512];
-
-  chd_park_set_init(&s->parked);
   chd_park_status_stream(s->subscriber_id, s->status_stream, sizeof s->status_stream);
-  if (chd_park_fold(&s->parked, mdb, s->status_stream, why, sizeof why) != 0) {
-    snprintf(err, errlen, "cannot read the parked streams of '%s': %s", s->subscriber_id, why);
+  if (s->store->park_fold(s) != CHD_STORE_OK) {
+    snprintf(err, errlen, "cannot read the parked streams of '%s': %s", s->subscriber_id,
+             s->error);
     return -1;
   }
   s->parked_messages = 0;
   for (size_t i = 0; i < s->parked.count; i++) {
     chd_parked *p = &s->parked.items[i];
-    int64_t n = chd_park_count(mdb, p, s->position, why, sizeof why);
-    if (n < 0) {
-      snprintf(err, errlen, "cannot count the parked messages of '%s': %s", p->stream, why);
+    int64_t n = 0;
+    if (s->store->park_count(s, p, &n) != CHD_STORE_OK) {
+      snprintf(err, errlen, "cannot count the parked messages of '%s': %s", p->stream,
+               s->error);
       return -1;
     }
     p->messages = n > 0 ? n : 1;
@@ -120,12 +101,13 @@ static int load_parked(chd_sub *s, char *err, size_t errlen)
     chd_log(CH_LOG_WARN, &f, "%zu parked stream%s (%" PRId64 " messages): see `comphost"
             " parked`", s->parked.count, s->parked.count == 1 ? "" : "s", s->parked_messages);
   }
-  chd_metrics_moved(s->index);     /* a stall counts from the start */
+  chd_status_moved(s->index);      /* a stall counts from the start */
   publish(s);
   return 0;
 }
 
-int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
+int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
+                 void *store_arg, char *err, size_t errlen)
 {
   const ch_subscription *desc = &ctx->plugin->desc.subscriptions[index];
 
@@ -133,6 +115,11 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
   s->ctx = ctx;
   s->desc = desc;
   s->index = index;
+  s->store = store;
+  s->store_arg = store_arg;
+  s->nap = chd_sub_nap;
+  s->gap_timeout_ms = CHD_GAP_TIMEOUT_MS;
+  chd_park_set_init(&s->parked);
   chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
   if (chd_stream_is_all(desc->stream_name) && ctx->inst->group_size > 0) {
     snprintf(err, errlen, "subscription '%s' reads $all: consumer groups need a category",
@@ -145,13 +132,14 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen)
              " needs a category", s->subscriber_id);
     return -1;
   }
-  chd_position_stream(ctx->inst, desc->stream_name, s->subscriber_id, s->position_stream,
-                      sizeof s->position_stream);
-  if (chd_position_load(s) != 0) {
+  chd_position_stream(ctx->inst->position_format, desc->stream_name, s->subscriber_id,
+                      s->position_stream, sizeof s->position_stream);
+  if (store->get_position(s, &s->position) != CHD_STORE_OK) {
     snprintf(err, errlen, "cannot load the position of '%s': %s", s->subscriber_id,
-             ctx->last_error);
+             s->error);
     return -1;
   }
+  s->saved_position = s->position;
   return load_parked(s, err, errlen);
 }
 
@@ -188,7 +176,7 @@ static ch_result call_handler(chd_sub *s, ch_handler_fn fn, const ch_message *m)
   chd_status_begin(s->index, m);
   started = chd_now_us();
   r = fn(ctx, ctx->state, m);
-  chd_metrics_handler_done(s->index, started);
+  chd_status_handler_done(s->index, started);
   chd_status_end();
   chd_ctx_end_message(ctx);
   if (r != CH_OK && r != CH_RETRY && r != CH_FAIL && r != CH_SKIP) {
@@ -199,114 +187,32 @@ static ch_result call_handler(chd_sub *s, ch_handler_fn fn, const ch_message *m)
   return r;
 }
 
-static bool conn_broken(PGconn *c)
+static bool connections_broken(chd_sub *s)
 {
-  return !c || PQstatus(c) == CONNECTION_BAD;
-}
-
-static bool connections_broken(const chd_sub *s)
-{
-  return conn_broken(chd_mdb_conn(s->ctx->mdb)) || (s->ctx->view && conn_broken(s->ctx->view));
+  return s->store->broken(s);
 }
 
 /* Reconnect whatever is broken. Returns -1 when told to stop meanwhile. */
 static int recover(chd_sub *s)
 {
-  ch_ctx *ctx = s->ctx;
-  chd_log_fields f = fields_of(s, NULL);
-
-  if (conn_broken(chd_mdb_conn(ctx->mdb))) {
-    chd_log(CH_LOG_WARN, &f, "lost the message store: %s; reconnecting",
-            chd_mdb_error(ctx->mdb));
-    if (chd_mdb_reconnect(ctx->mdb, -1) != CHD_MDB_OK)
-      return -1;
-    chd_log(CH_LOG_INFO, &f, "reconnected to the message store");
-  }
-  if (ctx->view && conn_broken(ctx->view)) {
-    chd_log(CH_LOG_WARN, &f, "lost the view database; reconnecting");
-    char err[1024];
-    int rc;
-
-    while ((rc = chd_viewdb_ensure(&ctx->view, ctx->cfg->view_data, ctx->stop, err,
-                                   sizeof err)) == -2) {
-      /* refused now, after having worked: wait for an operator, loudly */
-      chd_log(CH_LOG_ERROR, &f, "%s; trying again in 10 s", err);
-      if (nap(10000, ctx->stop) != 0)
-        return -1;
-    }
-    if (rc != 0)
-      return -1;
-  }
-  return 0;
-}
-
-/* Transactions of a batch, on the view database and/or the message store. */
-static int tx_run(chd_sub *s, const char *sql, bool on_view)
-{
-  char err[1024];
-  PGconn *c = on_view ? s->ctx->view : chd_mdb_conn(s->ctx->mdb);
-
-  if (chd_viewdb_exec(c, sql, err, sizeof err) != 0) {
-    snprintf(s->ctx->last_error, sizeof s->ctx->last_error, "%s: %s", sql, err);
-    return -1;
-  }
-  return 0;
+  return s->store->recover(s);
 }
 
 static int tx_begin(chd_sub *s)
 {
-  if (view_tx(s) && tx_run(s, "BEGIN", true) != 0)
-    return -1;
-  if (store_tx(s)) {
-    if (tx_run(s, "BEGIN", false) != 0) {
-      if (view_tx(s))
-        tx_run(s, "ROLLBACK", true);
-      return -1;
-    }
-    s->ctx->in_store_tx = true;
-  }
-  return 0;
+  return s->store->begin(s) == CHD_STORE_OK ? 0 : -1;
 }
 
 static void tx_rollback(chd_sub *s)
 {
-  if (view_tx(s) && !conn_broken(s->ctx->view))
-    tx_run(s, "ROLLBACK", true);
-  if (store_tx(s) && !conn_broken(chd_mdb_conn(s->ctx->mdb)))
-    tx_run(s, "ROLLBACK", false);
-  s->ctx->in_store_tx = false;
+  s->store->rollback(s);
 }
 
-/*
- * Commit. The transaction that holds the position commits last, so a crash
- * between the two commits redelivers (and idempotent handlers absorb that)
- * rather than skips.
- */
+/* Commit. The store commits the transaction that holds the position last,
+ * so a crash between the two commits redelivers rather than skips. */
 static int tx_commit(chd_sub *s)
 {
-  ch_ctx *ctx = s->ctx;
-  bool view_first = ctx->inst->position_store != CHD_POSITION_VIEW_DATA;
-  char err[1024];
-
-  for (int pass = 0; pass < 2; pass++) {
-    bool on_view = (pass == 0) == view_first;
-    if (on_view && view_tx(s)) {
-      if (chd_viewdb_commit(ctx->view, err, sizeof err) != 0) {
-        snprintf(ctx->last_error, sizeof ctx->last_error, "view database: %s", err);
-        tx_rollback(s);
-        return -1;
-      }
-    } else if (!on_view && store_tx(s)) {
-      ctx->in_store_tx = false;
-      if (chd_viewdb_commit(chd_mdb_conn(ctx->mdb), err, sizeof err) != 0) {
-        snprintf(ctx->last_error, sizeof ctx->last_error, "message store: %s", err);
-        tx_rollback(s);
-        return -1;
-      }
-    }
-  }
-  ctx->in_store_tx = false;
-  return 0;
+  return s->store->commit(s) == CHD_STORE_OK ? 0 : -1;
 }
 
 /* A record of this subscription's own position: reading it must not lead
@@ -332,24 +238,35 @@ static void advance(chd_sub *s, int64_t global_position, int64_t count, int64_t 
   } else {
     s->since_save += counted;
   }
-  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS) {
-    chd_status_self->subs[s->index].position = s->position;
-    chd_status_self->subs[s->index].handled = s->handled;
-    chd_metrics_moved(s->index);
+  if (chd_status_sub_of(s->index)) {
+    chd_status_sub_of(s->index)->position = s->position;
+    chd_status_sub_of(s->index)->handled = s->handled;
+    chd_status_moved(s->index);
   }
   if (s->since_save >= s->ctx->inst->position_update_interval &&
       chd_sub_save_position(s) != 0) {
     chd_log_fields f = fields_of(s, NULL);
     chd_log(CH_LOG_WARN, &f, "cannot save the position %" PRId64 ": %s", s->position,
-            s->ctx->last_error);
+            s->error);
   }
+}
+
+/* Save `position` through the store: the batch's transaction holds it
+ * when one is open. */
+static int save_position(chd_sub *s, int64_t position)
+{
+  if (s->store->put_position(s, position) != CHD_STORE_OK)
+    return -1;
+  s->saved_position = position;
+  s->since_save = 0;
+  return 0;
 }
 
 int chd_sub_save_position(chd_sub *s)
 {
   if (s->position == s->saved_position)
     return 0;
-  return chd_position_save(s, s->position);
+  return save_position(s, s->position);
 }
 
 /*
@@ -385,15 +302,15 @@ static void stop_subscription(chd_sub *s, const ch_message *m, const char *reaso
   s->state = CHD_SUB_STOPPED;
   s->stopped_at = m->global_position;
   s->failures++;
-  if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
-    chd_status_self->subs[s->index].stopped_at = s->stopped_at;
+  if (chd_status_sub_of(s->index))
+    chd_status_sub_of(s->index)->stopped_at = s->stopped_at;
   publish(s);
   chd_log(CH_LOG_ERROR, &f, "subscription stopped: %s", clean);
   /* keep what was done before the failing message */
   if (!position_in_tx(s) && chd_sub_save_position(s) != 0)
-    chd_log(CH_LOG_WARN, &f, "cannot save the position: %s", s->ctx->last_error);
-  if (chd_position_mark_stopped(s, m, clean) != 0)
-    chd_log(CH_LOG_WARN, &f, "cannot record the stop: %s", s->ctx->last_error);
+    chd_log(CH_LOG_WARN, &f, "cannot save the position: %s", s->error);
+  if (s->store->mark_stopped(s, m, clean) != CHD_STORE_OK)
+    chd_log(CH_LOG_WARN, &f, "cannot record the stop: %s", s->error);
 }
 
 /*
@@ -405,14 +322,13 @@ static int park_message(chd_sub *s, const ch_message *m, const char *reason,
                         const char *cause)
 {
   chd_log_fields f = fields_of(s, m);
-  char clean[CHD_PARK_REASON_MAX], err[1024];
+  char clean[CHD_PARK_REASON_MAX];
   const chd_parked *before = chd_park_find(&s->parked, m->stream_name);
   int64_t held = before ? before->messages : 0;
 
   clean_reason(reason, clean, sizeof clean);
-  if (chd_park_add(&s->parked, s->ctx->mdb, s->subscriber_id, m, clean, cause, err,
-                   sizeof err) != 0) {
-    chd_log(CH_LOG_ERROR, &f, "cannot park stream %s: %s", m->stream_name, err);
+  if (s->store->park_add(s, m, clean, cause) != CHD_STORE_OK) {
+    chd_log(CH_LOG_ERROR, &f, "cannot park stream %s: %s", m->stream_name, s->error);
     s->park_failed = true;
     return -1;
   }
@@ -487,11 +403,11 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
     if (r == CH_OK && tx) {
       bool saved = false;
       if (pos_tx)
-        saved = chd_position_save(s, m->global_position) == 0;
+        saved = save_position(s, m->global_position) == 0;
       if ((pos_tx && !saved) || tx_commit(s) != 0) {
         if (pos_tx && !saved)
           tx_rollback(s);
-        snprintf(ctx->error, sizeof ctx->error, "%s", ctx->last_error);
+        snprintf(ctx->error, sizeof ctx->error, "%s", s->error);
         r = CH_RETRY;
       } else {
         if (move)
@@ -516,8 +432,8 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
       chd_log_fields f = fields_of(s, m);
       attempts++;
       s->retries++;
-      if (chd_status_self && s->index < CHD_STATUS_MAX_SUBS)
-        chd_status_self->subs[s->index].retries = s->retries;
+      if (chd_status_sub_of(s->index))
+        chd_status_sub_of(s->index)->retries = s->retries;
       if (attempts > ctx->inst->max_retries) {
         snprintf(reason, size, "gave up after %" PRId64 " retries: %s",
                  ctx->inst->max_retries, ctx->error[0] ? ctx->error : "(no reason given)");
@@ -526,7 +442,7 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
       chd_log(CH_LOG_WARN, &f, "retry %" PRId64 " of %" PRId64 " in %" PRId64 " ms: %s",
               attempts, ctx->inst->max_retries, backoff,
               ctx->error[0] ? ctx->error : "(no reason given)");
-      if (nap(backoff, ctx->stop) != 0)
+      if (s->nap(backoff, ctx->stop) != 0)
         return STOPPING;
       backoff = backoff * 2 > MAX_RETRY_BACKOFF_MS ? MAX_RETRY_BACKOFF_MS : backoff * 2;
       continue;
@@ -644,7 +560,7 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
           chd_log(CH_LOG_WARN, &f, "batch handler failed on %zu messages: %s; handling them"
                   " one by one", n, ctx->error[0] ? ctx->error : "(no reason given)");
         }
-        chd_metrics_handler_done(s->index, started);
+        chd_status_handler_done(s->index, started);
       }
       free(passing);
     }
@@ -671,7 +587,7 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
   if (!failed) {
     int64_t last = b->messages[done - 1].global_position;
     if (position_in_tx(s))
-      failed = chd_position_save(s, last) != 0;
+      failed = save_position(s, last) != 0;
     if (failed)
       tx_rollback(s);
     else
@@ -720,7 +636,7 @@ static int64_t contiguous_prefix(chd_sub *s, const chd_mdb_batch *b)
       continue;
     }
     if (s->gap_at != expected) {           /* a new gap: note who could fill it */
-      if (chd_mdb_snapshot(s->ctx->mdb, &xmin, &xmax) != CHD_MDB_OK)
+      if (s->store->snapshot(s, &xmin, &xmax) != CHD_STORE_OK)
         return -1;
       s->gap_at = expected;
       s->gap_since_ms = now;
@@ -729,8 +645,8 @@ static int64_t contiguous_prefix(chd_sub *s, const chd_mdb_batch *b)
     }
     if (now - s->gap_since_ms < CHD_GAP_MIN_WAIT_MS)
       break;
-    if (now - s->gap_since_ms < CHD_GAP_TIMEOUT_MS) {
-      if (chd_mdb_snapshot(s->ctx->mdb, &xmin, &xmax) != CHD_MDB_OK)
+    if (now - s->gap_since_ms < s->gap_timeout_ms) {
+      if (s->store->snapshot(s, &xmin, &xmax) != CHD_STORE_OK)
         return -1;
       if (xmin < s->gap_xmax)              /* a writer of that time still runs */
         break;
@@ -771,16 +687,16 @@ static int carry_out(chd_sub *s, const chd_parked *p)
   ch_ctx *ctx = s->ctx;
   chd_log_fields f = fields_of(s, NULL);
   chd_park_request request = p->request;
-  char stream[sizeof s->status_stream + 1024], request_id[40], err[1024];
+  char stream[sizeof s->status_stream + 1024], request_id[40];
   int64_t from = p->position, count = 0, held = p->messages;
 
+  (void)ctx;
   snprintf(stream, sizeof stream, "%s", p->stream);
   snprintf(request_id, sizeof request_id, "%s", p->request_id);
   if (request == CHD_PARK_SKIP) {
-    count = chd_park_count(ctx->mdb, p, s->position, err, sizeof err);
-    if (count < 0 || chd_park_close(&s->parked, ctx->mdb, s->subscriber_id, stream,
-                                    CHD_PARK_SKIP, s->position, count, err, sizeof err) != 0) {
-      chd_log(CH_LOG_ERROR, &f, "cannot skip parked stream %s: %s", stream, err);
+    if (s->store->park_count(s, p, &count) != CHD_STORE_OK ||
+        s->store->park_close(s, stream, CHD_PARK_SKIP, count) != CHD_STORE_OK) {
+      chd_log(CH_LOG_ERROR, &f, "cannot skip parked stream %s: %s", stream, s->error);
       return -1;
     }
     chd_log(CH_LOG_WARN, &f, "skipped parked stream %s: %" PRId64 " message%s dropped",
@@ -795,9 +711,8 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     chd_mdb_batch b;
     bool end;
 
-    if (chd_mdb_read_stream(ctx->mdb, stream, from, 100, &b) != CHD_MDB_OK) {
-      chd_log(CH_LOG_ERROR, &f, "cannot read parked stream %s: %s", stream,
-              chd_mdb_error(ctx->mdb));
+    if (s->store->read_stream(s, stream, from, 100, &b) != CHD_STORE_OK) {
+      chd_log(CH_LOG_ERROR, &f, "cannot read parked stream %s: %s", stream, s->error);
       return -1;
     }
     end = b.count < 100;
@@ -828,9 +743,8 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     if (end)
       break;
   }
-  if (chd_park_close(&s->parked, ctx->mdb, s->subscriber_id, stream, CHD_PARK_RETRY,
-                     s->position, count, err, sizeof err) != 0) {
-    chd_log(CH_LOG_ERROR, &f, "cannot record the retry of %s: %s", stream, err);
+  if (s->store->park_close(s, stream, CHD_PARK_RETRY, count) != CHD_STORE_OK) {
+    chd_log(CH_LOG_ERROR, &f, "cannot record the retry of %s: %s", stream, s->error);
     return -1;
   }
   chd_log(CH_LOG_INFO, &f, "retried parked stream %s: %" PRId64 " message%s handled; it"
@@ -844,22 +758,19 @@ static int carry_out(chd_sub *s, const chd_parked *p)
  * or -1 on trouble with the store. */
 static int park_check(chd_sub *s)
 {
-  ch_ctx *ctx = s->ctx;
   chd_log_fields f = fields_of(s, NULL);
   int64_t version;
-  char err[1024];
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   s->next_park_check_ms = chd_now_ms() + CHD_PARK_CHECK_MS;
-  rc = chd_mdb_stream_version(ctx->mdb, s->status_stream, &version);
-  if (rc != CHD_MDB_OK) {
-    if (rc != CHD_MDB_DISCONNECTED)
-      chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
+  rc = s->store->park_version(s, &version);
+  if (rc != CHD_STORE_OK) {
+    if (rc != CHD_STORE_DISCONNECTED)
+      chd_log(CH_LOG_ERROR, &f, "%s", s->error);
     return -1;
   }
-  if (version > s->parked.version &&
-      chd_park_fold(&s->parked, ctx->mdb, s->status_stream, err, sizeof err) != 0) {
-    chd_log(CH_LOG_ERROR, &f, "reading %s: %s", s->status_stream, err);
+  if (version > s->parked.version && s->store->park_fold(s) != CHD_STORE_OK) {
+    chd_log(CH_LOG_ERROR, &f, "reading %s: %s", s->status_stream, s->error);
     return -1;
   }
   for (size_t i = 0; i < s->parked.count; i++) {
@@ -880,7 +791,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   ch_ctx *ctx = s->ctx;
   int64_t started = chd_now_us();
   chd_mdb_batch b;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
   bool full;
 
   *did_work = false;
@@ -888,23 +799,23 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
     return 0;
   if (chd_now_ms() >= s->next_park_check_ms && park_check(s) != 0)
     return -1;
-  if (chd_stream_is_all(s->desc->stream_name)) {
-    rc = chd_mdb_read_all(ctx->mdb, s->position + 1, ctx->inst->batch_size,
-                          ctx->inst->batch_bytes, &b);
-  } else {
-    chd_mdb_category_opts o = { NULL, ctx->inst->group_member, ctx->inst->group_size,
-                                ctx->inst->batch_bytes };
-    rc = chd_mdb_read_category(ctx->mdb, s->desc->stream_name, s->position + 1,
-                               ctx->inst->batch_size, &o, &b);
-  }
-  if (rc != CHD_MDB_OK) {
+  rc = s->store->read(s, s->position + 1, &b);
+  if (rc != CHD_STORE_OK) {
     chd_log_fields f = fields_of(s, NULL);
-    if (rc != CHD_MDB_DISCONNECTED)
-      chd_log(CH_LOG_ERROR, &f, "%s", chd_mdb_error(ctx->mdb));
+    if (rc != CHD_STORE_DISCONNECTED)
+      chd_log(CH_LOG_ERROR, &f, "%s", s->error);
     return -1;
   }
   full = (int64_t)b.count >= ctx->inst->batch_size;
-  chd_metrics_read(s, b.count);
+  {
+    chd_log_fields f = fields_of(s, NULL);
+    if (chd_status_read(s->index, b.count, ctx->inst->batch_size, &f, s->position)) {
+      int64_t lag = -1;
+      if (s->store->lag(s, &lag) != CHD_STORE_OK)
+        lag = -1;
+      chd_status_lag(s->index, lag, &f);
+    }
+  }
   if (chd_stream_is_all(s->desc->stream_name)) {
     int64_t usable = contiguous_prefix(s, &b);
     if (usable < 0) {
@@ -954,7 +865,10 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
         break;
     }
   }
-  chd_metrics_batch_done(s, b.count, full, started);
+  {
+    chd_log_fields f = fields_of(s, NULL);
+    chd_status_batch_done(s->index, b.count, full, started, &f, s->position);
+  }
   chd_mdb_batch_release(&b);
   return s->park_failed ? -1 : 0;
 }

@@ -28,6 +28,10 @@
  * batch, the host rolls back and replays the batch one message per
  * transaction, so the good prefix commits and the position stops exactly
  * before the failing message.
+ *
+ * The subscription reaches the store only through a chd_sub_store, a table
+ * of functions: the host's (chd_sub_store_pg, sub_store.c) works on the
+ * worker's connections; the unit tests give an in-memory one.
  */
 #ifndef CHD_SUBSCRIPTION_H
 #define CHD_SUBSCRIPTION_H
@@ -35,7 +39,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <signal.h>
+
 #include "host_api.h"
+#include "mdb.h"
 #include "park.h"
 
 #define CHD_GAP_MIN_WAIT_MS 20
@@ -49,8 +56,69 @@ typedef enum chd_sub_state {
   CHD_SUB_STOPPED = 1        /* after a FAIL: handles nothing more */
 } chd_sub_state;
 
-typedef struct chd_sub {
+typedef struct chd_sub chd_sub;
+
+/*
+ * What the subscription asks of the store. Every function gets the
+ * subscription (its ctx, subscriber id, stream, position, parked set and
+ * store_arg) and returns CHD_STORE_OK, or another chd_store_rc with the
+ * text of the failure in s->error (CHD_STORE_DISCONNECTED when a connection
+ * broke: the caller recovers and reads again).
+ */
+typedef struct chd_sub_store {
+  /* Up to batch_size messages (and batch_bytes) of the subscription's
+   * category or "$all" from global position `from`, in global order. */
+  chd_store_rc (*read)(chd_sub *s, int64_t from, chd_mdb_batch *out);
+  /* The server's snapshot (see chd_mdb_snapshot): gaps of "$all". */
+  chd_store_rc (*snapshot)(chd_sub *s, int64_t *xmin, int64_t *xmax);
+  /* The messages after s->position, up to CHD_LAG_BOUND (status.h). */
+  chd_store_rc (*lag)(chd_sub *s, int64_t *lag);
+
+  /* The position store (position.h), keyed by s->subscriber_id. put runs
+   * inside the batch's transaction when one is open. */
+  chd_store_rc (*get_position)(chd_sub *s, int64_t *position);
+  chd_store_rc (*put_position)(chd_sub *s, int64_t position);
+  chd_store_rc (*mark_stopped)(chd_sub *s, const ch_message *m, const char *reason);
+
+  /* The batch's transactions (chd_sub_view_tx, chd_sub_store_tx); commit
+   * commits the one that holds the position last, and rolls back all on a
+   * failure. */
+  chd_store_rc (*begin)(chd_sub *s);
+  chd_store_rc (*commit)(chd_sub *s);
+  void (*rollback)(chd_sub *s);
+
+  /* Whether a connection is broken; reconnect (0, or -1 when told to stop
+   * meanwhile). */
+  bool (*broken)(chd_sub *s);
+  int (*recover)(chd_sub *s);
+
+  /* Parking (park.h): the version of the status stream s->status_stream;
+   * fold its new records into s->parked; park m's stream (record and
+   * enter); close a parked stream after a request (record and drop);
+   * count a parked stream's messages up to s->position; read a stream. */
+  chd_store_rc (*park_version)(chd_sub *s, int64_t *version);
+  chd_store_rc (*park_fold)(chd_sub *s);
+  chd_store_rc (*park_add)(chd_sub *s, const ch_message *m, const char *reason,
+                           const char *cause);
+  chd_store_rc (*park_close)(chd_sub *s, const char *stream, chd_park_request request,
+                             int64_t count);
+  chd_store_rc (*park_count)(chd_sub *s, const chd_parked *p, int64_t *count);
+  chd_store_rc (*read_stream)(chd_sub *s, const char *stream, int64_t from, int64_t count,
+                              chd_mdb_batch *out);
+} chd_sub_store;
+
+/* The store of a running host: the ctx's message store, view database and
+ * position store (sub_store.c). */
+extern const chd_sub_store chd_sub_store_pg;
+
+struct chd_sub {
   ch_ctx *ctx;
+  const chd_sub_store *store;
+  void *store_arg;             /* for the store's own use */
+  char error[1024];            /* the store's last failure */
+  /* how the loop waits between retries (chd_sub_nap; tests: injectable) */
+  int (*nap)(int64_t ms, const volatile sig_atomic_t *stop);
+  int64_t gap_timeout_ms;      /* CHD_GAP_TIMEOUT_MS */
   const ch_subscription *desc;
   int index;                   /* in the plugin's table */
   char subscriber_id[256];     /* effective: with ":<member>" in a consumer group */
@@ -84,17 +152,16 @@ typedef struct chd_sub {
   int64_t failures;            /* messages that failed for good: parked or stopped at */
   int64_t skipped;             /* CH_SKIP */
   int64_t parked_messages;     /* parked, and held behind a parked one */
-} chd_sub;
-
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t chd_now_ms(void);
+};
 
 /*
- * Set up subscription `index` of the ctx's plugin and load its position.
- * Returns 0, or -1 with a message in err (a bad combination of settings, or
- * the position store could not be read).
+ * Set up subscription `index` of the ctx's plugin on `store` (store_arg is
+ * the store's), load its position and its parked streams. Returns 0, or -1
+ * with a message in err (a bad combination of settings, or the store could
+ * not be read). chd_sub_release() is due either way.
  */
-int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen);
+int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
+                 void *store_arg, char *err, size_t errlen);
 
 /*
  * Read one batch and handle it. *did_work is true when the read returned
@@ -103,11 +170,20 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, char *err, size_t errlen);
  */
 int chd_sub_tick(chd_sub *s, bool *did_work);
 
-/* Write the position if it moved since the last save. Returns 0 or -1. */
+/* Write the position if it moved since the last save. Returns 0, or -1
+ * with the reason in s->error. */
 int chd_sub_save_position(chd_sub *s);
 
 /* Free what chd_sub_init() allocated. */
 void chd_sub_release(chd_sub *s);
+
+/* Is the batch's view work one transaction? Is the store's? */
+bool chd_sub_view_tx(const chd_sub *s);
+bool chd_sub_store_tx(const chd_sub *s);
+
+/* Sleep ms with heartbeats (the loop waits on purpose and is alive),
+ * waking early when *stop is set. Returns -1 if stopped. */
+int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop);
 
 /* The effective subscriber id of subscription `desc` for an instance. */
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,

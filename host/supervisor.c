@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "monitor.h"
 #include "status.h"
@@ -105,13 +106,6 @@ static void close_fd(int *fd)
   if (*fd >= 0)
     close(*fd);
   *fd = -1;
-}
-
-static void sleep_ms(int64_t ms)
-{
-  struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-
-  nanosleep(&ts, NULL);     /* a signal ends it early: fine */
 }
 
 /* Start the worker of instance i. With a handshake it waits for the go. */
@@ -322,7 +316,7 @@ static void stop_all(const chd_inventory *inv, slot *slots, chd_status *status)
   while (alive(slots, n_units) && chd_now_ms() < deadline) {
     reap(inv, slots, status, 0);
     if (alive(slots, n_units))
-      sleep_ms(20);
+      chd_sleep_ms(20);
   }
   for (size_t i = 0; i < n_units; i++)
     if (slots[i].pid) {
@@ -334,7 +328,7 @@ static void stop_all(const chd_inventory *inv, slot *slots, chd_status *status)
   while (alive(slots, n_units)) {
     reap(inv, slots, status, 0);
     if (alive(slots, n_units))
-      sleep_ms(20);
+      chd_sleep_ms(20);
   }
 }
 

@@ -19,9 +19,9 @@
 
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "host_api.h"
 #include "log.h"
-#include "metrics.h"
 #include "subscription.h"
 #include "uuid.h"
 #include "viewdb.h"
@@ -139,7 +139,7 @@ static const chd_config *w_cfg;
 static app *w_apps;
 static size_t w_app_count;
 static chd_mdb *w_mdb;
-static PGconn *w_view;
+static chd_viewdb *w_view;
 static int w_inflight;          /* requests begun and not completed */
 static char w_mhd_message[512];
 
@@ -592,14 +592,12 @@ static void media_type(const char *header, char *out, size_t size)
 /* Reconnect what broke during a request, without waiting long. */
 static void check_connections(void)
 {
-  if (PQstatus(chd_mdb_conn(w_mdb)) == CONNECTION_BAD &&
-      chd_mdb_reconnect(w_mdb, 2000) == CHD_MDB_OK)
+  if (chd_mdb_broken(w_mdb) &&
+      chd_mdb_reconnect(w_mdb, 2000) == CHD_STORE_OK)
     chd_log_info("reconnected to the message store");
-  if (w_view && PQstatus(w_view) == CONNECTION_BAD) {
-    PQreset(w_view);
-    if (PQstatus(w_view) == CONNECTION_OK)
-      chd_log_info("reconnected to the view database");
-  }
+  if (w_view && chd_viewdb_broken(w_view) &&
+      chd_viewdb_connect(w_view) == CHD_STORE_OK)
+    chd_log_info("reconnected to the view database");
 }
 
 /* A complete request: route it, check it, call its handler, answer. */
@@ -917,7 +915,7 @@ static struct MHD_Daemon *listen_on(const char *listen, char *err, size_t errlen
 
 static int connect_all(const chd_web_worker_args *a, char *err, size_t errlen)
 {
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   if (!(w_mdb = chd_mdb_new(w_cfg->message_store))) {
     snprintf(err, errlen, "out of memory");
@@ -925,27 +923,33 @@ static int connect_all(const chd_web_worker_args *a, char *err, size_t errlen)
   }
   chd_mdb_set_interrupt(w_mdb, &stop_requested);
   rc = chd_mdb_connect(w_mdb);
-  if (rc == CHD_MDB_DISCONNECTED) {
+  if (rc == CHD_STORE_DISCONNECTED) {
     chd_log_warn("%s; retrying", chd_mdb_error(w_mdb));
     rc = chd_mdb_reconnect(w_mdb, -1);
   }
-  if (rc != CHD_MDB_OK) {
+  if (rc != CHD_STORE_OK) {
     snprintf(err, errlen, "%s", chd_mdb_error(w_mdb));
     return -1;
   }
   if (!w_cfg->view_data)
     return 0;
-  {
-    int vrc = chd_viewdb_ensure(&w_view, w_cfg->view_data, &stop_requested, err, errlen);
-    if (vrc == -1)
-      snprintf(err, errlen, "stopped while connecting to the view database");
-    if (vrc != 0)
-      return -1;
+  if (!(w_view = chd_viewdb_new(w_cfg->view_data))) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
   }
-  for (size_t i = 0; i < a->site->app_count; i++) {
+  chd_viewdb_set_interrupt(w_view, &stop_requested);
+  rc = chd_viewdb_ensure(w_view);
+  if (rc == CHD_STORE_INTERRUPTED) {
+    snprintf(err, errlen, "stopped while connecting to the view database");
+    return -1;
+  }
+  for (size_t i = 0; rc == CHD_STORE_OK && i < a->site->app_count; i++) {
     const chd_plugin *p = &w_inv->plugins[a->site->apps[i]];
-    if (chd_viewdb_migrate(w_view, p->desc.name, p->desc.migrations, err, errlen) != 0)
-      return -1;
+    rc = chd_viewdb_migrate(w_view, p->desc.name, p->desc.migrations);
+  }
+  if (rc != CHD_STORE_OK) {
+    snprintf(err, errlen, "%s", chd_viewdb_error(w_view));
+    return -1;
   }
   return 0;
 }
@@ -1055,7 +1059,7 @@ out:
   w_apps = NULL;
   chd_mdb_free(w_mdb);
   w_mdb = NULL;
-  PQfinish(w_view);
+  chd_viewdb_free(w_view);
   w_view = NULL;
   return rc;
 }

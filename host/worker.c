@@ -8,11 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "host_api.h"
-#include "position.h"
 #include "sublock.h"
 #include "subscription.h"
 #include "viewdb.h"
@@ -91,7 +90,7 @@ static int handshake(const chd_worker_args *a)
 static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_t errlen)
 {
   chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   ctx->mdb = chd_mdb_new(a->cfg->message_store);
   if (!ctx->mdb) {
@@ -110,23 +109,40 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
     }
   }
   rc = chd_mdb_connect(ctx->mdb);
-  if (rc == CHD_MDB_DISCONNECTED) {
+  if (rc == CHD_STORE_DISCONNECTED) {
     chd_log(CH_LOG_WARN, &f, "%s; retrying", chd_mdb_error(ctx->mdb));
     rc = chd_mdb_reconnect(ctx->mdb, -1);
   }
-  if (rc != CHD_MDB_OK) {
+  if (rc != CHD_STORE_OK) {
     snprintf(err, errlen, "%s", chd_mdb_error(ctx->mdb));
     return -1;
   }
   if (a->cfg->view_data) {
-    int vrc = chd_viewdb_ensure(&ctx->view, a->cfg->view_data, &stop_requested, err, errlen);
-    if (vrc == -1)
+    chd_position_store ps;
+    chd_store_rc vrc;
+
+    if (!(ctx->view = chd_viewdb_new(a->cfg->view_data))) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    chd_viewdb_set_interrupt(ctx->view, &stop_requested);
+    vrc = chd_viewdb_ensure(ctx->view);
+    if (vrc == CHD_STORE_INTERRUPTED)
       snprintf(err, errlen, "stopped while connecting to the view database");
-    if (vrc != 0)
+    else if (vrc == CHD_STORE_OK)
+      vrc = chd_viewdb_migrate(ctx->view, a->plugin->desc.name, a->plugin->desc.migrations);
+    if (vrc != CHD_STORE_OK) {
+      if (vrc != CHD_STORE_INTERRUPTED)
+        snprintf(err, errlen, "%s", chd_viewdb_error(ctx->view));
       return -1;
-    if (chd_viewdb_migrate(ctx->view, a->plugin->desc.name, a->plugin->desc.migrations,
-                           err, errlen) != 0)
+    }
+    /* the host's table of positions, whatever this instance's store */
+    chd_position_store_init(&ps, CHD_POSITION_VIEW_DATA, a->inst->position_format, ctx->mdb,
+                            ctx->view);
+    if (chd_position_prepare(&ps) != CHD_STORE_OK) {
+      snprintf(err, errlen, "%s", chd_position_error(&ps));
       return -1;
+    }
   }
   return 0;
 }
@@ -162,9 +178,8 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
         if (chd_sub_tick(s, &did) != 0) {
           /* the store went away: reconnect, then read again */
           chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
-          chd_log(CH_LOG_WARN, &f, "reading failed: %s; reconnecting",
-                  chd_mdb_error(ctx->mdb));
-          if (chd_mdb_reconnect(ctx->mdb, -1) == CHD_MDB_OK)
+          chd_log(CH_LOG_WARN, &f, "reading failed: %s; reconnecting", s->error);
+          if (chd_mdb_reconnect(ctx->mdb, -1) == CHD_STORE_OK)
             chd_log(CH_LOG_INFO, &f, "reconnected to the message store");
           did = false;
         }
@@ -176,10 +191,7 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
     }
     if (!worked && !stop_requested) {
       int64_t left = wake - chd_now_ms();
-      if (left > 0) {
-        struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
-        nanosleep(&ts, NULL);     /* a signal ends it early */
-      }
+      chd_sleep_ms(left);         /* a signal ends it early */
     }
   }
 }
@@ -216,7 +228,7 @@ int chd_worker_run(const chd_worker_args *a)
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
-    if (chd_sub_init(&subs[i], &ctx, (int)i, err, sizeof err) != 0) {
+    if (chd_sub_init(&subs[i], &ctx, (int)i, &chd_sub_store_pg, NULL, err, sizeof err) != 0) {
       rc = refuse(a, err);
       goto out;
     }
@@ -237,8 +249,8 @@ int chd_worker_run(const chd_worker_args *a)
   }
   for (size_t i = 0; i < n; i++) {
     chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
-    if (chd_status_self && i < CHD_STATUS_MAX_SUBS)
-      chd_status_self->subs[i].position = subs[i].position;
+    if (chd_status_sub_of((int)i))
+      chd_status_sub_of((int)i)->position = subs[i].position;
     if (subs[i].state == CHD_SUB_RUNNING)
       chd_log(CH_LOG_INFO, &f, "Started %s at global position %" PRId64 " of %s",
               subs[i].subscriber_id, subs[i].position + 1, subs[i].desc->stream_name);
@@ -252,7 +264,7 @@ int chd_worker_run(const chd_worker_args *a)
     chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
     if (chd_sub_save_position(&subs[i]) != 0)
       chd_log(CH_LOG_ERROR, &f, "cannot save the position %" PRId64 ": %s",
-              subs[i].position, ctx.last_error);
+              subs[i].position, subs[i].error);
     chd_log(CH_LOG_INFO, &f, "Stopped %s at global position %" PRId64,
             subs[i].subscriber_id, subs[i].position);
   }
@@ -267,6 +279,6 @@ out:
     chd_sub_release(&subs[i]);
   free(subs);
   chd_mdb_free(ctx.mdb);
-  PQfinish(ctx.view);
+  chd_viewdb_free(ctx.view);
   return rc;
 }

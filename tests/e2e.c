@@ -441,7 +441,7 @@ chd_mdb *ch_e2e_store(const ch_e2e_db *db)
   chd_mdb *m = chd_mdb_new(db->store_url);
 
   assert_non_null(m);
-  if (chd_mdb_connect(m) != CHD_MDB_OK) {
+  if (chd_mdb_connect(m) != CHD_STORE_OK) {
     print_error("cannot connect: %s\n", chd_mdb_error(m));
     fail();
   }

@@ -33,7 +33,7 @@ chd_mdb *ch_test_connect(void)
   chd_mdb *db = chd_mdb_new(ch_test_store_url());
 
   assert_non_null(db);
-  if (chd_mdb_connect(db) != CHD_MDB_OK) {
+  if (chd_mdb_connect(db) != CHD_STORE_OK) {
     print_error("cannot connect: %s\n", chd_mdb_error(db));
     fail();
   }

@@ -30,6 +30,7 @@
 #include "e2e.h"
 #include "host_api.h"
 #include "loader.h"
+#include "viewdb.h"
 
 #define PLUGIN_PATH(name) COMPHOST_BUILD_PLUGIN_DIR "/" name ".so"
 #define WAIT 90000
@@ -382,7 +383,7 @@ static void write_message(const char *stream, const char *type, const char *data
 
   assert_non_null(data);
   assert_int_equal(chd_mdb_write(m, stream, NULL, type, data, meta, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   json_decref(data);
   json_decref(meta);
   chd_mdb_free(m);
@@ -487,9 +488,11 @@ static void run_to_the_end(const char *ini, const char *log)
 /* Call every plugin's reset() as the host would: in a view transaction. */
 static void reset_every_plugin(void)
 {
-  PGconn *c = PQconnectdb(db.view_url);
+  chd_viewdb *vdb = chd_viewdb_new(db.view_url);
+  PGconn *c;
 
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  assert_int_equal(chd_viewdb_connect(vdb), CHD_STORE_OK);
+  c = chd_viewdb_conn(vdb);
   for (size_t i = 0; i < NPLUGINS; i++) {
     char path[512], err[1024];
     chd_plugin p;
@@ -502,7 +505,7 @@ static void reset_every_plugin(void)
       fail_msg("%s", err);
     assert_non_null(p.desc.reset);
     chd_ctx_init(&ctx, NULL, NULL, &p);
-    ctx.view = c;
+    ctx.view = vdb;
     assert_int_equal(p.desc.init(&ctx, &state), 0);
     PQclear(PQexec(c, "BEGIN"));
     if (p.desc.reset(&ctx, state) != 0)
@@ -512,7 +515,7 @@ static void reset_every_plugin(void)
     PQclear(res);
     chd_plugin_unload(&p);
   }
-  PQfinish(c);
+  chd_viewdb_free(vdb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1004,7 +1007,7 @@ static void read_everything(chd_mdb *m, const char *stream_name, message_list *l
   for (;;) {
     chd_mdb_batch *b = &l->parts[l->nparts];
     assert_true(l->nparts < 256);
-    assert_int_equal(chd_mdb_read(m, stream_name, from, 1000, b), CHD_MDB_OK);
+    assert_int_equal(chd_mdb_read(m, stream_name, from, 1000, b), CHD_STORE_OK);
     if (b->count == 0) {
       chd_mdb_batch_release(b);
       break;
@@ -1038,6 +1041,7 @@ static void exec_on(PGconn *c, const char *sql)
 
 /* A plugin instance on its own schema of the view database. */
 typedef struct instance {
+  chd_viewdb *view;
   PGconn *conn;
   ch_ctx ctx;
   void *state;
@@ -1047,8 +1051,9 @@ static void open_instance(instance *in, const chd_plugin *p, const char *schema)
 {
   char sql[200];
 
-  in->conn = PQconnectdb(db.view_url);
-  assert_int_equal(PQstatus(in->conn), CONNECTION_OK);
+  in->view = chd_viewdb_new(db.view_url);
+  assert_int_equal(chd_viewdb_connect(in->view), CHD_STORE_OK);
+  in->conn = chd_viewdb_conn(in->view);
   snprintf(sql, sizeof sql, "SET client_min_messages = warning;"
            " CREATE SCHEMA IF NOT EXISTS %s; SET search_path = %s", schema,
            schema);
@@ -1056,7 +1061,7 @@ static void open_instance(instance *in, const chd_plugin *p, const char *schema)
   for (const ch_migration *mg = p->desc.migrations; mg && mg->id; mg++)
     exec_on(in->conn, mg->sql);
   chd_ctx_init(&in->ctx, NULL, NULL, p);
-  in->ctx.view = in->conn;
+  in->ctx.view = in->view;
   in->state = NULL;
   assert_int_equal(p->desc.init(&in->ctx, &in->state), 0);
 }
@@ -1134,8 +1139,8 @@ static void test_batch_handlers_equal_message_handlers(void **state)
       }
       release_list(&l);
     }
-    PQfinish(one.conn);
-    PQfinish(batch.conn);
+    chd_viewdb_free(one.view);
+    chd_viewdb_free(batch.view);
     chd_plugin_unload(&p);
   }
   chd_mdb_free(m);

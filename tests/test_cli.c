@@ -416,7 +416,7 @@ static void test_read_follow(void **state)
   ch_e2e_sleep_ms(300);
   for (int i = 0; i < 3; i++)
     assert_int_equal(chd_mdb_write(m, "clif-1", NULL, "Tick", data, NULL, CH_VERSION_ANY, NULL),
-                     CHD_MDB_OK);
+                     CHD_STORE_OK);
   for (int i = 0; i < 200 && n < 3; i++) {
     ch_e2e_sleep_ms(50);
     out = slurp(path);
@@ -425,7 +425,7 @@ static void test_read_follow(void **state)
   }
   assert_int_equal(n, 3);
   assert_int_equal(chd_mdb_write(m, "clif-2", NULL, "Tock", data, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   for (int i = 0; i < 200 && n < 4; i++) {
     ch_e2e_sleep_ms(50);
     out = slurp(path);
@@ -459,13 +459,13 @@ static void test_trace_and_its_index(void **state)
   (void)state;
 
   assert_int_equal(chd_mdb_write(m, "identity:command-1", NULL, "Register", data, meta,
-                                 CH_VERSION_ANY, NULL), CHD_MDB_OK);
+                                 CH_VERSION_ANY, NULL), CHD_STORE_OK);
   assert_int_equal(chd_mdb_write(m, "identity-1", NULL, "Registered", data, meta,
-                                 CH_VERSION_ANY, NULL), CHD_MDB_OK);
+                                 CH_VERSION_ANY, NULL), CHD_STORE_OK);
   assert_int_equal(chd_mdb_write(m, "identity-2", NULL, "Registered", data, other,
-                                 CH_VERSION_ANY, NULL), CHD_MDB_OK);
+                                 CH_VERSION_ANY, NULL), CHD_STORE_OK);
   assert_int_equal(chd_mdb_write(m, "sendEmail:command-1", NULL, "Send", data, meta,
-                                 CH_VERSION_ANY, NULL), CHD_MDB_OK);
+                                 CH_VERSION_ANY, NULL), CHD_STORE_OK);
 
   /* without the index: it works, and says what it costs */
   {

@@ -180,7 +180,7 @@ static void write_msg_to(const ch_e2e_db *d, const char *stream, const char *typ
   assert_non_null(data);
   assert_true(!meta_json || meta);
   assert_int_equal(chd_mdb_write(m, stream, NULL, type, data, meta, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   json_decref(data);
   json_decref(meta);
   chd_mdb_free(m);

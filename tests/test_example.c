@@ -46,7 +46,7 @@ static void write_message(const char *stream, const char *type, const char *data
   assert_true(!data_json || data);
   assert_true(!meta_json || meta);
   assert_int_equal(chd_mdb_write(m, stream, NULL, type, data, meta, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   json_decref(data);
   json_decref(meta);
   chd_mdb_free(m);

@@ -105,7 +105,7 @@ static void writer_start(writer *w)
 
     close(fds[1]);
     m = chd_mdb_new(db.store_url);
-    if (!m || chd_mdb_connect(m) != CHD_MDB_OK)
+    if (!m || chd_mdb_connect(m) != CHD_STORE_OK)
       _exit(1);
     for (int i = 0; rc == 0; i++) {
       struct pollfd p = { fds[0], POLLIN, 0 };
@@ -114,7 +114,7 @@ static void writer_start(writer *w)
 
       snprintf(stream, sizeof stream, "hswap-%d", i % 10);
       if (chd_mdb_write(m, stream, NULL, "Tick", data, NULL, CH_VERSION_ANY, NULL) !=
-          CHD_MDB_OK)
+          CHD_STORE_OK)
         rc = 1;
       json_decref(data);
       if (poll(&p, 1, 1) != 0)

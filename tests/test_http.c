@@ -127,7 +127,7 @@ static void test_metrics_scraped_and_parsed(void **state)
     chd_mdb *m = ch_e2e_store(&db);
     json_t *data = json_pack("{s:i}", "times", 1);
     assert_int_equal(chd_mdb_write(m, "fxrun-r", NULL, "Retry", data, NULL, CH_VERSION_ANY,
-                                   NULL), CHD_MDB_OK);
+                                   NULL), CHD_STORE_OK);
     json_decref(data);
     chd_mdb_free(m);
   }

@@ -37,7 +37,7 @@ static int64_t write_simple(const char *stream, const char *type, int n)
   int64_t pos = -99;
 
   assert_int_equal(chd_mdb_write(db, stream, NULL, type, data, NULL, CH_VERSION_ANY, &pos),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   json_decref(data);
   return pos;
 }
@@ -54,9 +54,9 @@ static void test_round_trip(void **state)
   stream_of("rt", stream, sizeof stream);
   chd_uuid_v4(id);
   assert_int_equal(chd_mdb_write(db, stream, id, "Registered", data, meta, CH_VERSION_ANY, &pos),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   assert_int_equal(pos, 0);
-  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 1000, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 1000, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   assert_string_equal(b.messages[0].id, id);
   assert_string_equal(b.messages[0].stream_name, stream);
@@ -80,8 +80,8 @@ static void test_null_data_and_metadata_read_as_empty_objects(void **state)
 
   stream_of("nulls", stream, sizeof stream);
   assert_int_equal(chd_mdb_write(db, stream, NULL, "Nothing", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
-  assert_int_equal(chd_mdb_read_last(db, stream, NULL, &b), CHD_MDB_OK);
+                   CHD_STORE_OK);
+  assert_int_equal(chd_mdb_read_last(db, stream, NULL, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   assert_true(json_is_object(b.messages[0].data) && json_object_size(b.messages[0].data) == 0);
   assert_true(json_is_object(b.messages[0].metadata) &&
@@ -99,7 +99,7 @@ static void test_positions_and_batches(void **state)
   for (int i = 0; i < 5; i++)
     assert_int_equal(write_simple(stream, "Counted", i), i);
 
-  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 1000, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 1000, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 5);
   for (size_t i = 0; i < b.count; i++) {
     assert_int_equal(b.messages[i].position, (int64_t)i);
@@ -109,17 +109,17 @@ static void test_positions_and_batches(void **state)
   }
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_stream(db, stream, 2, 2, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 2, 2, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 2);
   assert_int_equal(b.messages[0].position, 2);
   assert_int_equal(b.messages[1].position, 3);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_stream(db, stream, 5, 10, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 5, 10, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 0);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_stream(db, stream, 0, -1, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, -1, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 5);
   chd_mdb_batch_release(&b);
 }
@@ -134,10 +134,10 @@ static void test_expected_version_empty(void **state)
   stream_of("ev1", stream, sizeof stream);
   assert_null(chd_mdb_conflict_info(db));
   assert_int_equal(chd_mdb_write(db, stream, NULL, "First", NULL, NULL, CH_VERSION_EMPTY, &pos),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   assert_int_equal(pos, 0);
   assert_int_equal(chd_mdb_write(db, stream, NULL, "Again", NULL, NULL, CH_VERSION_EMPTY, &pos),
-                   CHD_MDB_CONFLICT);
+                   CHD_STORE_CONFLICT);
   c = chd_mdb_conflict_info(db);
   assert_non_null(c);
   assert_string_equal(c->stream_name, stream);
@@ -155,18 +155,18 @@ static void test_expected_version_n(void **state)
   (void)state;
 
   stream_of("evn", stream, sizeof stream);
-  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_STORE_OK);
   assert_int_equal(version, -1);
   write_simple(stream, "A", 0);
-  assert_int_equal(chd_mdb_write(db, stream, NULL, "B", NULL, NULL, 0, &pos), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_write(db, stream, NULL, "B", NULL, NULL, 0, &pos), CHD_STORE_OK);
   assert_int_equal(pos, 1);
-  assert_int_equal(chd_mdb_write(db, stream, NULL, "C", NULL, NULL, 1, &pos), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_write(db, stream, NULL, "C", NULL, NULL, 1, &pos), CHD_STORE_OK);
   assert_int_equal(pos, 2);
-  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_STORE_OK);
   assert_int_equal(version, 2);
 
   /* a stale writer: conflict carries stream, expected and actual */
-  assert_int_equal(chd_mdb_write(db, stream, NULL, "D", NULL, NULL, 1, &pos), CHD_MDB_CONFLICT);
+  assert_int_equal(chd_mdb_write(db, stream, NULL, "D", NULL, NULL, 1, &pos), CHD_STORE_CONFLICT);
   c = chd_mdb_conflict_info(db);
   assert_non_null(c);
   assert_string_equal(c->stream_name, stream);
@@ -174,7 +174,7 @@ static void test_expected_version_n(void **state)
   assert_int_equal(c->actual_version, 2);
 
   /* the next successful call clears the conflict */
-  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &version), CHD_STORE_OK);
   assert_null(chd_mdb_conflict_info(db));
 }
 
@@ -186,7 +186,7 @@ static void test_conflict_on_empty_stream_reports_minus_one(void **state)
 
   /* the book's regex misses a negative actual version: we must not */
   stream_of("ev-empty", stream, sizeof stream);
-  assert_int_equal(chd_mdb_write(db, stream, NULL, "X", NULL, NULL, 3, NULL), CHD_MDB_CONFLICT);
+  assert_int_equal(chd_mdb_write(db, stream, NULL, "X", NULL, NULL, 3, NULL), CHD_STORE_CONFLICT);
   c = chd_mdb_conflict_info(db);
   assert_non_null(c);
   assert_int_equal(c->expected_version, 3);
@@ -202,14 +202,14 @@ static void test_duplicate_id(void **state)
   stream_of("dup2", s2, sizeof s2);
   chd_uuid_v4(id);
   assert_int_equal(chd_mdb_write(db, s1, id, "Once", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   /* the same id in the same or in another stream: refused, distinctly */
   assert_int_equal(chd_mdb_write(db, s1, id, "Once", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_DUPLICATE_ID);
+                   CHD_STORE_DUPLICATE_ID);
   assert_non_null(strstr(chd_mdb_error(db), id));
   assert_non_null(strstr(chd_mdb_error(db), "already in the store"));
   assert_int_equal(chd_mdb_write(db, s2, id, "Once", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_DUPLICATE_ID);
+                   CHD_STORE_DUPLICATE_ID);
 }
 
 static void test_write_refuses_bad_input(void **state)
@@ -219,22 +219,22 @@ static void test_write_refuses_bad_input(void **state)
 
   stream_of("bad", stream, sizeof stream);
   assert_int_equal(chd_mdb_write(db, stream, NULL, NULL, NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_INVALID);
+                   CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "messages must have a type"));
   assert_int_equal(chd_mdb_write(db, stream, NULL, "", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_INVALID);
+                   CHD_STORE_INVALID);
   assert_int_equal(chd_mdb_write(db, stream, "not-a-uuid", "T", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_INVALID);
+                   CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "'not-a-uuid' is not a UUID"));
   assert_int_equal(chd_mdb_write(db, "$all", NULL, "T", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_INVALID);
+                   CHD_STORE_INVALID);
   assert_int_equal(chd_mdb_write(db, "", NULL, "T", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_INVALID);
-  assert_int_equal(chd_mdb_write(db, stream, NULL, "T", NULL, NULL, -2, NULL), CHD_MDB_INVALID);
+                   CHD_STORE_INVALID);
+  assert_int_equal(chd_mdb_write(db, stream, NULL, "T", NULL, NULL, -2, NULL), CHD_STORE_INVALID);
   /* nothing reached the store */
   {
     int64_t v;
-    assert_int_equal(chd_mdb_stream_version(db, stream, &v), CHD_MDB_OK);
+    assert_int_equal(chd_mdb_stream_version(db, stream, &v), CHD_STORE_OK);
     assert_int_equal(v, -1);
   }
 }
@@ -252,7 +252,7 @@ static void test_category_reads(void **state)
   for (int i = 0; i < 9; i++)
     write_simple(s[i % 3], "Seen", i);
 
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 1000, NULL, &all), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 1000, NULL, &all), CHD_STORE_OK);
   assert_true(all.count >= 9);
   for (size_t i = 1; i < all.count; i++)
     assert_true(all.messages[i].global_position > all.messages[i - 1].global_position);
@@ -264,14 +264,14 @@ static void test_category_reads(void **state)
   first = all.messages[0].global_position;
 
   /* batches: inclusive from-position, at most batch_size */
-  assert_int_equal(chd_mdb_read_category(db, cat, first, 4, NULL, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_category(db, cat, first, 4, NULL, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 4);
   assert_int_equal(b.messages[0].global_position, first);
   assert_int_equal(b.messages[3].global_position, all.messages[3].global_position);
   chd_mdb_batch_release(&b);
 
   assert_int_equal(chd_mdb_read_category(db, cat, all.messages[4].global_position, 3, NULL, &b),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   assert_int_equal(b.count, 3);
   assert_int_equal(b.messages[0].global_position, all.messages[4].global_position);
   assert_string_equal(b.messages[0].id, all.messages[4].id);
@@ -279,7 +279,7 @@ static void test_category_reads(void **state)
 
   assert_int_equal(chd_mdb_read_category(db, cat,
                                          all.messages[all.count - 1].global_position + 1, 10,
-                                         NULL, &b), CHD_MDB_OK);
+                                         NULL, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 0);
   chd_mdb_batch_release(&b);
   chd_mdb_batch_release(&all);
@@ -291,27 +291,27 @@ static void test_category_refuses_bad_input(void **state)
   chd_mdb_category_opts o = { 0 };
   (void)state;
 
-  assert_int_equal(chd_mdb_read_category(db, "has-dash", 1, 10, NULL, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, "has-dash", 1, 10, NULL, &b), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "'has-dash' is not a category"));
   o.group_member = 1;
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "without a group size"));
   o.group_size = 2;
   o.group_member = 2;
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "out of range (0 to 1)"));
   o.group_member = -1;
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_STORE_INVALID);
   o.group_member = 0;
   o.group_size = 40000;
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_STORE_INVALID);
   o.group_size = 0;
   o.correlation = "x-1";
-  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, &o, &b), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "correlation"));
-  assert_int_equal(chd_mdb_read_stream(db, cat, 0, 10, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_stream(db, cat, 0, 10, &b), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(db), "is a category, not a stream"));
-  assert_int_equal(chd_mdb_read_last(db, cat, NULL, &b), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_read_last(db, cat, NULL, &b), CHD_STORE_INVALID);
 }
 
 static void test_consumer_group_members_split_the_category(void **state)
@@ -334,8 +334,8 @@ static void test_consumer_group_members_split_the_category(void **state)
       write_simple(compound, "Seen", 100 + i);
     }
   }
-  assert_int_equal(chd_mdb_read_category(db, gcat, 1, -1, &o0, &m0), CHD_MDB_OK);
-  assert_int_equal(chd_mdb_read_category(db, gcat, 1, -1, &o1, &m1), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_category(db, gcat, 1, -1, &o0, &m0), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_read_category(db, gcat, 1, -1, &o1, &m1), CHD_STORE_OK);
   assert_int_equal(m0.count + m1.count, 50);
   assert_true(m0.count > 0 && m1.count > 0);
   /* no message is seen by both */
@@ -369,27 +369,27 @@ static void test_read_last(void **state)
   write_simple(stream, "Deposited", 2);
   write_simple(stream, "Closed", 3);
 
-  assert_int_equal(chd_mdb_read_last(db, stream, NULL, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_last(db, stream, NULL, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   assert_string_equal(b.messages[0].type, "Closed");
   assert_int_equal(b.messages[0].position, 3);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_last(db, stream, "Deposited", &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_last(db, stream, "Deposited", &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   assert_int_equal(b.messages[0].position, 2);
   assert_int_equal(json_integer_value(json_object_get(b.messages[0].data, "n")), 2);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_last(db, stream, "Withdrawn", &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_last(db, stream, "Withdrawn", &b), CHD_STORE_OK);
   assert_int_equal(b.count, 0);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_last(db, empty, NULL, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_last(db, empty, NULL, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 0);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_stream(db, empty, 0, 10, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_stream(db, empty, 0, 10, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 0);
   assert_null(b.messages);
   chd_mdb_batch_release(&b);
@@ -412,15 +412,15 @@ static void test_read_all_is_ordered_across_categories(void **state)
     chd_mdb_batch last;
     const char *s = i % 2 ? s2 : s1;
     assert_int_equal(chd_mdb_write(db, s, NULL, "Mixed", d, NULL, CH_VERSION_ANY, &pos),
-                     CHD_MDB_OK);
+                     CHD_STORE_OK);
     json_decref(d);
     if (i == 0) {
-      assert_int_equal(chd_mdb_read_last(db, s, NULL, &last), CHD_MDB_OK);
+      assert_int_equal(chd_mdb_read_last(db, s, NULL, &last), CHD_STORE_OK);
       first = last.messages[0].global_position;
       chd_mdb_batch_release(&last);
     }
   }
-  assert_int_equal(chd_mdb_read(db, "$all", first, 1000, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read(db, "$all", first, 1000, &b), CHD_STORE_OK);
   assert_int_equal(b.messages[0].global_position, first);   /* inclusive */
   for (size_t i = 0; i < b.count; i++) {
     if (i > 0)
@@ -433,7 +433,7 @@ static void test_read_all_is_ordered_across_categories(void **state)
   assert_int_equal(seen, 6);
   chd_mdb_batch_release(&b);
 
-  assert_int_equal(chd_mdb_read_all(db, first, 2, 0, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read_all(db, first, 2, 0, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 2);
   chd_mdb_batch_release(&b);
 }
@@ -446,10 +446,10 @@ static void test_read_dispatches_on_name(void **state)
 
   stream_of("disp", stream, sizeof stream);
   write_simple(stream, "One", 0);
-  assert_int_equal(chd_mdb_read(db, stream, 0, 10, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read(db, stream, 0, 10, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   chd_mdb_batch_release(&b);
-  assert_int_equal(chd_mdb_read(db, cat, 1, 1000, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_read(db, cat, 1, 1000, &b), CHD_STORE_OK);
   assert_true(b.count >= 1);
   chd_mdb_batch_release(&b);
 }
@@ -460,16 +460,16 @@ static void test_server_down_is_a_clear_error(void **state)
   chd_mdb_batch b;
   (void)state;
 
-  assert_int_equal(chd_mdb_connect(down), CHD_MDB_DISCONNECTED);
+  assert_int_equal(chd_mdb_connect(down), CHD_STORE_DISCONNECTED);
   assert_non_null(strstr(chd_mdb_error(down), "cannot connect to message store at "
                                              "message_store@127.0.0.1:1/message_store"));
   /* calls on a client with no server fail the same way, without a crash */
-  assert_int_equal(chd_mdb_read_category(down, "x", 1, 10, NULL, &b), CHD_MDB_DISCONNECTED);
+  assert_int_equal(chd_mdb_read_category(down, "x", 1, 10, NULL, &b), CHD_STORE_DISCONNECTED);
   assert_int_equal(b.count, 0);
   assert_int_equal(chd_mdb_write(down, "x-1", NULL, "T", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_DISCONNECTED);
+                   CHD_STORE_DISCONNECTED);
   /* bounded reconnect gives up */
-  assert_int_equal(chd_mdb_reconnect(down, 200), CHD_MDB_DISCONNECTED);
+  assert_int_equal(chd_mdb_reconnect(down, 200), CHD_STORE_DISCONNECTED);
   chd_mdb_free(down);
 }
 
@@ -480,7 +480,7 @@ static void test_reconnect_can_be_interrupted(void **state)
   (void)state;
 
   chd_mdb_set_interrupt(down, &stop);
-  assert_int_equal(chd_mdb_reconnect(down, -1), CHD_MDB_INTERRUPTED);
+  assert_int_equal(chd_mdb_reconnect(down, -1), CHD_STORE_INTERRUPTED);
   assert_non_null(strstr(chd_mdb_error(down), "interrupted"));
   chd_mdb_free(down);
 }
@@ -490,11 +490,11 @@ static void test_bad_conninfo(void **state)
   chd_mdb *bad = chd_mdb_new("host=localhost port");
   (void)state;
 
-  assert_int_equal(chd_mdb_connect(bad), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_connect(bad), CHD_STORE_INVALID);
   assert_non_null(strstr(chd_mdb_error(bad), "invalid connection string"));
   chd_mdb_free(bad);
   bad = chd_mdb_new("postgresql://[::1");
-  assert_int_equal(chd_mdb_connect(bad), CHD_MDB_INVALID);
+  assert_int_equal(chd_mdb_connect(bad), CHD_STORE_INVALID);
   chd_mdb_free(bad);
   assert_null(chd_mdb_new(NULL));
 }
@@ -504,7 +504,7 @@ static void test_database_without_message_db(void **state)
   chd_mdb *views = chd_mdb_new(ch_test_view_url());
   (void)state;
 
-  assert_int_equal(chd_mdb_connect(views), CHD_MDB_ERROR);
+  assert_int_equal(chd_mdb_connect(views), CHD_STORE_ERROR);
   assert_non_null(strstr(chd_mdb_error(views), "no Message DB"));
   chd_mdb_free(views);
 }
@@ -530,10 +530,10 @@ static void test_lost_connection_reconnects(void **state)
   PQclear(res);
   PQfinish(killer);
 
-  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_MDB_DISCONNECTED);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_STORE_DISCONNECTED);
   assert_non_null(strstr(chd_mdb_error(db), "lost connection"));
-  assert_int_equal(chd_mdb_reconnect(db, 5000), CHD_MDB_OK);
-  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_MDB_OK);
+  assert_int_equal(chd_mdb_reconnect(db, 5000), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_STORE_OK);
   assert_int_equal(b.count, 1);
   chd_mdb_batch_release(&b);
 
@@ -543,7 +543,7 @@ static void test_lost_connection_reconnects(void **state)
   PQclear(PQexec(killer, sql));
   PQfinish(killer);
   assert_int_equal(chd_mdb_write(db, stream, NULL, "During", NULL, NULL, CH_VERSION_ANY, NULL),
-                   CHD_MDB_DISCONNECTED);
+                   CHD_STORE_DISCONNECTED);
   assert_int_equal(write_simple(stream, "After", 2), 1);
 }
 

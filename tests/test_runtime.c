@@ -67,7 +67,7 @@ static void write_one(const char *stream, const char *type, const char *data_jso
   json_t *meta = meta_json ? json_loads(meta_json, 0, NULL) : NULL;
 
   assert_int_equal(chd_mdb_write(m, stream, NULL, type, data, meta, CH_VERSION_ANY, NULL),
-                   CHD_MDB_OK);
+                   CHD_STORE_OK);
   json_decref(data);
   json_decref(meta);
   chd_mdb_free(m);

@@ -1,5 +1,5 @@
 /*
- * fuzz_message.c - libFuzzer target for chd_message_decode() (host/mdb.c),
+ * fuzz_message.c - libFuzzer target for chd_message_decode() (host/store/mdb.c),
  * which turns the 8 text fields of a Message DB row into a ch_message.
  *
  * The input is the row's fields separated by NUL bytes, in the order of

@@ -64,12 +64,28 @@ chd_mdb *chd_cli_store(const chd_config *cfg)
     chd_cli_fail("out of memory");
     return NULL;
   }
-  if (chd_mdb_connect(db) != CHD_MDB_OK) {
+  if (chd_mdb_connect(db) != CHD_STORE_OK) {
     chd_cli_fail("%s", chd_mdb_error(db));
     chd_mdb_free(db);
     return NULL;
   }
   return db;
+}
+
+chd_viewdb *chd_cli_view(const chd_config *cfg)
+{
+  chd_viewdb *v = chd_viewdb_new(cfg->view_data);
+
+  if (!v) {
+    chd_cli_fail("%s", cfg->view_data ? "out of memory" : "no view database is configured");
+    return NULL;
+  }
+  if (chd_viewdb_connect(v) != CHD_STORE_OK) {
+    chd_cli_fail("%s", chd_viewdb_error(v));
+    chd_viewdb_free(v);
+    return NULL;
+  }
+  return v;
 }
 
 int chd_cli_int(const char *option, const char *text, int64_t min, int64_t *out)

@@ -1,204 +1,15 @@
-/* metrics.c - what the host measures, and how it shows it. */
-#include "metrics.h"
+/* exporter.c - the supervisor's view of its workers' status: /metrics and /healthz. */
+#include "exporter.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
-#include "log.h"
-#include "stream_name.h"
-
-int64_t chd_now_us(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t chd_wall_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static chd_status_sub *sub_status(int index)
-{
-  if (!chd_status_self || index < 0 || index >= CHD_STATUS_MAX_SUBS)
-    return NULL;
-  return &chd_status_self->subs[index];
-}
-
-/* ---- store queries ---- */
-
-static int one_int(PGconn *conn, const char *sql, int n, const char *const *params,
-                   int64_t *out, const char *what, char *err, size_t errlen)
-{
-  PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-  int rc = 0;
-
-  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-    snprintf(err, errlen, "%s: %s", what, PQresultErrorMessage(res));
-    for (char *p = err; *p; p++)
-      if (*p == '\n')
-        *p = *(p + 1) ? ' ' : '\0';
-    rc = -1;
-  } else {
-    *out = PQntuples(res) && !PQgetisnull(res, 0, 0)
-             ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-  }
-  PQclear(res);
-  return rc;
-}
-
-int chd_store_head(PGconn *conn, const char *stream, int64_t *head, char *err, size_t errlen)
-{
-  const char *params[1] = { stream };
-  char what[300];
-
-  snprintf(what, sizeof what, "reading the head of '%s'", stream);
-  if (chd_stream_is_all(stream))
-    return one_int(conn, "SELECT max(global_position) FROM message_store.messages", 0, NULL,
-                   head, what, err, errlen);
-  /* the category index answers it from its last entry */
-  return one_int(conn, "SELECT max(global_position) FROM message_store.messages"
-                 " WHERE message_store.category(stream_name) = $1", 1, params, head, what,
-                 err, errlen);
-}
-
-int chd_store_lag(PGconn *conn, const char *stream, int64_t position, int64_t group_member,
-                  int64_t group_size, int64_t bound, int64_t *lag, char *err, size_t errlen)
-{
-  char pos[24], lim[24], member[24], size[24], what[300];
-  const char *params[5] = { pos, lim, stream, member, size };
-
-  snprintf(pos, sizeof pos, "%" PRId64, position);
-  snprintf(lim, sizeof lim, "%" PRId64, bound);
-  snprintf(member, sizeof member, "%" PRId64, group_member);
-  snprintf(size, sizeof size, "%" PRId64, group_size);
-  snprintf(what, sizeof what, "counting the messages of '%s' after %" PRId64, stream, position);
-  if (chd_stream_is_all(stream))
-    return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
-                   " WHERE global_position > $1::bigint LIMIT $2::bigint) AS m",
-                   2, params, lag, what, err, errlen);
-  if (group_size > 0)
-    return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
-                   " WHERE message_store.category(stream_name) = $3"
-                   " AND global_position > $1::bigint"
-                   " AND MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)),"
-                   " $5::bigint) = $4::bigint LIMIT $2::bigint) AS m",
-                   5, params, lag, what, err, errlen);
-  return one_int(conn, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
-                 " WHERE message_store.category(stream_name) = $3"
-                 " AND global_position > $1::bigint LIMIT $2::bigint) AS m",
-                 3, params, lag, what, err, errlen);
-}
-
-/* ---- worker side ---- */
-
-static void log_progress(chd_sub *s, chd_status_sub *ss, int64_t now)
-{
-  chd_log_fields f = { s->ctx->inst->name, s->subscriber_id, NULL, NULL };
-  int64_t done = ss->handled - ss->progress_handled;
-  double secs = (double)(now - ss->progress_ms) / 1000.0;
-  double rate = ss->progress_ms && secs > 0 ? (double)done / secs : 0;
-  char extra[160];
-
-  if (rate >= 1) {
-    int64_t eta = (int64_t)((double)ss->lag / rate);
-    snprintf(extra, sizeof extra, "lag=%" PRId64 " rate=%.0f eta_s=%" PRId64, ss->lag, rate,
-             eta);
-    f.extra = extra;
-    chd_log(CH_LOG_INFO, &f, "catching up: %s%" PRId64 " messages behind; %" PRId64
-            " done in %.1f s (%.0f/s); about %" PRId64 " min %02" PRId64 " s to go",
-            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag, done, secs, rate,
-            eta / 60, eta % 60);
-  } else {
-    snprintf(extra, sizeof extra, "lag=%" PRId64, ss->lag);
-    f.extra = extra;
-    chd_log(CH_LOG_INFO, &f, "catching up: %s%" PRId64 " messages behind",
-            ss->lag >= CHD_LAG_BOUND ? "at least " : "", ss->lag);
-  }
-}
-
-/* The end of a catch-up that logged its progress. */
-static void caught_up(chd_sub *s, chd_status_sub *ss)
-{
-  if (ss->progress_ms) {
-    chd_log_fields f = { s->ctx->inst->name, s->subscriber_id, NULL, NULL };
-    chd_log(CH_LOG_INFO, &f, "caught up at global position %" PRId64, s->position);
-    ss->progress_ms = 0;
-  }
-}
-
-void chd_metrics_read(chd_sub *s, size_t count)
-{
-  chd_status_sub *ss = sub_status(s->index);
-  int64_t now;
-
-  if (!ss)
-    return;
-  now = chd_now_ms();
-  ss->last_poll_ms = chd_wall_ms();
-  if ((int64_t)count < s->ctx->inst->batch_size) {
-    ss->lag = (int64_t)count;           /* caught up once these are done */
-    if (count == 0)
-      caught_up(s, ss);
-  } else if (ss->lag_checked_ms == 0 || now - ss->lag_checked_ms >= CHD_PROGRESS_INTERVAL_MS) {
-    char err[512];
-    int64_t lag;
-    if (chd_store_lag(chd_mdb_conn(s->ctx->mdb), s->desc->stream_name, s->position,
-                      s->ctx->inst->group_member, s->ctx->inst->group_size, CHD_LAG_BOUND,
-                      &lag, err, sizeof err) == 0)
-      ss->lag = lag;
-    ss->lag_checked_ms = now;
-  }
-  if (ss->lag > CHD_PROGRESS_MIN_LAG &&
-      (ss->progress_ms == 0 || now - ss->progress_ms >= CHD_PROGRESS_INTERVAL_MS)) {
-    log_progress(s, ss, now);
-    ss->progress_ms = now;
-    ss->progress_handled = ss->handled;
-  }
-}
-
-void chd_metrics_batch_done(chd_sub *s, size_t count, bool full, int64_t started_us)
-{
-  chd_status_sub *ss = sub_status(s->index);
-
-  if (!ss || count == 0)
-    return;
-  chd_hist_observe(&ss->batch, chd_now_us() - started_us);
-  if (!full) {
-    caught_up(s, ss);
-    ss->lag = 0;
-  } else if (ss->lag > 0) {
-    ss->lag = ss->lag > (int64_t)count ? ss->lag - (int64_t)count : 0;
-  }
-}
-
-void chd_metrics_handler_done(int index, int64_t started_us)
-{
-  chd_status_sub *ss = sub_status(index);
-
-  if (ss)
-    chd_hist_observe(&ss->handler, chd_now_us() - started_us);
-}
-
-void chd_metrics_moved(int index)
-{
-  chd_status_sub *ss = sub_status(index);
-
-  if (ss)
-    ss->moved_ms = chd_now_ms();
-}
-
-/* ---- supervisor side ---- */
+#include "clock.h"
+#include "subscription.h"
 
 /* A label value: backslash, double quote and newline escaped. */
 static void label(FILE *out, const char *s)
@@ -303,7 +114,7 @@ static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *s
   }
 }
 
-char *chd_metrics_render(const chd_inventory *inv, const chd_status *st)
+char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
 {
   char *buf = NULL;
   size_t size = 0;
@@ -416,7 +227,7 @@ static bool stalled(const chd_inventory *inv, size_t i, const chd_status *w, int
   return false;
 }
 
-bool chd_metrics_health(const chd_inventory *inv, const chd_status *st, int64_t max_age_ms,
+bool chd_exporter_health(const chd_inventory *inv, const chd_status *st, int64_t max_age_ms,
                         int64_t max_stall_ms, char **body)
 {
   json_t *doc = json_object(), *workers = json_array(), *problems = json_array();

@@ -3,14 +3,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "log.h"
+#include "pq.h"
 #include "stream_name.h"
 #include "uuid.h"
 
@@ -81,55 +79,14 @@ enum {
 };
 
 struct chd_mdb {
-  char *conninfo;
+  chd_pq pq;
   char *session_sql;          /* run on every new session, or NULL */
-  PGconn *conn;
-  const volatile sig_atomic_t *interrupt;
-  char describe[256];
-  char error[1024];
   bool has_conflict;
   chd_mdb_conflict conflict;
   char *conflict_stream;
 };
 
-static chd_mdb_rc fail(chd_mdb *db, chd_mdb_rc rc, const char *fmt, ...)
-  __attribute__((format(printf, 3, 4)));
-
-static chd_mdb_rc fail(chd_mdb *db, chd_mdb_rc rc, const char *fmt, ...)
-{
-  va_list ap;
-  size_t n;
-
-  va_start(ap, fmt);
-  vsnprintf(db->error, sizeof db->error, fmt, ap);
-  va_end(ap);
-  /* libpq messages end with newlines: keep errors to one line */
-  n = strlen(db->error);
-  while (n > 0 && (db->error[n - 1] == '\n' || db->error[n - 1] == ' '))
-    db->error[--n] = '\0';
-  for (char *p = db->error; *p; p++)
-    if (*p == '\n')
-      *p = ' ';
-  return rc;
-}
-
-bool chd_pq_refused_for_good(const char *message)
-{
-  static const char *const passing[] = {
-    "the database system is starting up", "the database system is shutting down",
-    "the database system is in recovery mode", "too many clients",
-    "terminating connection", "remaining connection slots",
-  };
-
-  /* a server that answered with FATAL refused us; unless it was busy
-   * starting, stopping or full, asking again gives the same answer */
-  if (!message || !strstr(message, "FATAL:"))
-    return false;
-  for (size_t i = 0; i < sizeof passing / sizeof passing[0]; i++)
-    if (strstr(message, passing[i]))
-      return false;
-  return true;
-}
+#define fail(db, ...) chd_pq_fail(&(db)->pq, __VA_ARGS__)
 
 chd_mdb *chd_mdb_new(const char *conninfo)
 {
@@ -140,12 +97,10 @@ chd_mdb *chd_mdb_new(const char *conninfo)
   db = calloc(1, sizeof *db);
   if (!db)
     return NULL;
-  db->conninfo = strdup(conninfo);
-  if (!db->conninfo) {
+  if (chd_pq_init(&db->pq, conninfo, "message store") != 0) {
     free(db);
     return NULL;
   }
-  snprintf(db->describe, sizeof db->describe, "(not connected)");
   return db;
 }
 
@@ -153,17 +108,20 @@ void chd_mdb_free(chd_mdb *db)
 {
   if (!db)
     return;
-  if (db->conn)
-    PQfinish(db->conn);
+  chd_pq_release(&db->pq);
   free(db->conflict_stream);
   free(db->session_sql);
-  free(db->conninfo);
   free(db);
 }
 
 const char *chd_mdb_error(const chd_mdb *db)
 {
-  return db->error;
+  return db->pq.error;
+}
+
+chd_store_rc chd_mdb_set_error(chd_mdb *db, chd_store_rc rc, const char *text)
+{
+  return fail(db, rc, "%s", text);
 }
 
 const chd_mdb_conflict *chd_mdb_conflict_info(const chd_mdb *db)
@@ -173,17 +131,22 @@ const chd_mdb_conflict *chd_mdb_conflict_info(const chd_mdb *db)
 
 const char *chd_mdb_describe(const chd_mdb *db)
 {
-  return db->describe;
+  return db->pq.describe;
 }
 
 PGconn *chd_mdb_conn(chd_mdb *db)
 {
-  return db->conn;
+  return db->pq.conn;
+}
+
+bool chd_mdb_broken(const chd_mdb *db)
+{
+  return chd_pq_broken(&db->pq);
 }
 
 void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag)
 {
-  db->interrupt = flag;
+  db->pq.interrupt = flag;
 }
 
 int chd_mdb_set_session_sql(chd_mdb *db, const char *sql)
@@ -197,198 +160,106 @@ int chd_mdb_set_session_sql(chd_mdb *db, const char *sql)
   return 0;
 }
 
-/* Fill db->describe from the parsed connection string: never the password. */
-static void describe_conninfo(chd_mdb *db, PQconninfoOption *opts)
-{
-  const char *host = NULL, *port = NULL, *dbname = NULL, *user = NULL;
-
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val || !*o->val)
-      continue;
-    if (!strcmp(o->keyword, "host") || (!host && !strcmp(o->keyword, "hostaddr")))
-      host = o->val;
-    else if (!strcmp(o->keyword, "port"))
-      port = o->val;
-    else if (!strcmp(o->keyword, "dbname"))
-      dbname = o->val;
-    else if (!strcmp(o->keyword, "user"))
-      user = o->val;
-  }
-  snprintf(db->describe, sizeof db->describe, "%s%s%s:%s/%s",
-           user ? user : "", user ? "@" : "", host ? host : "localhost",
-           port ? port : "5432", dbname ? dbname : (user ? user : "?"));
-}
-
-static void disconnect(chd_mdb *db)
-{
-  if (db->conn) {
-    PQfinish(db->conn);
-    db->conn = NULL;
-  }
-}
-
 /* Message DB 1.3 or later: get_last_stream_message() takes a type. */
-static chd_mdb_rc check_version(chd_mdb *db)
+static chd_store_rc check_version(chd_mdb *db)
 {
-  PGresult *res = PQexec(db->conn, "SELECT message_store.message_store_version()");
-  chd_mdb_rc rc = CHD_MDB_OK;
+  PGresult *res = PQexec(db->pq.conn, "SELECT message_store.message_store_version()");
+  chd_store_rc rc = CHD_STORE_OK;
   int major = 0, minor = 0;
 
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (PQstatus(db->conn) == CONNECTION_BAD)
-      rc = fail(db, CHD_MDB_DISCONNECTED, "lost connection to message store at %s: %s",
-                db->describe, PQerrorMessage(db->conn));
+    if (PQstatus(db->pq.conn) == CONNECTION_BAD)
+      rc = fail(db, CHD_STORE_DISCONNECTED, "lost connection to message store at %s: %s",
+                db->pq.describe, PQerrorMessage(db->pq.conn));
     else if (state && (!strcmp(state, "3F000") || !strcmp(state, "42883")))
-      rc = fail(db, CHD_MDB_ERROR,
+      rc = fail(db, CHD_STORE_ERROR,
                 "no Message DB in database %s: message_store.message_store_version()"
                 " does not exist (install Message DB 1.3; scripts/dev-db sets up one)",
-                db->describe);
+                db->pq.describe);
     else
-      rc = fail(db, CHD_MDB_ERROR, "cannot check the Message DB version at %s: %s",
-                db->describe, PQresultErrorMessage(res));
+      rc = fail(db, CHD_STORE_ERROR, "cannot check the Message DB version at %s: %s",
+                db->pq.describe, PQresultErrorMessage(res));
   } else if (sscanf(PQgetvalue(res, 0, 0), "%d.%d", &major, &minor) != 2 ||
              major < 1 || (major == 1 && minor < 3)) {
-    rc = fail(db, CHD_MDB_ERROR,
+    rc = fail(db, CHD_STORE_ERROR,
               "Message DB at %s is version %s; comphost needs 1.3 or later",
-              db->describe, PQgetvalue(res, 0, 0));
+              db->pq.describe, PQgetvalue(res, 0, 0));
   }
   PQclear(res);
   return rc;
 }
 
-chd_mdb_rc chd_mdb_connect(chd_mdb *db)
+/* Run one statement of the session's setup; on failure, disconnect. */
+static chd_store_rc setup(chd_mdb *db, const char *sql)
 {
-  const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
-  const char *vals[] = { "10", "comphost", db->conninfo, NULL };
-  PQconninfoOption *opts;
-  char *perr = NULL;
-  PGresult *res;
-  chd_mdb_rc rc;
+  PGresult *res = PQexec(db->pq.conn, sql);
+  chd_store_rc rc = CHD_STORE_OK;
 
-  disconnect(db);
-  opts = PQconninfoParse(db->conninfo, &perr);
-  if (!opts) {
-    rc = fail(db, CHD_MDB_INVALID, "invalid connection string: %s",
-              perr ? perr : "out of memory");
-    PQfreemem(perr);
-    return rc;
-  }
-  describe_conninfo(db, opts);
-  PQconninfoFree(opts);
-
-  db->conn = PQconnectdbParams(keys, vals, 1);
-  if (!db->conn)
-    return fail(db, CHD_MDB_ERROR, "out of memory connecting to %s", db->describe);
-  if (PQstatus(db->conn) != CONNECTION_OK) {
-    rc = fail(db, chd_pq_refused_for_good(PQerrorMessage(db->conn)) ? CHD_MDB_ERROR
-                                                                     : CHD_MDB_DISCONNECTED,
-              "cannot connect to message store at %s: %s",
-              db->describe, PQerrorMessage(db->conn));
-    disconnect(db);
-    return rc;
-  }
-
-  PQsetNoticeProcessor(db->conn, chd_log_pq_notice, NULL);
-  res = PQexec(db->conn, "SET search_path = message_store, public; SET datestyle = 'ISO, YMD'");
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    rc = fail(db, CHD_MDB_ERROR, "cannot set up the session at %s: %s",
-              db->describe, PQresultErrorMessage(res));
-    PQclear(res);
-    disconnect(db);
-    return rc;
-  }
+  if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+    rc = fail(db, PQstatus(db->pq.conn) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED
+                                                          : CHD_STORE_ERROR,
+              "cannot set up the session at %s: %s", db->pq.describe,
+              PQresultErrorMessage(res));
   PQclear(res);
+  return rc;
+}
 
-  rc = check_version(db);
-  if (rc != CHD_MDB_OK) {
-    disconnect(db);
+chd_store_rc chd_mdb_connect(chd_mdb *db)
+{
+  PGresult *res;
+  chd_store_rc rc = chd_pq_connect(&db->pq);
+
+  if (rc != CHD_STORE_OK)
+    return rc;
+  rc = setup(db, "SET search_path = message_store, public; SET datestyle = 'ISO, YMD'");
+  if (rc == CHD_STORE_OK)
+    rc = check_version(db);
+  if (rc == CHD_STORE_OK && db->session_sql)
+    rc = setup(db, db->session_sql);
+  for (size_t i = 0; rc == CHD_STORE_OK && i < sizeof statements / sizeof statements[0]; i++) {
+    res = PQprepare(db->pq.conn, statements[i].name, statements[i].sql,
+                    statements[i].nparams, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      rc = fail(db, CHD_STORE_ERROR, "cannot prepare %s at %s: %s", statements[i].name,
+                db->pq.describe, PQresultErrorMessage(res));
+    PQclear(res);
+  }
+  if (rc != CHD_STORE_OK) {
+    chd_pq_disconnect(&db->pq);
     return rc;
   }
-  if (db->session_sql) {
-    res = PQexec(db->conn, db->session_sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
-      rc = fail(db, PQstatus(db->conn) == CONNECTION_BAD ? CHD_MDB_DISCONNECTED : CHD_MDB_ERROR,
-                "cannot set up the session at %s: %s", db->describe,
-                PQresultErrorMessage(res));
-      PQclear(res);
-      disconnect(db);
-      return rc;
-    }
-    PQclear(res);
-  }
-
-  for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
-    res = PQprepare(db->conn, statements[i].name, statements[i].sql,
-                    statements[i].nparams, NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-      rc = fail(db, CHD_MDB_ERROR, "cannot prepare %s at %s: %s", statements[i].name,
-                db->describe, PQresultErrorMessage(res));
-      PQclear(res);
-      disconnect(db);
-      return rc;
-    }
-    PQclear(res);
-  }
-  db->error[0] = '\0';
-  return CHD_MDB_OK;
+  db->pq.error[0] = '\0';
+  return CHD_STORE_OK;
 }
 
-static void sleep_ms(int ms)
+static chd_store_rc connect_cb(void *arg)
 {
-  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-    ;
+  return chd_mdb_connect(arg);
 }
 
-chd_mdb_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms)
+chd_store_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms)
 {
-  int delay = 100, waited = 0;
-  chd_mdb_rc rc;
-
-  for (;;) {
-    rc = chd_mdb_connect(db);
-    if (rc != CHD_MDB_DISCONNECTED)
-      return rc;
-    if (max_wait_ms >= 0 && waited >= max_wait_ms)
-      return rc;
-    /* sleep in short slices so that the interrupt flag is seen soon */
-    for (int slept = 0; slept < delay; slept += 50) {
-      if (db->interrupt && *db->interrupt)
-        return fail(db, CHD_MDB_INTERRUPTED, "reconnecting to %s was interrupted",
-                    db->describe);
-      sleep_ms(50);
-    }
-    waited += delay;
-    delay = delay * 2 > 5000 ? 5000 : delay * 2;
-  }
+  return chd_pq_reconnect(&db->pq, max_wait_ms, false, connect_cb, db);
 }
 
 /* Before a call: connect when there is no connection, or it is known broken. */
-static chd_mdb_rc ensure_connected(chd_mdb *db)
+static chd_store_rc ensure_connected(chd_mdb *db)
 {
   db->has_conflict = false;
-  if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
-    return CHD_MDB_OK;
+  if (!chd_pq_broken(&db->pq))
+    return CHD_STORE_OK;
   return chd_mdb_connect(db);
 }
 
-/*
- * Map a failed result to a return code. `what` names the call for the
- * message. The conflict case is handled by the caller before this.
- */
-static chd_mdb_rc result_error(chd_mdb *db, PGresult *res, const char *what)
+static chd_store_rc result_error(chd_mdb *db, PGresult *res, const char *what)
 {
-  if (PQstatus(db->conn) == CONNECTION_BAD)
-    return fail(db, CHD_MDB_DISCONNECTED, "lost connection to message store at %s during %s: %s",
-                db->describe, what, PQerrorMessage(db->conn));
-  return fail(db, CHD_MDB_ERROR, "%s failed: %s", what, PQresultErrorMessage(res));
+  return chd_pq_result_error(&db->pq, res, what);
 }
 
 static PGresult *exec_prepared(chd_mdb *db, int st, const char *const *params)
 {
-  return PQexecPrepared(db->conn, statements[st].name, statements[st].nparams,
+  return PQexecPrepared(db->pq.conn, statements[st].name, statements[st].nparams,
                         params, NULL, NULL, 0);
 }
 
@@ -434,7 +305,7 @@ static void record_conflict(chd_mdb *db, const char *stream_name,
   db->has_conflict = true;
 }
 
-chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
+chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
                          const char *type, const json_t *data,
                          const json_t *metadata, int64_t expected_version,
                          int64_t *out_position)
@@ -443,24 +314,24 @@ chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
   char *data_text = NULL, *meta_text = NULL;
   const char *params[6];
   PGresult *res;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   if (!stream_name || !*stream_name)
-    return fail(db, CHD_MDB_INVALID, "cannot write a message: no stream name");
+    return fail(db, CHD_STORE_INVALID, "cannot write a message: no stream name");
   if (chd_stream_is_all(stream_name))
-    return fail(db, CHD_MDB_INVALID, "cannot write to '$all': it is no stream");
+    return fail(db, CHD_STORE_INVALID, "cannot write to '$all': it is no stream");
   if (!type || !*type)
-    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': messages must have a type",
+    return fail(db, CHD_STORE_INVALID, "cannot write to '%s': messages must have a type",
                 stream_name);
   if (id && !chd_uuid_valid(id))
-    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': message id '%s' is not a UUID",
+    return fail(db, CHD_STORE_INVALID, "cannot write to '%s': message id '%s' is not a UUID",
                 stream_name, id);
   if (expected_version != CH_VERSION_ANY && expected_version < -1)
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "cannot write to '%s': expected version %" PRId64 " is below -1",
                 stream_name, expected_version);
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
 
   if (!id) {
@@ -468,11 +339,11 @@ chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
     id = idbuf;
   }
   if (data && !(data_text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY)))
-    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': data does not encode as JSON",
+    return fail(db, CHD_STORE_INVALID, "cannot write to '%s': data does not encode as JSON",
                 stream_name);
   if (metadata && !(meta_text = json_dumps(metadata, JSON_COMPACT | JSON_ENCODE_ANY))) {
     free(data_text);
-    return fail(db, CHD_MDB_INVALID, "cannot write to '%s': metadata does not encode as JSON",
+    return fail(db, CHD_STORE_INVALID, "cannot write to '%s': metadata does not encode as JSON",
                 stream_name);
   }
   params[0] = id;
@@ -490,8 +361,8 @@ chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
     if (out_position && parse_i64(PQgetvalue(res, 0, 0), out_position) != 0)
       *out_position = -1;
     PQclear(res);
-    db->error[0] = '\0';
-    return CHD_MDB_OK;
+    db->pq.error[0] = '\0';
+    return CHD_STORE_OK;
   }
 
   {
@@ -502,13 +373,13 @@ chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
     if (state && !strcmp(state, "P0001") && primary &&
         !strncmp(primary, "Wrong expected version", 22)) {
       record_conflict(db, stream_name, expected_version, primary);
-      rc = fail(db, CHD_MDB_CONFLICT,
+      rc = fail(db, CHD_STORE_CONFLICT,
                 "version conflict writing %s to '%s': expected version %" PRId64
                 ", stream is at %" PRId64,
                 type, stream_name, expected_version, db->conflict.actual_version);
     } else if (state && !strcmp(state, "23505") && constraint &&
                !strcmp(constraint, "messages_id")) {
-      rc = fail(db, CHD_MDB_DUPLICATE_ID,
+      rc = fail(db, CHD_STORE_DUPLICATE_ID,
                 "message id %s is already in the store (writing %s to '%s')",
                 id, type, stream_name);
     } else {
@@ -575,25 +446,25 @@ void chd_mdb_batch_release(chd_mdb_batch *batch)
 }
 
 /* Turn a result of message rows into a batch; takes ownership of res. */
-static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
+static chd_store_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
                              const char *bound, chd_mdb_batch *out)
 {
   int rows;
 
   memset(out, 0, sizeof *out);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-    chd_mdb_rc rc = result_error(db, res, what);
+    chd_store_rc rc = result_error(db, res, what);
     PQclear(res);
     return rc;
   }
   rows = PQntuples(res);
   out->result_ = res;
   if (rows == 0)
-    return CHD_MDB_OK;
+    return CHD_STORE_OK;
   out->messages = calloc((size_t)rows, sizeof *out->messages);
   if (!out->messages) {
     chd_mdb_batch_release(out);
-    return fail(db, CHD_MDB_ERROR, "%s: out of memory for %d messages", what, rows);
+    return fail(db, CHD_STORE_ERROR, "%s: out of memory for %d messages", what, rows);
   }
   for (int r = 0; r < rows; r++) {
     ch_message *m = &out->messages[r];
@@ -613,7 +484,7 @@ static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
     }
     if (drc == -1) {
       chd_mdb_batch_release(out);
-      return fail(db, CHD_MDB_ERROR, "%s: %s", what, err);
+      return fail(db, CHD_STORE_ERROR, "%s: %s", what, err);
     }
     if (drc == -2) {
       /* a message all the same: it goes to the caller with empty data and
@@ -621,7 +492,7 @@ static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
       if (!out->decode_errors &&
           !(out->decode_errors = calloc((size_t)rows, sizeof *out->decode_errors))) {
         chd_mdb_batch_release(out);
-        return fail(db, CHD_MDB_ERROR, "%s: out of memory", what);
+        return fail(db, CHD_STORE_ERROR, "%s: out of memory", what);
       }
       json_decref(m->data);
       json_decref(m->metadata);
@@ -631,31 +502,31 @@ static chd_mdb_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
       if (!m->data || !m->metadata || !out->decode_errors[r]) {
         out->count++;
         chd_mdb_batch_release(out);
-        return fail(db, CHD_MDB_ERROR, "%s: out of memory", what);
+        return fail(db, CHD_STORE_ERROR, "%s: out of memory", what);
       }
     }
     out->count++;
   }
-  db->error[0] = '\0';
-  return CHD_MDB_OK;
+  db->pq.error[0] = '\0';
+  return CHD_STORE_OK;
 }
 
-chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
                                int64_t from_position, int64_t batch_size,
                                chd_mdb_batch *out)
 {
   char from[24], size[24], what[300];
   const char *params[3];
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   memset(out, 0, sizeof *out);
   if (!stream_name || !*stream_name)
-    return fail(db, CHD_MDB_INVALID, "cannot read a stream: no stream name");
+    return fail(db, CHD_STORE_INVALID, "cannot read a stream: no stream name");
   if (chd_stream_is_category(stream_name))
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "'%s' is a category, not a stream (a stream name has a '-')", stream_name);
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   params[0] = stream_name;
   params[1] = fmt_i64(from, from_position < 0 ? 0 : from_position);
@@ -664,29 +535,29 @@ chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
   return fill_batch(db, exec_prepared(db, ST_STREAM, params), what, NULL, out);
 }
 
-static chd_mdb_rc check_group(chd_mdb *db, const char *category,
+static chd_store_rc check_group(chd_mdb *db, const char *category,
                               const chd_mdb_category_opts *opts)
 {
   if (opts->group_size == 0) {
     if (opts->group_member != 0)
-      return fail(db, CHD_MDB_INVALID,
+      return fail(db, CHD_STORE_INVALID,
                   "reading category '%s': consumer group member %" PRId64
                   " given without a group size", category, opts->group_member);
-    return CHD_MDB_OK;
+    return CHD_STORE_OK;
   }
   if (opts->group_size < 0 || opts->group_size > 32767)
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "reading category '%s': consumer group size %" PRId64
                 " is out of range (1 to 32767)", category, opts->group_size);
   if (opts->group_member < 0 || opts->group_member >= opts->group_size)
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "reading category '%s': consumer group member %" PRId64
                 " is out of range (0 to %" PRId64 ")", category,
                 opts->group_member, opts->group_size - 1);
-  return CHD_MDB_OK;
+  return CHD_STORE_OK;
 }
 
-chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
+chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
                                  int64_t from_global, int64_t batch_size,
                                  const chd_mdb_category_opts *opts,
                                  chd_mdb_batch *out)
@@ -694,25 +565,25 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   static const chd_mdb_category_opts none;
   char from[24], size[24], member[24], gsize[24], bytes[24], what[300];
   const char *params[7];
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   memset(out, 0, sizeof *out);
   if (!opts)
     opts = &none;
   if (!category || !*category)
-    return fail(db, CHD_MDB_INVALID, "cannot read a category: no category name");
+    return fail(db, CHD_STORE_INVALID, "cannot read a category: no category name");
   if (!chd_stream_is_category(category))
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "'%s' is not a category: a category name has no '-'", category);
   if (opts->correlation && !chd_stream_is_category(opts->correlation))
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "reading category '%s': correlation '%s' is not a category (it has a '-')",
                 category, opts->correlation);
   rc = check_group(db, category, opts);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   params[0] = category;
   params[1] = fmt_i64(from, from_global < 1 ? 1 : from_global);
@@ -728,16 +599,16 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   return fill_batch(db, exec_prepared(db, ST_CATEGORY, params), what, NULL, out);
 }
 
-chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
+chd_store_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
                             int64_t batch_size, int64_t max_bytes, chd_mdb_batch *out)
 {
   char from[24], size[24], bytes[24];
   const char *params[3];
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   memset(out, 0, sizeof *out);
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   params[0] = fmt_i64(from, from_global < 1 ? 1 : from_global);
   params[1] = fmt_i64(size, batch_size);
@@ -748,7 +619,7 @@ chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
   return fill_batch(db, exec_prepared(db, ST_ALL, params), "reading '$all'", NULL, out);
 }
 
-chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
+chd_store_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
                         int64_t batch_size, chd_mdb_batch *out)
 {
   if (chd_stream_is_all(stream_name))
@@ -758,22 +629,22 @@ chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
   return chd_mdb_read_stream(db, stream_name, from, batch_size, out);
 }
 
-chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
                              const char *type, chd_mdb_batch *out)
 {
   char what[300];
   const char *params[2];
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   memset(out, 0, sizeof *out);
   if (!stream_name || !*stream_name)
-    return fail(db, CHD_MDB_INVALID, "cannot read the last message: no stream name");
+    return fail(db, CHD_STORE_INVALID, "cannot read the last message: no stream name");
   if (chd_stream_is_category(stream_name))
-    return fail(db, CHD_MDB_INVALID,
+    return fail(db, CHD_STORE_INVALID,
                 "cannot read the last message of '%s': it is a category, not a stream",
                 stream_name);
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   params[0] = stream_name;
   params[1] = type;
@@ -781,17 +652,17 @@ chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
   return fill_batch(db, exec_prepared(db, ST_LAST, params), what, NULL, out);
 }
 
-chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
                                   int64_t *out_version)
 {
   const char *params[1];
   PGresult *res;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
   if (!stream_name || !*stream_name)
-    return fail(db, CHD_MDB_INVALID, "cannot get a stream version: no stream name");
+    return fail(db, CHD_STORE_INVALID, "cannot get a stream version: no stream name");
   rc = ensure_connected(db);
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   params[0] = stream_name;
   res = exec_prepared(db, ST_VERSION, params);
@@ -802,26 +673,230 @@ chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
   } else if (PQgetisnull(res, 0, 0)) {
     *out_version = -1;
   } else if (parse_i64(PQgetvalue(res, 0, 0), out_version) != 0) {
-    rc = fail(db, CHD_MDB_ERROR, "stream version of '%s' is not a number: '%s'",
+    rc = fail(db, CHD_STORE_ERROR, "stream version of '%s' is not a number: '%s'",
               stream_name, PQgetvalue(res, 0, 0));
   }
   PQclear(res);
   return rc;
 }
 
-chd_mdb_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax)
+chd_store_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax)
 {
   PGresult *res;
-  chd_mdb_rc rc = ensure_connected(db);
+  chd_store_rc rc = ensure_connected(db);
 
-  if (rc != CHD_MDB_OK)
+  if (rc != CHD_STORE_OK)
     return rc;
   res = exec_prepared(db, ST_SNAPSHOT, NULL);
   if (PQresultStatus(res) != PGRES_TUPLES_OK)
     rc = result_error(db, res, "reading the current snapshot");
   else if (parse_i64(PQgetvalue(res, 0, 0), xmin) != 0 ||
            parse_i64(PQgetvalue(res, 0, 1), xmax) != 0)
-    rc = fail(db, CHD_MDB_ERROR, "the current snapshot is not two numbers");
+    rc = fail(db, CHD_STORE_ERROR, "the current snapshot is not two numbers");
+  PQclear(res);
+  return rc;
+}
+
+chd_store_rc chd_mdb_exec(chd_mdb *db, const char *sql)
+{
+  /* no reconnection here: a transaction does not survive one */
+  return chd_pq_exec(&db->pq, sql);
+}
+
+chd_store_rc chd_mdb_commit(chd_mdb *db)
+{
+  return chd_pq_commit(&db->pq);
+}
+
+/* One bigint (NULL and no row read as 0) from a query with parameters. */
+static chd_store_rc one_int(chd_mdb *db, const char *sql, int n, const char *const *params,
+                            int64_t *out, const char *what)
+{
+  PGresult *res;
+  chd_store_rc rc = ensure_connected(db);
+
+  if (rc != CHD_STORE_OK)
+    return rc;
+  res = PQexecParams(db->pq.conn, sql, n, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    rc = result_error(db, res, what);
+  else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0))
+    *out = 0;
+  else if (parse_i64(PQgetvalue(res, 0, 0), out) != 0)
+    rc = fail(db, CHD_STORE_ERROR, "%s: '%s' is not a number", what, PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return rc;
+}
+
+chd_store_rc chd_mdb_head(chd_mdb *db, const char *stream, int64_t *head)
+{
+  const char *params[1] = { stream };
+  char what[300];
+
+  snprintf(what, sizeof what, "reading the head of '%s'", stream);
+  if (chd_stream_is_all(stream))
+    return one_int(db, "SELECT max(global_position) FROM message_store.messages", 0, NULL,
+                   head, what);
+  /* the category index answers it from its last entry */
+  return one_int(db, "SELECT max(global_position) FROM message_store.messages"
+                 " WHERE message_store.category(stream_name) = $1", 1, params, head, what);
+}
+
+chd_store_rc chd_mdb_lag(chd_mdb *db, const char *stream, int64_t position,
+                         int64_t group_member, int64_t group_size, int64_t bound,
+                         int64_t *lag)
+{
+  char pos[24], lim[24], member[24], size[24], what[300];
+  const char *params[5] = { pos, lim, stream, member, size };
+
+  fmt_i64(pos, position);
+  fmt_i64(lim, bound);
+  fmt_i64(member, group_member);
+  fmt_i64(size, group_size);
+  snprintf(what, sizeof what, "counting the messages of '%s' after %" PRId64, stream, position);
+  if (chd_stream_is_all(stream))
+    return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                   " WHERE global_position > $1::bigint LIMIT $2::bigint) AS m",
+                   2, params, lag, what);
+  if (group_size > 0)
+    return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                   " WHERE message_store.category(stream_name) = $3"
+                   " AND global_position > $1::bigint"
+                   " AND MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)),"
+                   " $5::bigint) = $4::bigint LIMIT $2::bigint) AS m",
+                   5, params, lag, what);
+  return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
+                 " WHERE message_store.category(stream_name) = $3"
+                 " AND global_position > $1::bigint LIMIT $2::bigint) AS m",
+                 3, params, lag, what);
+}
+
+chd_store_rc chd_mdb_global_position(chd_mdb *db, const char *id, int64_t *out)
+{
+  const char *params[1] = { id };
+  char what[100];
+
+  *out = -1;
+  if (!id || !chd_uuid_valid(id))
+    return fail(db, CHD_STORE_INVALID, "'%s' is not a message id", id ? id : "");
+  snprintf(what, sizeof what, "looking up message %s", id);
+  return one_int(db, "SELECT coalesce((SELECT global_position FROM message_store.messages"
+                 " WHERE id = $1::uuid), -1)", 1, params, out, what);
+}
+
+chd_store_rc chd_mdb_last_age(chd_mdb *db, const char *stream_name, const char *type,
+                              int64_t *age_ms)
+{
+  const char *params[2] = { stream_name, type };
+  char what[400];
+
+  snprintf(what, sizeof what, "reading the time of the last message of '%s'", stream_name);
+  *age_ms = -1;
+  return one_int(db, "SELECT coalesce((SELECT (extract(epoch FROM (now() AT TIME ZONE 'utc')"
+                 " - time) * 1000)::bigint FROM message_store.get_last_stream_message("
+                 "$1::varchar, $2::varchar)), -1)", 2, params, age_ms, what);
+}
+
+chd_store_rc chd_mdb_read_trace(chd_mdb *db, const char *trace_id, int64_t limit,
+                                chd_mdb_batch *out)
+{
+  char lim[24], what[300];
+  const char *params[2] = { trace_id, fmt_i64(lim, limit) };
+  chd_store_rc rc;
+
+  memset(out, 0, sizeof *out);
+  rc = ensure_connected(db);
+  if (rc != CHD_STORE_OK)
+    return rc;
+  snprintf(what, sizeof what, "reading trace %s", trace_id);
+  return fill_batch(db, PQexecParams(db->pq.conn,
+                                     "SELECT " ALL_COLUMNS " FROM message_store.messages"
+                                     " WHERE metadata->>'traceId' = $1"
+                                     " ORDER BY global_position LIMIT $2::bigint",
+                                     2, NULL, params, NULL, NULL, 0), what, NULL, out);
+}
+
+#define TRACE_INDEX "messages_trace_id"   /* in schema message_store */
+
+chd_store_rc chd_mdb_trace_index(chd_mdb *db, int *state, int64_t *bytes)
+{
+  PGresult *res;
+  chd_store_rc rc = ensure_connected(db);
+
+  *state = 0;
+  *bytes = 0;
+  if (rc != CHD_STORE_OK)
+    return rc;
+  res = PQexec(db->pq.conn, "SELECT i.indisvalid, pg_relation_size(c.oid)"
+                            " FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+                            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                            " WHERE n.nspname = 'message_store'"
+                            " AND c.relname = '" TRACE_INDEX "'");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    rc = result_error(db, res, "looking for the index " TRACE_INDEX);
+  } else if (PQntuples(res) > 0) {
+    *state = !strcmp(PQgetvalue(res, 0, 0), "t") ? 1 : -1;
+    if (parse_i64(PQgetvalue(res, 0, 1), bytes) != 0)
+      *bytes = 0;
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* A statement of the index's upkeep; the server's primary message only,
+ * with a hint when the role may not do it. */
+static chd_store_rc index_ddl(chd_mdb *db, const char *sql, const char *doing)
+{
+  PGresult *res;
+  chd_store_rc rc = ensure_connected(db);
+
+  if (rc != CHD_STORE_OK)
+    return rc;
+  res = PQexec(db->pq.conn, sql);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    rc = fail(db, PQstatus(db->pq.conn) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED
+                                                          : CHD_STORE_ERROR,
+              "%s: %s%s", doing, primary ? primary : PQresultErrorMessage(res),
+              code && !strcmp(code, "42501")
+                ? " (it takes the owner of the messages table: give one with --admin-url)"
+                : "");
+  }
+  PQclear(res);
+  return rc;
+}
+
+chd_store_rc chd_mdb_trace_index_create(chd_mdb *db)
+{
+  return index_ddl(db, "CREATE INDEX CONCURRENTLY IF NOT EXISTS " TRACE_INDEX
+                   " ON message_store.messages ((metadata->>'traceId'))"
+                   " WHERE metadata->>'traceId' IS NOT NULL",
+                   "creating the index " CHD_MDB_TRACE_INDEX);
+}
+
+chd_store_rc chd_mdb_trace_index_drop(chd_mdb *db)
+{
+  return index_ddl(db, "DROP INDEX CONCURRENTLY " CHD_MDB_TRACE_INDEX,
+                   "dropping the invalid index " CHD_MDB_TRACE_INDEX);
+}
+
+chd_store_rc chd_mdb_try_lock(chd_mdb *db, int64_t key, bool *got)
+{
+  char k[24];
+  const char *params[1] = { fmt_i64(k, key) };
+  PGresult *res;
+  chd_store_rc rc = ensure_connected(db);
+
+  *got = false;
+  if (rc != CHD_STORE_OK)
+    return rc;
+  res = PQexecParams(db->pq.conn, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL,
+                     params, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    rc = result_error(db, res, "taking an advisory lock");
+  else
+    *got = !strcmp(PQgetvalue(res, 0, 0), "t");
   PQclear(res);
   return rc;
 }

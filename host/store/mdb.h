@@ -3,17 +3,20 @@
  *
  * One chd_mdb is one libpq connection to a message store with Message DB 1.3
  * installed. It is not thread-safe: use one per thread (the host uses one per
- * worker process). Only Message DB's own functions write or read
- * message_store.messages, with one exception: reading every category in global
- * order ("$all") selects from the table, since Message DB has no function for
- * it.
+ * worker process). Messages are written and read through Message DB's own
+ * functions; the reads that Message DB has no function for ("$all", the
+ * operators' views below) select from message_store.messages, read only.
  *
- * Errors: every function returns a chd_mdb_rc. On anything but CHD_MDB_OK,
- * chd_mdb_error() holds a one-line description that names what failed; it
- * stays valid until the next call on the same handle.
+ * Every query of the message store lives here: Message DB's functions, the
+ * "$all" read, and the few that only the messages table answers (heads and
+ * lags, a trace, a message's global position, the trace index).
+ *
+ * Errors: every function returns a chd_store_rc (store.h). On anything but
+ * CHD_STORE_OK, chd_mdb_error() holds a one-line description that names
+ * what failed; it stays valid until the next call on the same handle.
  *
  * Connection loss: a call that finds the connection broken returns
- * CHD_MDB_DISCONNECTED. chd_mdb_reconnect() then reconnects with backoff;
+ * CHD_STORE_DISCONNECTED. chd_mdb_reconnect() then reconnects with backoff;
  * every call also tries one immediate reconnect first when the connection is
  * known to be broken, so a short outage costs one failed call.
  */
@@ -30,19 +33,11 @@
 
 #include <comphost/message.h>
 
-typedef enum chd_mdb_rc {
-  CHD_MDB_OK = 0,
-  CHD_MDB_ERROR = -1,         /* any other database error */
-  CHD_MDB_CONFLICT = -2,      /* wrong expected version: see chd_mdb_conflict() */
-  CHD_MDB_DUPLICATE_ID = -3,  /* a message with this id exists already */
-  CHD_MDB_DISCONNECTED = -4,  /* no connection: server down or connection lost */
-  CHD_MDB_INVALID = -5,       /* bad argument, refused before the database */
-  CHD_MDB_INTERRUPTED = -6    /* chd_mdb_reconnect() stopped by the interrupt flag */
-} chd_mdb_rc;
+#include "store.h"
 
 typedef struct chd_mdb chd_mdb;
 
-/* What a CHD_MDB_CONFLICT was about. */
+/* What a CHD_STORE_CONFLICT was about. */
 typedef struct chd_mdb_conflict {
   const char *stream_name;
   int64_t expected_version;   /* what the writer expected (-1: empty stream) */
@@ -89,25 +84,21 @@ void chd_mdb_free(chd_mdb *db);
 /*
  * Connect, set search_path to message_store, public, check that Message DB
  * 1.3 or later is installed, and prepare the statements.
- * Returns CHD_MDB_OK, CHD_MDB_INVALID (the connection string does not parse),
- * CHD_MDB_DISCONNECTED (no server answers, or it is starting, stopping or
- * full: worth trying again) or CHD_MDB_ERROR (the server refused us, as for a
+ * Returns CHD_STORE_OK, CHD_STORE_INVALID (the connection string does not parse),
+ * CHD_STORE_DISCONNECTED (no server answers, or it is starting, stopping or
+ * full: worth trying again) or CHD_STORE_ERROR (the server refused us, as for a
  * wrong password or a database that does not exist, or there is no usable
  * Message DB there: trying again will not help).
  */
-chd_mdb_rc chd_mdb_connect(chd_mdb *db);
-
-/* True when a libpq connection error says the server refused the connection
- * for a reason that asking again does not change (see chd_mdb_connect). */
-bool chd_pq_refused_for_good(const char *message);
+chd_store_rc chd_mdb_connect(chd_mdb *db);
 
 /*
- * Reconnect after CHD_MDB_DISCONNECTED, waiting between attempts with
+ * Reconnect after CHD_STORE_DISCONNECTED, waiting between attempts with
  * exponential backoff (100 ms doubling up to 5 s). Gives up after max_wait_ms
  * (a negative value waits forever) or when the interrupt flag becomes
  * non-zero.
  */
-chd_mdb_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms);
+chd_store_rc chd_mdb_reconnect(chd_mdb *db, int max_wait_ms);
 
 /* A flag that, once non-zero, stops chd_mdb_reconnect() (a signal flag). */
 void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag);
@@ -120,24 +111,40 @@ int chd_mdb_set_session_sql(chd_mdb *db, const char *sql);
 /* The text of the last error, "" if none. */
 const char *chd_mdb_error(const chd_mdb *db);
 
-/* Details of the last CHD_MDB_CONFLICT, or NULL when the last call had none. */
+/* Details of the last CHD_STORE_CONFLICT, or NULL when the last call had none. */
 const chd_mdb_conflict *chd_mdb_conflict_info(const chd_mdb *db);
 
 /* A safe description of the server, "host:port/dbname" (no password). */
 const char *chd_mdb_describe(const chd_mdb *db);
 
-/* The underlying connection, for transactions spanning several calls. */
+/* Put `text` as the handle's error and return rc: for the store's modules
+ * that report through the connection they used (park.c). */
+chd_store_rc chd_mdb_set_error(chd_mdb *db, chd_store_rc rc, const char *text);
+
+/* The underlying connection: for plugins (store_db()) and the advisory
+ * locks of sublock.h. NULL when not connected. */
 PGconn *chd_mdb_conn(chd_mdb *db);
+
+/* True when there is no connection or it is known to be broken. */
+bool chd_mdb_broken(const chd_mdb *db);
+
+/* Run a statement without rows (BEGIN, ROLLBACK, SAVEPOINT ...) on the
+ * connection as it is: it does not reconnect, since an open transaction
+ * would not survive that (CHD_STORE_DISCONNECTED instead). */
+chd_store_rc chd_mdb_exec(chd_mdb *db, const char *sql);
+
+/* COMMIT; CHD_STORE_ERROR also when the transaction had been aborted. */
+chd_store_rc chd_mdb_commit(chd_mdb *db);
 
 /*
  * Write one message with write_message(). `id` may be NULL (a random UUID is
  * used); `metadata` may be NULL (stored as NULL, read back as {}); `data` may
  * be NULL (stored as NULL). expected_version is CH_VERSION_ANY, -1 (stream
  * must be empty) or the version N the stream must be at.
- * On CHD_MDB_OK, *out_position (if not NULL) is the message's stream position.
- * A reused id gives CHD_MDB_DUPLICATE_ID; a version mismatch CHD_MDB_CONFLICT.
+ * On CHD_STORE_OK, *out_position (if not NULL) is the message's stream position.
+ * A reused id gives CHD_STORE_DUPLICATE_ID; a version mismatch CHD_STORE_CONFLICT.
  */
-chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
+chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
                          const char *type, const json_t *data,
                          const json_t *metadata, int64_t expected_version,
                          int64_t *out_position);
@@ -147,7 +154,7 @@ chd_mdb_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
  * from_position (inclusive), in stream order. A stream with no message gives
  * an empty batch. batch_size -1 reads all.
  */
-chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
                                int64_t from_position, int64_t batch_size,
                                chd_mdb_batch *out);
 
@@ -155,7 +162,7 @@ chd_mdb_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
  * Read up to batch_size messages of a category, from global position
  * from_global (inclusive), in global order. opts may be NULL.
  */
-chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
+chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
                                  int64_t from_global, int64_t batch_size,
                                  const chd_mdb_category_opts *opts,
                                  chd_mdb_batch *out);
@@ -163,7 +170,7 @@ chd_mdb_rc chd_mdb_read_category(chd_mdb *db, const char *category,
 /* Read up to batch_size messages of every stream, from global position
  * from_global (inclusive), in global order ("$all"); max_bytes as in
  * chd_mdb_category_opts (0: no bound). */
-chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
+chd_store_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
                             int64_t batch_size, int64_t max_bytes, chd_mdb_batch *out);
 
 /*
@@ -171,18 +178,18 @@ chd_mdb_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
  * `from` a global position for the first two and a stream position for the
  * last (the book's read()).
  */
-chd_mdb_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
+chd_store_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
                         int64_t batch_size, chd_mdb_batch *out);
 
 /*
  * Read the last message of an entity stream, of any type when `type` is NULL.
  * out->count is 0 when there is none.
  */
-chd_mdb_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
                              const char *type, chd_mdb_batch *out);
 
 /* The version of a stream (position of its last message), -1 when empty. */
-chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
+chd_store_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
                                   int64_t *out_version);
 
 /*
@@ -190,7 +197,53 @@ chd_mdb_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
  * progress, and *xmax, one past the newest that had started (as
  * pg_current_snapshot() gives them). Every transaction below xmin is over.
  */
-chd_mdb_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax);
+chd_store_rc chd_mdb_snapshot(chd_mdb *db, int64_t *xmin, int64_t *xmax);
+
+/*
+ * The head of `stream`, a category or "$all": the global position of its
+ * last message, 0 when it has none.
+ */
+chd_store_rc chd_mdb_head(chd_mdb *db, const char *stream, int64_t *head);
+
+/*
+ * Count the messages of `stream` (a category or "$all") after global
+ * position `position`, of one consumer group member's share when
+ * group_size > 0, up to `bound`: *lag == bound means "at least".
+ */
+chd_store_rc chd_mdb_lag(chd_mdb *db, const char *stream, int64_t position,
+                         int64_t group_member, int64_t group_size, int64_t bound,
+                         int64_t *lag);
+
+/* The global position of the message with id `id`, -1 when there is none. */
+chd_store_rc chd_mdb_global_position(chd_mdb *db, const char *id, int64_t *out);
+
+/* Milliseconds since the last message of `stream_name` (of `type`, or any
+ * when NULL) was written; -1 when there is none. */
+chd_store_rc chd_mdb_last_age(chd_mdb *db, const char *stream_name, const char *type,
+                              int64_t *age_ms);
+
+/*
+ * Up to `limit` messages whose metadata.traceId is `trace_id`, in global
+ * order. Fast with the trace index (chd_mdb_trace_index_create), else the
+ * whole table is read.
+ */
+chd_store_rc chd_mdb_read_trace(chd_mdb *db, const char *trace_id, int64_t limit,
+                                chd_mdb_batch *out);
+
+/*
+ * The trace index, message_store.messages_trace_id on metadata->>'traceId':
+ * *state is 0 when it is not there, 1 when it is there and valid, -1 when a
+ * build that failed left it invalid; *bytes its size. Creating and dropping
+ * it (CONCURRENTLY: writers are not blocked) take the owner of the table.
+ */
+#define CHD_MDB_TRACE_INDEX "message_store.messages_trace_id"
+chd_store_rc chd_mdb_trace_index(chd_mdb *db, int *state, int64_t *bytes);
+chd_store_rc chd_mdb_trace_index_create(chd_mdb *db);
+chd_store_rc chd_mdb_trace_index_drop(chd_mdb *db);
+
+/* Try the session's exclusive advisory lock `key`: *got tells whether it
+ * was taken (sublock.h). */
+chd_store_rc chd_mdb_try_lock(chd_mdb *db, int64_t key, bool *got);
 
 /* Free a batch's contents and zero it. A zeroed batch is allowed. */
 void chd_mdb_batch_release(chd_mdb_batch *batch);

@@ -1,5 +1,5 @@
 /*
- * cli_parked.c - `comphost parked`, `retry` and `skip`: the parked streams
+ * parked.c - `comphost parked`, `retry` and `skip`: the parked streams
  * of a configuration's subscriptions (park.h).
  *
  *   comphost parked -c FILE [--plugin-dir DIR] [--json]
@@ -20,9 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "inventory.h"
 #include "park.h"
 #include "position.h"
@@ -73,10 +73,9 @@ static row *rows_add(rows *r)
  * `subscriber` only, when not NULL; of `stream` only, when not NULL), with
  * its messages counted up to the saved position. Returns 0 or an exit code.
  */
-static int collect(const chd_inventory *inv, chd_mdb *mdb, PGconn *view,
+static int collect(const chd_inventory *inv, chd_mdb *mdb, chd_viewdb *view,
                    const char *subscriber, const char *stream, rows *out)
 {
-  char err[1024];
 
   for (size_t i = 0; i < inv->count; i++) {
     const chd_instance_config *inst = &inv->cfg.instances[i];
@@ -86,19 +85,21 @@ static int collect(const chd_inventory *inv, chd_mdb *mdb, PGconn *view,
       const char *category = p->desc.subscriptions[k].stream_name;
       char id[256], status[320], reason[600];
       int64_t saved, stopped_at;
+      chd_position_store ps;
       chd_park_set set;
 
       chd_sub_effective_id(&p->desc.subscriptions[k], inst, id, sizeof id);
       if (subscriber && strcmp(subscriber, id) != 0)
         continue;
-      if (chd_position_inspect(mdb, view, inst, category, id, &saved, &stopped_at, reason,
-                               sizeof reason, err, sizeof err) != 0)
-        return chd_cli_fail("%s: %s", id, err);
+      chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);
+      if (chd_position_inspect(&ps, category, id, &saved, &stopped_at, reason,
+                               sizeof reason) != CHD_STORE_OK)
+        return chd_cli_fail("%s: %s", id, chd_position_error(&ps));
       chd_park_set_init(&set);
       chd_park_status_stream(id, status, sizeof status);
-      if (chd_park_fold(&set, mdb, status, err, sizeof err) != 0) {
+      if (chd_park_fold(&set, mdb, status) != CHD_STORE_OK) {
         chd_park_set_release(&set);
-        return chd_cli_fail("reading %s: %s", status, err);
+        return chd_cli_fail("reading %s: %s", status, chd_mdb_error(mdb));
       }
       for (size_t j = 0; j < set.count; j++) {
         chd_parked *pk = &set.items[j];
@@ -113,10 +114,10 @@ static int collect(const chd_inventory *inv, chd_mdb *mdb, PGconn *view,
         snprintf(r->subscriber, sizeof r->subscriber, "%s", id);
         r->parked = *pk;
         pk->stream = NULL;      /* the row has it now */
-        r->messages = chd_park_count(mdb, &r->parked, saved, err, sizeof err);
-        if (r->messages < 0) {
+        if (chd_park_count(mdb, &r->parked, saved, &r->messages) != CHD_STORE_OK) {
           chd_park_set_release(&set);
-          return chd_cli_fail("counting the messages of %s: %s", r->parked.stream, err);
+          return chd_cli_fail("counting the messages of %s: %s", r->parked.stream,
+                              chd_mdb_error(mdb));
         }
       }
       chd_park_set_release(&set);      /* frees what the rows did not take */
@@ -169,16 +170,16 @@ static void print_rows(const rows *r, bool as_json)
 }
 
 /* Look in the status stream for the answer to row w's request. */
-static int check_outcome(chd_mdb *mdb, row *w, char *err, size_t errlen)
+static chd_store_rc check_outcome(chd_mdb *mdb, row *w)
 {
   char status[320];
   chd_mdb_batch b;
+  chd_store_rc rc;
 
   chd_park_status_stream(w->subscriber, status, sizeof status);
-  if (chd_mdb_read_stream(mdb, status, w->request_at + 1, 1000, &b) != CHD_MDB_OK) {
-    snprintf(err, errlen, "%s", chd_mdb_error(mdb));
-    return -1;
-  }
+  rc = chd_mdb_read_stream(mdb, status, w->request_at + 1, 1000, &b);
+  if (rc != CHD_STORE_OK)
+    return rc;
   for (size_t i = 0; i < b.count && w->outcome == 0; i++) {
     const ch_message *m = &b.messages[i];
     const char *s = json_string_value(json_object_get(m->data, "streamName"));
@@ -200,13 +201,7 @@ static int check_outcome(chd_mdb *mdb, row *w, char *err, size_t errlen)
     }
   }
   chd_mdb_batch_release(&b);
-  return 0;
-}
-
-static void nap_ms(long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-  nanosleep(&ts, NULL);
+  return CHD_STORE_OK;
 }
 
 static void usage(FILE *out, const char *cmd)
@@ -248,7 +243,7 @@ static int run(int argc, char **argv)
   char err[2048];
   chd_inventory inv;
   chd_mdb *mdb = NULL;
-  PGconn *view = NULL;
+  chd_viewdb *view = NULL;
   rows r = { NULL, 0, 0 };
   int c, rc;
 
@@ -286,8 +281,8 @@ static int run(int argc, char **argv)
   rc = 0;
   if (!(mdb = chd_cli_store(&inv.cfg)))
     rc = CHD_CLI_FAILED;
-  else if (need_view && !(view = chd_viewdb_connect(inv.cfg.view_data, err, sizeof err)))
-    rc = chd_cli_fail("%s", err);
+  else if (need_view && !(view = chd_cli_view(&inv.cfg)))
+    rc = CHD_CLI_FAILED;
   if (rc == 0)
     rc = collect(&inv, mdb, view, subscriber, stream, &r);
   if (rc != 0)
@@ -303,9 +298,9 @@ static int run(int argc, char **argv)
   }
   for (size_t i = 0; i < r.count; i++) {
     row *w = &r.items[i];
-    if (chd_park_request_write(mdb, w->subscriber, w->parked.stream, request, &w->request_at,
-                               err, sizeof err) != 0) {
-      rc = chd_cli_fail("%s", err);
+    if (chd_park_request_write(mdb, w->subscriber, w->parked.stream, request,
+                               &w->request_at) != CHD_STORE_OK) {
+      rc = chd_cli_fail("%s", chd_mdb_error(mdb));
       goto out;
     }
     printf("%s: requested %s of %s (%" PRId64 " message%s)\n", w->subscriber, cmd,
@@ -315,15 +310,15 @@ static int run(int argc, char **argv)
   for (int64_t waited = 0; ; waited += 200) {
     bool pending = false;
     for (size_t i = 0; i < r.count; i++) {
-      if (r.items[i].outcome == 0 && check_outcome(mdb, &r.items[i], err, sizeof err) != 0) {
-        rc = chd_cli_fail("%s", err);
+      if (r.items[i].outcome == 0 && check_outcome(mdb, &r.items[i]) != CHD_STORE_OK) {
+        rc = chd_cli_fail("%s", chd_mdb_error(mdb));
         goto out;
       }
       pending = pending || r.items[i].outcome == 0;
     }
     if (!pending || waited >= wait_s * 1000 || chd_cli_interrupted)
       break;
-    nap_ms(200);
+    chd_sleep_ms(200);
   }
   for (size_t i = 0; i < r.count; i++) {
     const row *w = &r.items[i];
@@ -340,8 +335,7 @@ static int run(int argc, char **argv)
   }
 out:
   rows_release(&r);
-  if (view)
-    PQfinish(view);
+  chd_viewdb_free(view);
   chd_mdb_free(mdb);
   chd_inventory_release(&inv);
   return rc;

@@ -1,5 +1,5 @@
 /*
- * cli_write.c - `comphost write`: write one message.
+ * write.c - `comphost write`: write one message.
  *
  *   comphost write -c FILE --stream S --type T --data JSON [--metadata JSON]
  *                  [--expected-version N] [--id UUID] [--json]
@@ -44,21 +44,6 @@ static json_t *object_of(const char *option, const char *text, int *rc)
   return v;
 }
 
-/* The message's global position, by its id. */
-static int64_t global_position_of(chd_mdb *db, const char *id)
-{
-  const char *params[1] = { id };
-  PGresult *res = PQexecParams(chd_mdb_conn(db),
-                               "SELECT global_position FROM message_store.messages"
-                               " WHERE id = $1::uuid", 1, NULL, params, NULL, NULL, 0);
-  int64_t gp = -1;
-
-  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-    gp = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-  PQclear(res);
-  return gp;
-}
-
 int chd_cli_write(int argc, char **argv)
 {
   static const struct option longs[] = {
@@ -82,7 +67,7 @@ int chd_cli_write(int argc, char **argv)
   bool as_json = false;
   chd_config cfg;
   chd_mdb *db = NULL;
-  chd_mdb_rc wrc;
+  chd_store_rc wrc;
   int c, rc = 0;
 
   optind = 1;
@@ -136,12 +121,13 @@ int chd_cli_write(int argc, char **argv)
     goto out;
   }
   wrc = chd_mdb_write(db, stream, id, type, data, meta, expected, &position);
-  if (wrc != CHD_MDB_OK) {
-    rc = wrc == CHD_MDB_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
+  if (wrc != CHD_STORE_OK) {
+    rc = wrc == CHD_STORE_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
                                 : chd_cli_fail("%s", chd_mdb_error(db));
     goto out;
   }
-  gp = global_position_of(db, id);
+  if (chd_mdb_global_position(db, id, &gp) != CHD_STORE_OK)
+    gp = -1;
   if (as_json) {
     chd_cli_json_line(json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "id", id, "stream", stream,
                                 "type", type, "position", (json_int_t)position,

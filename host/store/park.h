@@ -29,6 +29,9 @@
  * parked at that message with a new Parked record. Skip drops them.
  * `through` is the subscription's global position when it was done: later
  * messages of the stream are read as usual.
+ *
+ * Errors as in store.h: the calls that use the message store return a
+ * chd_store_rc, with the text in chd_mdb_error() of the handle used.
  */
 #ifndef CHD_PARK_H
 #define CHD_PARK_H
@@ -40,6 +43,7 @@
 #include <comphost/message.h>
 
 #include "mdb.h"
+#include "store.h"
 
 #define CHD_PARK_REASON_MAX 512
 
@@ -83,42 +87,46 @@ bool chd_park_holds(const chd_park_set *set, const ch_message *m);
 
 /*
  * Read the records of `status_stream` after set->version and fold them into
- * the set. Returns 0, or -1 with the reason in err (the set keeps what was
- * folded before the failure).
+ * the set (on failure the set keeps what was folded before).
  */
-int chd_park_fold(chd_park_set *set, chd_mdb *mdb, const char *status_stream, char *err,
-                  size_t errlen);
+chd_store_rc chd_park_fold(chd_park_set *set, chd_mdb *mdb, const char *status_stream);
 
 /*
  * Park m's stream at m: write the Parked record (its id derived from m's id,
  * the subscriber id and `cause`, the id of the request being carried out or
- * NULL, so a redelivery writes it once) and enter it in the set, replacing
- * an entry of the same stream. Returns 0, or -1 with the reason in err.
+ * NULL, so a redelivery writes it once) and enter it in the set
+ * (chd_park_enter).
  */
-int chd_park_add(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
-                 const ch_message *m, const char *reason, const char *cause, char *err,
-                 size_t errlen);
+chd_store_rc chd_park_add(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
+                          const ch_message *m, const char *reason, const char *cause);
+
+/* Enter m's stream in the set as parked at m with `reason`, replacing an
+ * entry of the same stream; nothing is written. Returns 0, or -1 when out
+ * of memory. */
+int chd_park_enter(chd_park_set *set, const ch_message *m, const char *reason);
 
 /*
  * Close the entry of `stream`: write Retried or Skipped (per `request`) with
- * `through` and `count`, then drop it from the set. Returns 0, or -1.
+ * `through` and `count`, then drop it from the set.
  */
-int chd_park_close(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
-                   const char *stream, chd_park_request request, int64_t through,
-                   int64_t count, char *err, size_t errlen);
+chd_store_rc chd_park_close(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
+                            const char *stream, chd_park_request request, int64_t through,
+                            int64_t count);
+
+/* Drop the entry of `stream` from the set; nothing is written. */
+void chd_park_drop(chd_park_set *set, const char *stream);
 
 /*
  * Count the messages of a parked stream from its first parked one up to
- * global position `through`. Returns the count, or -1 with err.
+ * global position `through`, into *count.
  */
-int64_t chd_park_count(chd_mdb *mdb, const chd_parked *p, int64_t through, char *err,
-                       size_t errlen);
+chd_store_rc chd_park_count(chd_mdb *mdb, const chd_parked *p, int64_t through,
+                            int64_t *count);
 
 /* Write a RetryRequested or SkipRequested record for `stream` into the
- * status stream of `subscriber_id`, at *out_position (if not NULL).
- * Returns 0, or -1 with err. */
-int chd_park_request_write(chd_mdb *mdb, const char *subscriber_id, const char *stream,
-                           chd_park_request request, int64_t *out_position, char *err,
-                           size_t errlen);
+ * status stream of `subscriber_id`, at *out_position (if not NULL). */
+chd_store_rc chd_park_request_write(chd_mdb *mdb, const char *subscriber_id,
+                                    const char *stream, chd_park_request request,
+                                    int64_t *out_position);
 
 #endif /* CHD_PARK_H */

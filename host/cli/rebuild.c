@@ -1,5 +1,5 @@
 /*
- * cli_rebuild.c - `comphost rebuild`: reset a plugin instance so that it
+ * rebuild.c - `comphost rebuild`: reset a plugin instance so that it
  * replays its categories from the first message.
  *
  *   comphost rebuild -c FILE INSTANCE --yes [--force] [--plugin-dir DIR] [--json]
@@ -47,36 +47,21 @@ static bool has_view(const chd_inventory *inv)
 
 /* Take every subscriber lock of the instance; the id of a taken one on failure. */
 static int lock_all(chd_mdb *mdb, const chd_instance_config *inst, const chd_plugin *p,
-                    char *busy, size_t size, char *err, size_t errlen)
+                    char *busy, size_t size)
 {
   for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++) {
-    char id[256], key[24];
-    const char *params[1] = { key };
-    PGresult *res;
+    char id[256];
     bool got;
 
     chd_sub_effective_id(&p->desc.subscriptions[k], inst, id, sizeof id);
-    snprintf(key, sizeof key, "%" PRId64, chd_sublock_key(id));
-    res = PQexecParams(chd_mdb_conn(mdb), "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL,
-                       params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-      snprintf(err, errlen, "locking %s: %s", id, PQresultErrorMessage(res));
-      PQclear(res);
+    if (chd_mdb_try_lock(mdb, chd_sublock_key(id), &got) != CHD_STORE_OK)
       return -1;
-    }
-    got = !strcmp(PQgetvalue(res, 0, 0), "t");
-    PQclear(res);
     if (!got) {
       snprintf(busy, size, "%s", id);
       return 1;
     }
   }
   return 0;
-}
-
-static int exec_sql(PGconn *c, const char *sql, char *err, size_t errlen)
-{
-  return chd_viewdb_exec(c, sql, err, errlen);
 }
 
 int chd_cli_rebuild(int argc, char **argv)
@@ -98,6 +83,7 @@ int chd_cli_rebuild(int argc, char **argv)
   const chd_plugin *p = NULL;
   const ch_plugin_desc *d = NULL;
   chd_inventory inv;
+  chd_position_store ps;
   ch_ctx ctx;
   json_t *subs = json_array();
   int64_t *before = NULL;
@@ -169,17 +155,27 @@ int chd_cli_rebuild(int argc, char **argv)
     rc = CHD_CLI_FAILED;
     goto out;
   }
-  locked = lock_all(ctx.mdb, inst, p, busy, sizeof busy, err, sizeof err);
+  locked = lock_all(ctx.mdb, inst, p, busy, sizeof busy);
   if (locked != 0) {
-    rc = locked < 0 ? chd_cli_fail("%s", err)
+    rc = locked < 0 ? chd_cli_fail("%s", chd_mdb_error(ctx.mdb))
                     : chd_cli_fail("a host is running [%s] (subscription %s is in use):"
                                    " stop it first", name, busy);
     goto out;
   }
   if (has_view(&inv)) {
-    if (!(ctx.view = chd_viewdb_connect(inv.cfg.view_data, err, sizeof err)) ||
-        chd_viewdb_migrate(ctx.view, d->name, d->migrations, err, sizeof err) != 0) {
-      rc = chd_cli_fail("%s", err);
+    chd_position_store views;
+    if (!(ctx.view = chd_cli_view(&inv.cfg))) {
+      rc = CHD_CLI_FAILED;
+      goto out;
+    }
+    chd_position_store_init(&views, CHD_POSITION_VIEW_DATA, inst->position_format, ctx.mdb,
+                            ctx.view);
+    if (chd_viewdb_migrate(ctx.view, d->name, d->migrations) != CHD_STORE_OK) {
+      rc = chd_cli_fail("%s", chd_viewdb_error(ctx.view));
+      goto out;
+    }
+    if (chd_position_prepare(&views) != CHD_STORE_OK) {
+      rc = chd_cli_fail("%s", chd_position_error(&views));
       goto out;
     }
   }
@@ -188,14 +184,14 @@ int chd_cli_rebuild(int argc, char **argv)
     rc = chd_cli_fail("out of memory");
     goto out;
   }
+  chd_position_store_init(&ps, inst->position_store, inst->position_format, ctx.mdb, ctx.view);
   for (size_t k = 0; k < nsubs; k++) {
     char id[256], reason[1024];
     int64_t stopped;
     chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
-    if (chd_position_inspect(ctx.mdb, ctx.view, inst, d->subscriptions[k].stream_name, id,
-                             &before[k], &stopped, reason, sizeof reason, err,
-                             sizeof err) != 0) {
-      rc = chd_cli_fail("reading the position of %s: %s", id, err);
+    if (chd_position_inspect(&ps, d->subscriptions[k].stream_name, id, &before[k], &stopped,
+                             reason, sizeof reason) != CHD_STORE_OK) {
+      rc = chd_cli_fail("reading the position of %s: %s", id, chd_position_error(&ps));
       goto out;
     }
   }
@@ -208,12 +204,12 @@ int chd_cli_rebuild(int argc, char **argv)
 
   /* the views and the view-data positions: one transaction */
   if (ctx.view) {
-    if (exec_sql(ctx.view, "BEGIN", err, sizeof err) != 0) {
-      rc = chd_cli_fail("view database: %s", err);
+    if (chd_viewdb_exec(ctx.view, "BEGIN") != CHD_STORE_OK) {
+      rc = chd_cli_fail("view database: %s", chd_viewdb_error(ctx.view));
       goto out;
     }
     if (d->reset && d->reset(&ctx, ctx.state) != 0) {
-      exec_sql(ctx.view, "ROLLBACK", NULL, 0);
+      chd_viewdb_exec(ctx.view, "ROLLBACK");
       rc = chd_cli_fail("reset of plugin %s failed, nothing changed: %s", d->name,
                         ctx.error[0] ? ctx.error : "(no reason given)");
       goto out;
@@ -221,24 +217,17 @@ int chd_cli_rebuild(int argc, char **argv)
     if (inst->position_store == CHD_POSITION_VIEW_DATA) {
       for (size_t k = 0; k < nsubs; k++) {
         char id[256];
-        const char *params[1] = { id };
-        PGresult *res;
         chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
-        res = PQexecParams(ctx.view, "UPDATE comphost_positions SET position = 0,"
-                           " stopped_at = NULL, stop_reason = NULL, updated_at = now()"
-                           " WHERE subscriber_id = $1", 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (chd_position_reset(&ps, d->subscriptions[k].stream_name, id) != CHD_STORE_OK) {
           rc = chd_cli_fail("resetting the position of %s, nothing changed: %s", id,
-                            PQresultErrorMessage(res));
-          PQclear(res);
-          exec_sql(ctx.view, "ROLLBACK", NULL, 0);
+                            chd_position_error(&ps));
+          chd_viewdb_exec(ctx.view, "ROLLBACK");
           goto out;
         }
-        PQclear(res);
       }
     }
-    if (chd_viewdb_commit(ctx.view, err, sizeof err) != 0) {
-      rc = chd_cli_fail("view database, nothing changed: %s", err);
+    if (chd_viewdb_commit(ctx.view) != CHD_STORE_OK) {
+      rc = chd_cli_fail("view database, nothing changed: %s", chd_viewdb_error(ctx.view));
       goto out;
     }
     reset_done = d->reset != NULL;
@@ -255,44 +244,24 @@ int chd_cli_rebuild(int argc, char **argv)
 
   /* positions in the message store: after the views, together */
   if (inst->position_store == CHD_POSITION_MESSAGE_STORE) {
-    PGconn *store = chd_mdb_conn(ctx.mdb);
-    const char *rtype = inst->position_format == CHD_POSITION_FORMAT_EVENTIDE ? "Recorded"
-                                                                              : "Read";
-    if (exec_sql(store, "BEGIN", err, sizeof err) != 0)
+    if (chd_mdb_exec(ctx.mdb, "BEGIN") != CHD_STORE_OK) {
+      snprintf(err, sizeof err, "%s", chd_mdb_error(ctx.mdb));
       goto store_failed;
+    }
     for (size_t k = 0; k < nsubs; k++) {
-      char id[256], stream[320], reason[1024];
-      int64_t pos, stopped;
-      json_t *zero = json_pack("{s:i}", "position", 0);
-      chd_mdb_rc wrc = CHD_MDB_OK;
+      char id[256];
 
       chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
-      chd_position_stream(inst, d->subscriptions[k].stream_name, id, stream, sizeof stream);
-      if (chd_position_inspect(ctx.mdb, NULL, inst, d->subscriptions[k].stream_name, id, &pos,
-                               &stopped, reason, sizeof reason, err, sizeof err) != 0) {
-        json_decref(zero);
-        exec_sql(store, "ROLLBACK", NULL, 0);
-        goto store_failed;
-      }
-      if (pos != 0)
-        wrc = chd_mdb_write(ctx.mdb, stream, NULL, rtype, zero, NULL, CH_VERSION_ANY, NULL);
-      if (wrc == CHD_MDB_OK && stopped) {
-        json_t *clear = json_pack("{s:i, s:s}", "position", 0, "reason",
-                                  "cleared by comphost rebuild");
-        snprintf(stream, sizeof stream, "subscriberStatus-%s", id);
-        wrc = chd_mdb_write(ctx.mdb, stream, NULL, "Stopped", clear, NULL, CH_VERSION_ANY,
-                            NULL);
-        json_decref(clear);
-      }
-      json_decref(zero);
-      if (wrc != CHD_MDB_OK) {
-        snprintf(err, sizeof err, "%s", chd_mdb_error(ctx.mdb));
-        exec_sql(store, "ROLLBACK", NULL, 0);
+      if (chd_position_reset(&ps, d->subscriptions[k].stream_name, id) != CHD_STORE_OK) {
+        snprintf(err, sizeof err, "%s", chd_position_error(&ps));
+        chd_mdb_exec(ctx.mdb, "ROLLBACK");
         goto store_failed;
       }
     }
-    if (chd_viewdb_commit(store, err, sizeof err) != 0)
+    if (chd_mdb_commit(ctx.mdb) != CHD_STORE_OK) {
+      snprintf(err, sizeof err, "%s", chd_mdb_error(ctx.mdb));
       goto store_failed;
+    }
   }
 
   for (size_t k = 0; k < nsubs; k++) {
@@ -337,7 +306,7 @@ out:
   free(before);
   json_decref(subs);
   chd_mdb_free(ctx.mdb);
-  PQfinish(ctx.view);
+  chd_viewdb_free(ctx.view);
   chd_inventory_release(&inv);
   return rc;
 }

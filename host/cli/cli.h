@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "mdb.h"
+#include "viewdb.h"
 
 #define CHD_CLI_FAILED 1
 #define CHD_CLI_USAGE 2
@@ -46,6 +47,9 @@ int chd_cli_config(chd_config *cfg, const char *path);
 
 /* Connect to the message store of cfg. NULL after printing why. */
 chd_mdb *chd_cli_store(const chd_config *cfg);
+
+/* Connect to the view database of cfg. NULL after printing why. */
+chd_viewdb *chd_cli_view(const chd_config *cfg);
 
 /* A number option: 0, or CHD_CLI_USAGE after printing why. */
 int chd_cli_int(const char *option, const char *text, int64_t min, int64_t *out);

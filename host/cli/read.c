@@ -1,5 +1,5 @@
 /*
- * cli_read.c - `comphost read`: the messages of a stream, a category or $all.
+ * read.c - `comphost read`: the messages of a stream, a category or $all.
  *
  *   comphost read -c FILE STREAM [--from N] [--limit N] [--follow] [--json]
  *
@@ -12,10 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
-#include "metrics.h"
+#include "clock.h"
 #include "stream_name.h"
 
 #define READ_BATCH 1000
@@ -55,25 +54,16 @@ static void print_header(void)
 /* Is there any message at all in `stream`? -1 when that could not be read. */
 static int exists(chd_mdb *db, const char *stream)
 {
-  char err[512];
   int64_t v;
 
   if (chd_stream_is_all(stream) || chd_stream_is_category(stream)) {
-    if (chd_store_head(chd_mdb_conn(db), stream, &v, err, sizeof err) != 0)
+    if (chd_mdb_head(db, stream, &v) != CHD_STORE_OK)
       return -1;
     return v > 0;
   }
-  if (chd_mdb_stream_version(db, stream, &v) != CHD_MDB_OK)
+  if (chd_mdb_stream_version(db, stream, &v) != CHD_STORE_OK)
     return -1;
   return v >= 0;
-}
-
-static void nap_ms(int64_t ms)
-{
-  for (int64_t slept = 0; slept < ms && !chd_cli_interrupted; slept += 50) {
-    struct timespec ts = { 0, 50 * 1000000L };
-    nanosleep(&ts, NULL);
-  }
 }
 
 int chd_cli_read(int argc, char **argv)
@@ -138,15 +128,15 @@ int chd_cli_read(int argc, char **argv)
   while (!chd_cli_interrupted && (limit < 0 || printed < limit)) {
     int64_t want = limit < 0 || limit - printed > READ_BATCH ? READ_BATCH : limit - printed;
     chd_mdb_batch b;
-    chd_mdb_rc r = chd_mdb_read(db, stream, from, want, &b);
+    chd_store_rc r = chd_mdb_read(db, stream, from, want, &b);
     size_t got;
 
-    if (r == CHD_MDB_DISCONNECTED && follow) {
+    if (r == CHD_STORE_DISCONNECTED && follow) {
       chd_mdb_reconnect(db, -1);      /* tail through an outage */
       continue;
     }
-    if (r != CHD_MDB_OK) {
-      rc = r == CHD_MDB_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
+    if (r != CHD_STORE_OK) {
+      rc = r == CHD_STORE_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
                                 : chd_cli_fail("%s", chd_mdb_error(db));
       break;
     }
@@ -182,7 +172,7 @@ int chd_cli_read(int argc, char **argv)
     if ((int64_t)got < want && !follow)
       break;
     if (got == 0)
-      nap_ms(interval);
+      chd_nap_ms(interval, &chd_cli_interrupted);
   }
   chd_mdb_free(db);
   return rc;

@@ -1,5 +1,5 @@
 /*
- * cli_status.c - `comphost status`: where every subscription of a
+ * status.c - `comphost status`: where every subscription of a
  * configuration stands.
  *
  *   comphost status -c FILE [--plugin-dir DIR] [--json]
@@ -21,10 +21,11 @@
 #include <sys/types.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "inventory.h"
-#include "metrics.h"
 #include "monitor.h"
 #include "position.h"
+#include "status.h"
 #include "subscription.h"
 #include "viewdb.h"
 
@@ -72,34 +73,6 @@ static json_t *find_by(json_t *array, const char *key, const char *value)
       return o;
   }
   return NULL;
-}
-
-/* Milliseconds since the position was saved, -1 when never. */
-static int64_t saved_age(chd_mdb *mdb, PGconn *view, const chd_instance_config *inst,
-                         const char *category, const char *id)
-{
-  char stream[320];
-  const char *params[2] = { stream, inst->position_format == CHD_POSITION_FORMAT_EVENTIDE
-                                      ? "Recorded" : "Read" };
-  PGresult *res;
-  int64_t age = -1;
-
-  if (inst->position_store == CHD_POSITION_VIEW_DATA) {
-    params[0] = id;
-    res = PQexecParams(view, "SELECT (extract(epoch FROM now() - updated_at) * 1000)::bigint"
-                       " FROM comphost_positions WHERE subscriber_id = $1",
-                       1, NULL, params, NULL, NULL, 0);
-  } else {
-    chd_position_stream(inst, category, id, stream, sizeof stream);
-    res = PQexecParams(chd_mdb_conn(mdb),
-                       "SELECT (extract(epoch FROM (now() AT TIME ZONE 'utc') - time)"
-                       " * 1000)::bigint FROM message_store.get_last_stream_message("
-                       "$1::varchar, $2::varchar)", 2, NULL, params, NULL, NULL, 0);
-  }
-  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-    age = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-  PQclear(res);
-  return age;
 }
 
 /* "5s", "3m07s", "2h05m", "4d03h"; "never" for -1. */
@@ -175,7 +148,7 @@ int chd_cli_status(int argc, char **argv)
   char err[2048], state_path[4096] = "";
   chd_inventory inv;
   chd_mdb *mdb = NULL;
-  PGconn *view = NULL;
+  chd_viewdb *view = NULL;
   json_t *state = NULL, *subs_json = json_array();
   row *rows = NULL;
   size_t nrows = 0, cap = 0;
@@ -206,8 +179,8 @@ int chd_cli_status(int argc, char **argv)
     rc = CHD_CLI_FAILED;
     goto out;
   }
-  if (need_view && !(view = chd_viewdb_connect(inv.cfg.view_data, err, sizeof err))) {
-    rc = chd_cli_fail("%s", err);
+  if (need_view && !(view = chd_cli_view(&inv.cfg))) {
+    rc = CHD_CLI_FAILED;
     goto out;
   }
   state = load_state(&inv.cfg, state_path, sizeof state_path);
@@ -220,6 +193,7 @@ int chd_cli_status(int argc, char **argv)
     for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++) {
       const char *category = p->desc.subscriptions[k].stream_name;
       json_t *live = NULL, *o, *worker = json_null();
+      chd_position_store ps;
       row *r;
       int64_t saved;
 
@@ -237,14 +211,16 @@ int chd_cli_status(int argc, char **argv)
       snprintf(r->stream, sizeof r->stream, "%s", category);
       chd_sub_effective_id(&p->desc.subscriptions[k], inst, r->subscriber,
                            sizeof r->subscriber);
-      if (chd_position_inspect(mdb, view, inst, category, r->subscriber, &saved,
-                               &r->stopped_at, r->reason, sizeof r->reason, err,
-                               sizeof err) != 0) {
-        rc = chd_cli_fail("reading the position of %s: %s", r->subscriber, err);
+      chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);
+      if (chd_position_inspect(&ps, category, r->subscriber, &saved, &r->stopped_at,
+                               r->reason, sizeof r->reason) != CHD_STORE_OK) {
+        rc = chd_cli_fail("reading the position of %s: %s", r->subscriber,
+                          chd_position_error(&ps));
         goto out;
       }
       r->position = saved;
-      r->moved_ms = saved_age(mdb, view, inst, category, r->subscriber);
+      if (chd_position_age(&ps, category, r->subscriber, &r->moved_ms) != CHD_STORE_OK)
+        r->moved_ms = -1;
       r->restarts = -1;
       snprintf(r->worker, sizeof r->worker, "%s", state ? "-" : "no host here");
       if (w) {
@@ -271,11 +247,11 @@ int chd_cli_status(int argc, char **argv)
             r->moved_ms = json_integer_value(moved);
         }
       }
-      if (chd_store_head(chd_mdb_conn(mdb), category, &r->head, err, sizeof err) != 0 ||
-          chd_store_lag(chd_mdb_conn(mdb), category, r->position, inst->group_member,
-                        inst->group_size, CHD_LAG_BOUND, &r->lag, err, sizeof err) != 0) {
+      if (chd_mdb_head(mdb, category, &r->head) != CHD_STORE_OK ||
+          chd_mdb_lag(mdb, category, r->position, inst->group_member, inst->group_size,
+                      CHD_LAG_BOUND, &r->lag) != CHD_STORE_OK) {
         json_decref(worker);
-        rc = chd_cli_fail("%s", err);
+        rc = chd_cli_fail("%s", chd_mdb_error(mdb));
         goto out;
       }
       o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "plugin", r->plugin,
@@ -316,7 +292,7 @@ out:
   json_decref(state);
   free(rows);
   chd_mdb_free(mdb);
-  PQfinish(view);
+  chd_viewdb_free(view);
   chd_inventory_release(&inv);
   return rc;
 }

@@ -155,76 +155,78 @@ static int fold_one(chd_park_set *set, const ch_message *m)
   return 0;
 }
 
-int chd_park_fold(chd_park_set *set, chd_mdb *mdb, const char *status_stream, char *err,
-                  size_t errlen)
+chd_store_rc chd_park_fold(chd_park_set *set, chd_mdb *mdb, const char *status_stream)
 {
   for (;;) {
     chd_mdb_batch b;
-    chd_mdb_rc rc = chd_mdb_read_stream(mdb, status_stream, set->version + 1, FOLD_PAGE, &b);
+    chd_store_rc rc = chd_mdb_read_stream(mdb, status_stream, set->version + 1, FOLD_PAGE, &b);
     size_t n;
 
-    if (rc != CHD_MDB_OK) {
-      snprintf(err, errlen, "%s", chd_mdb_error(mdb));
-      return -1;
-    }
+    if (rc != CHD_STORE_OK)
+      return rc;
     for (size_t i = 0; i < b.count; i++) {
       /* a record that cannot be decoded names no stream: passed over */
       if (fold_one(set, &b.messages[i]) != 0) {
         chd_mdb_batch_release(&b);
-        snprintf(err, errlen, "out of memory for the parked streams");
-        return -1;
+        return chd_mdb_set_error(mdb, CHD_STORE_ERROR, "out of memory for the parked streams");
       }
       set->version = b.messages[i].position;
     }
     n = b.count;
     chd_mdb_batch_release(&b);
     if (n < FOLD_PAGE)
-      return 0;
+      return CHD_STORE_OK;
   }
 }
 
 /* Write one record with a deterministic id; an id already there is fine. */
-static int write_record(chd_mdb *mdb, const char *subscriber_id, const char *type,
-                        json_t *data, const char *id_ns, const char *id_name,
-                        int64_t *out_position, char *err, size_t errlen)
+static chd_store_rc write_record(chd_mdb *mdb, const char *subscriber_id, const char *type,
+                                 json_t *data, const char *id_ns, const char *id_name,
+                                 int64_t *out_position)
 {
   char stream[320], id[CHD_UUID_LEN];
   const char *use_id = NULL;
-  chd_mdb_rc rc;
+  chd_store_rc rc;
 
-  if (!data) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!data)
+    return chd_mdb_set_error(mdb, CHD_STORE_ERROR, "out of memory");
   chd_park_status_stream(subscriber_id, stream, sizeof stream);
   if (id_ns && chd_uuid_v5(id_ns, id_name, id) == 0)
     use_id = id;
   rc = chd_mdb_write(mdb, stream, use_id, type, data, NULL, CH_VERSION_ANY, out_position);
   json_decref(data);
-  if (rc != CHD_MDB_OK && rc != CHD_MDB_DUPLICATE_ID) {
-    snprintf(err, errlen, "writing %s to '%s': %s", type, stream, chd_mdb_error(mdb));
-    return -1;
+  if (rc != CHD_STORE_OK && rc != CHD_STORE_DUPLICATE_ID) {
+    char why[1200];
+    snprintf(why, sizeof why, "writing %s to '%s': %s", type, stream, chd_mdb_error(mdb));
+    return chd_mdb_set_error(mdb, rc, why);
   }
-  return 0;
+  return CHD_STORE_OK;
 }
 
-int chd_park_add(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
-                 const ch_message *m, const char *reason, const char *cause, char *err,
-                 size_t errlen)
+chd_store_rc chd_park_add(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
+                          const ch_message *m, const char *reason, const char *cause)
 {
   char name[600];
   json_t *data = json_pack("{s:s, s:I, s:I, s:s, s:s}", "streamName", m->stream_name,
                            "position", (json_int_t)m->position, "globalPosition",
                            (json_int_t)m->global_position, "type", m->type, "reason", reason);
-  chd_parked *p;
+  chd_store_rc rc;
 
   snprintf(name, sizeof name, "%s/parked/%s", subscriber_id, cause ? cause : "");
-  if (write_record(mdb, subscriber_id, "Parked", data, m->id, name, NULL, err, errlen) != 0)
+  rc = write_record(mdb, subscriber_id, "Parked", data, m->id, name, NULL);
+  if (rc != CHD_STORE_OK)
+    return rc;
+  if (chd_park_enter(set, m, reason) != 0)
+    return chd_mdb_set_error(mdb, CHD_STORE_ERROR, "out of memory for the parked streams");
+  return CHD_STORE_OK;
+}
+
+int chd_park_enter(chd_park_set *set, const ch_message *m, const char *reason)
+{
+  chd_parked *p = entry_for(set, m->stream_name);
+
+  if (!p)
     return -1;
-  if (!(p = entry_for(set, m->stream_name))) {
-    snprintf(err, errlen, "out of memory for the parked streams");
-    return -1;
-  }
   p->position = m->position;
   p->global_position = m->global_position;
   snprintf(p->type, sizeof p->type, "%s", m->type);
@@ -236,17 +238,18 @@ int chd_park_add(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
   return 0;
 }
 
-int chd_park_close(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
-                   const char *stream, chd_park_request request, int64_t through,
-                   int64_t count, char *err, size_t errlen)
+chd_store_rc chd_park_close(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
+                            const char *stream, chd_park_request request, int64_t through,
+                            int64_t count)
 {
   chd_parked *p = chd_park_find(set, stream);
   const char *type = request == CHD_PARK_SKIP ? "Skipped" : "Retried";
   char name[600];
   json_t *data;
+  chd_store_rc rc;
 
   if (!p)
-    return 0;
+    return CHD_STORE_OK;
   data = json_pack("{s:s, s:I, s:I, s:s}", "streamName", stream, "through",
                    (json_int_t)through, "count", (json_int_t)count, "requestId",
                    p->request_id);
@@ -254,27 +257,30 @@ int chd_park_close(chd_park_set *set, chd_mdb *mdb, const char *subscriber_id,
            p->global_position);
   /* the request's id makes the record's id; without one (never, from the
    * commands) a v4 id */
-  if (write_record(mdb, subscriber_id, type, data, p->request_id[0] ? p->request_id : NULL,
-                   name, NULL, err, errlen) != 0)
-    return -1;
-  drop(set, stream);
-  return 0;
+  rc = write_record(mdb, subscriber_id, type, data, p->request_id[0] ? p->request_id : NULL,
+                    name, NULL);
+  if (rc == CHD_STORE_OK)
+    drop(set, stream);
+  return rc;
 }
 
-int64_t chd_park_count(chd_mdb *mdb, const chd_parked *p, int64_t through, char *err,
-                       size_t errlen)
+void chd_park_drop(chd_park_set *set, const char *stream)
+{
+  drop(set, stream);
+}
+
+chd_store_rc chd_park_count(chd_mdb *mdb, const chd_parked *p, int64_t through,
+                            int64_t *out)
 {
   int64_t from = p->position, count = 0;
 
   for (;;) {
     chd_mdb_batch b;
-    chd_mdb_rc rc = chd_mdb_read_stream(mdb, p->stream, from, FOLD_PAGE, &b);
+    chd_store_rc rc = chd_mdb_read_stream(mdb, p->stream, from, FOLD_PAGE, &b);
     bool done;
 
-    if (rc != CHD_MDB_OK) {
-      snprintf(err, errlen, "%s", chd_mdb_error(mdb));
-      return -1;
-    }
+    if (rc != CHD_STORE_OK)
+      return rc;
     done = b.count < FOLD_PAGE;
     for (size_t i = 0; i < b.count; i++) {
       if (b.messages[i].global_position > through) {
@@ -285,18 +291,20 @@ int64_t chd_park_count(chd_mdb *mdb, const chd_parked *p, int64_t through, char 
       from = b.messages[i].position + 1;
     }
     chd_mdb_batch_release(&b);
-    if (done)
-      return count;
+    if (done) {
+      *out = count;
+      return CHD_STORE_OK;
+    }
   }
 }
 
-int chd_park_request_write(chd_mdb *mdb, const char *subscriber_id, const char *stream,
-                           chd_park_request request, int64_t *out_position, char *err,
-                           size_t errlen)
+chd_store_rc chd_park_request_write(chd_mdb *mdb, const char *subscriber_id,
+                                    const char *stream, chd_park_request request,
+                                    int64_t *out_position)
 {
   json_t *data = json_pack("{s:s}", "streamName", stream);
 
   return write_record(mdb, subscriber_id,
                       request == CHD_PARK_SKIP ? "SkipRequested" : "RetryRequested", data,
-                      NULL, NULL, out_position, err, errlen);
+                      NULL, NULL, out_position);
 }

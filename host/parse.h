@@ -1,0 +1,25 @@
+/*
+ * parse.h - parsers of the values the host reads from files, the command
+ * line and the environment.
+ *
+ * Each returns 0 and stores the value, or -1 (storing nothing) when the
+ * whole of `s` is not one. NULL is never one.
+ */
+#ifndef CHD_PARSE_H
+#define CHD_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A decimal whole number that fits in 64 bits, with an optional sign. */
+int chd_parse_int64(const char *s, int64_t *out);
+
+/* true/yes/on/1 or false/no/off/0, in any case. */
+int chd_parse_bool(const char *s, bool *out);
+
+/* "HOST:PORT", "[IPv6]:PORT" or "PORT" (on 127.0.0.1): the host into `host`
+ * (host_size bytes with its NUL) and the port (0 to 65535). */
+int chd_parse_listen(const char *s, char *host, size_t host_size, int *port);
+
+#endif /* CHD_PARSE_H */
