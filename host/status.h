@@ -14,9 +14,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <comphost/message.h>
+#include <comphost/plugin.h>
 
-#define CHD_STATUS_MAX_SUBS 16
+/* a slot per subscription a plugin may have */
+#define CHD_STATUS_MAX_SUBS CH_MAX_SUBSCRIPTIONS
 
 /* Latency histograms: fixed buckets, upper bounds in microseconds
  * (chd_hist_bounds_us), then one for everything above. */
