@@ -188,19 +188,24 @@ static bool valid_utf8(const char *s)
 }
 
 /*
- * One part: from the file key when it is set, else from the inline key.
- * Checked by a trial expansion. Returns the template or NULL with err.
+ * One part: from the file key when it is set (a path relative to the INI
+ * file's directory), else from the inline key. Checked by a trial
+ * expansion. Returns the template or NULL with err.
  */
 static char *load_part(ch_ctx *ctx, const char *key, const char *file_key, bool html,
                        char *err, size_t errlen)
 {
   static const char *const trial[PLACEHOLDER_COUNT] = { "a@example.com", "u", "A" };
-  const char *file = file_key ? ch_host->config_get(ctx, file_key) : NULL;
+  const char *file = file_key ? ch_host->config_path(ctx, file_key) : NULL;
   const char *used = file && *file ? file_key : key;
   char why[400];
   char *t, *check = NULL;
 
   why[0] = '\0';
+  if (file_key && !file && ch_host->config_get(ctx, file_key)) {
+    snprintf(err, errlen, "%s: %s", file_key, ch_host->last_error(ctx));
+    return NULL;
+  }
   if (file && *file)
     t = read_file(file, why, sizeof why);
   else

@@ -115,7 +115,7 @@ static const ch_reducer identity_reducers[] = {
   { "Registered", on_registered, { NULL, NULL } },
   { "RegistrationEmailSent", on_registration_email_sent, { NULL, NULL } },
   { "RegistrationRejected", on_registration_rejected, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_projection identity_projection = { identity_init, identity_reducers };
@@ -214,23 +214,6 @@ oom:
   return NULL;
 }
 
-/* follow() and the position of the command, for the rejection's sequence. */
-static json_t *caused_by(ch_ctx *ctx, const ch_message *msg)
-{
-  json_t *meta = ch_host->follow(ctx, msg, NULL);
-
-  if (meta && (json_object_set_new(meta, "causationMessageStreamName",
-                                   json_string(msg->stream_name)) != 0 ||
-               json_object_set_new(meta, "causationMessagePosition",
-                                   json_integer(msg->position)) != 0 ||
-               json_object_set_new(meta, "causationMessageGlobalPosition",
-                                   json_integer(msg->global_position)) != 0)) {
-    json_decref(meta);
-    meta = NULL;
-  }
-  return meta;
-}
-
 /* Register (p111-115): Registered once per identity, expected version as read. */
 static ch_result handle_register(ch_ctx *ctx, void *st, const ch_message *cmd)
 {
@@ -274,13 +257,10 @@ static ch_result handle_register(ch_ctx *ctx, void *st, const ch_message *cmd)
     }
     identity_release(&i);
 
-    if (valid) {
-      data = registered_data(cmd->data);
-      meta = ch_host->follow(ctx, cmd, NULL);
-    } else {
-      data = rejected_data(cmd->data, user_id, reason);
-      meta = caused_by(ctx, cmd);
-    }
+    /* follow(): the trace, and the command's position for the rejection's
+     * sequence */
+    data = valid ? registered_data(cmd->data) : rejected_data(cmd->data, user_id, reason);
+    meta = ch_host->follow(ctx, cmd, NULL);
     rc = data && meta ? ch_host->write(ctx, stream, valid ? "Registered" : "RegistrationRejected",
                                        data, meta, version, NULL)
                       : CH_RC_UNAVAILABLE;
@@ -473,25 +453,27 @@ static const ch_config_key config_keys[] = {
     " {{email}}.</p>", false,
     "HTML template of the registration email", { NULL, NULL } },
   { "registration_email_text_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the text template (wins over registration_email_text)", { NULL, NULL } },
+    "a file holding the text template, relative to the INI file (wins over"
+    " registration_email_text)", { NULL, NULL } },
   { "registration_email_html_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the HTML template (wins over registration_email_html)", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+    "a file holding the HTML template, relative to the INI file (wins over"
+    " registration_email_html)", { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler command_handlers[] = {
   { "Register", handle_register, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler event_handlers[] = {
   { "Registered", handle_registered, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler send_email_handlers[] = {
   { "Sent", handle_sent, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
@@ -500,14 +482,10 @@ static const ch_subscription subscriptions[] = {
   { "identity", "components:identity", NULL, event_handlers, NULL, { NULL, NULL, NULL } },
   { "sendEmail", "components:identity:sendEmailEvents", "identity", send_email_handlers, NULL,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc identity_desc = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc identity_desc = CH_PLUGIN_DESC(
   .kind = CH_KIND_COMPONENT,
   .name = "identity",
   .version = "1.0.0",
@@ -515,7 +493,6 @@ static const ch_plugin_desc identity_desc = {
   .config_keys = config_keys,
   .subscriptions = subscriptions,
   .init = init,
-  .destroy = destroy,
-};
+  .destroy = destroy);
 
 CH_PLUGIN_DEFINE(identity_desc)
