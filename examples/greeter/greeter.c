@@ -45,8 +45,10 @@ static const ch_projection greeting_projection = { greeting_init, greeting_reduc
 
 /*
  * Write one event in answer to `msg`, taking ownership of `data`. Its metadata
- * carries the command's traceId and userId (follow()) and its originStreamName,
- * if any, so that whoever sent the command can pick out the answer.
+ * (follow()) carries the command's traceId and userId, where the command is
+ * (causationMessageStreamName, ...Position, ...GlobalPosition), and its
+ * originStreamName, if any, so that whoever sent the command can pick out the
+ * answer.
  */
 static ch_result answer(ch_ctx *ctx, const ch_message *msg, const char *stream,
                         const char *type, json_t *data, int64_t expected_version)
