@@ -547,6 +547,17 @@ static int store_write(ch_test *t, write_rec *w, const json_t *data, const json_
   stored *m;
   int rc;
 
+  /* the host's deterministic id: the same write of the same delivery; as
+   * in the host, every write() of the handler call counts, refused or not */
+  if (t->current) {
+    char name[700];
+    snprintf(name, sizeof name, "%s/%u/%s/%s", t->subscriber_id ? t->subscriber_id : "",
+             t->write_index++, stream_name ? stream_name : "", type ? type : "");
+    deterministic = kit_uuid_v5(t->current->id, name, id) == 0;
+  }
+  if (!deterministic)
+    kit_uuid_v4(id);
+
   if (is_empty(stream_name)) {
     set_text(t->last_error, "cannot write a message: no stream name");
     return CH_RC_INVALID;
@@ -576,16 +587,6 @@ static int store_write(ch_test *t, write_rec *w, const json_t *data, const json_
   }
   if ((rc = injected(t, CH_TEST_WRITES)) != 0)
     goto refused;
-
-  /* the host's deterministic id: the same write of the same delivery */
-  if (t->current) {
-    char name[700];
-    snprintf(name, sizeof name, "%s/%u/%s/%s", t->subscriber_id ? t->subscriber_id : "",
-             t->write_index++, stream_name, type);
-    deterministic = kit_uuid_v5(t->current->id, name, id) == 0;
-  }
-  if (!deterministic)
-    kit_uuid_v4(id);
 
   /* Message DB: the expected version first, then the id */
   version = version_of(t, stream_name);
