@@ -425,6 +425,11 @@ static const char *kit_config_path(ch_ctx *ctx, const char *key)
   path = xmalloc(n);
   snprintf(path, n, "%s%s%s", t->config_dir,
            t->config_dir[strlen(t->config_dir) - 1] == '/' ? "" : "/", value);
+  for (size_t i = 0; i < t->path_count; i++)
+    if (!strcmp(t->paths[i], path)) {   /* kept once, as the host does */
+      free(path);
+      return t->paths[i];
+    }
   t->paths = xrealloc(t->paths, (t->path_count + 1) * sizeof *t->paths);
   t->paths[t->path_count++] = path;
   return path;
