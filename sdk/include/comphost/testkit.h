@@ -54,10 +54,12 @@
  * Applications (CH_KIND_APPLICATION) are not loaded: web is NULL.
  *
  * Ownership: a ch_test owns everything it hands out (messages, writes,
- * texts, JSON), valid until ch_test_free(), except where a function says
- * "of the last act". An act is ch_test_start(), ch_test_deliver(),
- * ch_test_when() or ch_test_run(): each begins with no writes, no log lines,
- * no handler calls and no error.
+ * texts, JSON); the test frees nothing but the ch_test itself. The messages
+ * of the store stay valid until ch_test_free(); what a function says is "of
+ * the last act" (the writes, the log lines, the error) until the next act
+ * begins. An act is ch_test_start(), ch_test_deliver(), ch_test_when() or
+ * ch_test_run(): each begins with no writes, no log lines, no handler calls
+ * and no error.
  *
  * Misuse is a bug in the test, not a result: JSON text that does not parse,
  * a global position the store does not have, a message handed over before
@@ -188,7 +190,8 @@ void ch_test_fail(ch_test *t, unsigned ops, int rc, int count, const char *text)
 
 /* ---- Then: what the plugin did --------------------------------------------- */
 
-/* The write() calls of the last act, in order: how many, and each. */
+/* The write() calls of the last act, in order: how many, and each (NULL
+ * past the last). */
 size_t ch_test_write_count(const ch_test *t);
 const ch_test_write *ch_test_write_at(const ch_test *t, size_t index);
 
@@ -200,8 +203,9 @@ const ch_test_write *ch_test_written(const ch_test *t, const char *stream_name,
 /* How many handler calls the last act made. */
 size_t ch_test_handled(const ch_test *t);
 
-/* The reason of the last act's failure, from set_error() or from the kit;
- * "" when there is none. */
+/* Why the last act did not go well: what the first handler call that did
+ * not return CH_OK gave set_error() (a CH_SKIP's reason in a run too), or
+ * why ch_test_start() failed. "" when there is nothing to say. */
 const char *ch_test_error(const ch_test *t);
 
 /* True when a line the plugin logged in the last act contains `text`. */
