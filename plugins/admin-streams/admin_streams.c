@@ -112,7 +112,7 @@ static ch_result any_batch(ch_ctx *ctx, void *state, const ch_message *msgs, siz
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 

@@ -48,7 +48,7 @@ static const ch_migration migrations[] = {
 static void free_arrays(pg_array *cols, int n)
 {
   for (int c = 0; c < n; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
 }
 
 /* Close every array into params. Returns CH_OK, or CH_RETRY out of memory. */

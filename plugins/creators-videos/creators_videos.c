@@ -243,7 +243,7 @@ static ch_result batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t 
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 

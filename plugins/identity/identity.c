@@ -76,15 +76,6 @@ static void set_text(identity *i, char **dst, const json_t *v)
     i->out_of_memory = true;
 }
 
-/* The global position of the command that caused an event: recorded in its
- * metadata, else (an event written without it) the event's own. */
-static int64_t causation(const ch_message *e)
-{
-  json_t *v = json_object_get(e->metadata, "causationMessageGlobalPosition");
-
-  return json_is_integer(v) ? (int64_t)json_integer_value(v) : e->global_position;
-}
-
 static void on_registered(void *entity, const ch_message *e)
 {
   identity *i = entity;
@@ -105,7 +96,7 @@ static void on_registration_email_sent(void *entity, const ch_message *e)
 static void on_registration_rejected(void *entity, const ch_message *e)
 {
   identity *i = entity;
-  int64_t seq = causation(e);
+  int64_t seq = causation_position(e);
 
   if (seq > i->rejected_sequence)
     i->rejected_sequence = seq;
@@ -171,18 +162,11 @@ static const char *nonempty_string(const json_t *data, const char *key)
  * length limit (checks.h); the password hash is only stored. */
 static bool valid_register(const json_t *data, char *reason, size_t size)
 {
-  static const struct { const char *name; size_t max; } fields[] = {
+  static const checked_field fields[] = {
     { "userId", MAX_ID_BYTES }, { "email", MAX_EMAIL_BYTES }, { "passwordHash", SIZE_MAX },
   };
 
-  if (!json_is_object(data)) {
-    snprintf(reason, size, "data must be an object");
-    return false;
-  }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
-      return false;
-  return true;
+  return checked_fields(data, fields, sizeof fields / sizeof fields[0], reason, size);
 }
 
 /* Registered's data: the command's userId, email and passwordHash. */

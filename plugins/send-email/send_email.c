@@ -50,13 +50,6 @@ static void email_init(void *entity)
   memset(entity, 0, sizeof(email_state));
 }
 
-static int64_t causation(const ch_message *e)
-{
-  json_t *v = json_object_get(e->metadata, "causationMessageGlobalPosition");
-
-  return json_is_integer(v) ? (int64_t)json_integer_value(v) : e->global_position;
-}
-
 static void on_sent(void *entity, const ch_message *e)
 {
   email_state *s = entity;
@@ -68,7 +61,7 @@ static void on_sent(void *entity, const ch_message *e)
 static void on_failed(void *entity, const ch_message *e)
 {
   email_state *s = entity;
-  int64_t seq = causation(e);
+  int64_t seq = causation_position(e);
 
   if (seq > s->failed_sequence)
     s->failed_sequence = seq;

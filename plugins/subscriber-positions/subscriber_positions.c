@@ -156,7 +156,7 @@ static ch_result read_batch(ch_ctx *ctx, void *state, const ch_message *msgs, si
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 

@@ -126,7 +126,7 @@ static ch_result registered_batch(ch_ctx *ctx, void *state, const ch_message *ms
 
 out:
   for (int c = 0; c < 3; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 

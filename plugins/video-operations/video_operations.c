@@ -163,7 +163,7 @@ static ch_result write_result_batch(ch_ctx *ctx, void *state, const ch_message *
 
 out:
   for (int c = 0; c < 4; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 

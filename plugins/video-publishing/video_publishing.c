@@ -70,9 +70,8 @@ static void on_publishing_attempted(void *entity, const ch_message *e)
 static void on_naming(void *entity, const ch_message *e)
 {
   video *v = entity;
-  json_t *cause = json_object_get(e->metadata, "causationMessageGlobalPosition");
 
-  v->sequence = json_is_integer(cause) ? (int64_t)json_integer_value(cause) : e->global_position;
+  v->sequence = causation_position(e);
 }
 
 static const ch_reducer video_reducers[] = {
@@ -129,18 +128,11 @@ static char *video_stream(const char *video_id)
  * limit (checks.h). */
 static bool valid_publish(const json_t *data, char *reason, size_t size)
 {
-  static const struct { const char *name; size_t max; } fields[] = {
+  static const checked_field fields[] = {
     { "ownerId", MAX_ID_BYTES }, { "sourceUri", SIZE_MAX }, { "videoId", MAX_ID_BYTES },
   };
 
-  if (!json_is_object(data)) {
-    snprintf(reason, size, "data must be an object");
-    return false;
-  }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
-      return false;
-  return true;
+  return checked_fields(data, fields, sizeof fields / sizeof fields[0], reason, size);
 }
 
 /* VideoPublishingFailed's data: what the command had, the video and why.
