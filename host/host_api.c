@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stream_name.h"
@@ -333,6 +334,7 @@ static struct pg_conn *api_store_db(ch_ctx *ctx)
   return c && PQstatus(c) == CONNECTION_OK ? c : NULL;
 }
 
+/* Eventide's Metadata#follow, with the book's traceId and userId. */
 static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
 {
   static const char *const carried[] = { "traceId", "userId" };
@@ -341,14 +343,72 @@ static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin
 
   if (!meta)
     return NULL;
-  for (size_t i = 0; i < sizeof carried / sizeof carried[0]; i++) {
-    json_t *v = msg ? json_object_get(msg->metadata, carried[i]) : NULL;
-    if (v)
-      json_object_set(meta, carried[i], v);
+  for (size_t i = 0; msg && i < sizeof carried / sizeof carried[0]; i++) {
+    json_t *v = json_object_get(msg->metadata, carried[i]);
+    if (v && json_object_set(meta, carried[i], v) != 0)
+      goto oom;
   }
-  if (origin_stream_name)
-    json_object_set_new(meta, "originStreamName", json_string(origin_stream_name));
+  if (msg && (json_object_set_new(meta, "causationMessageStreamName",
+                                  json_string(msg->stream_name)) != 0 ||
+              json_object_set_new(meta, "causationMessagePosition",
+                                  json_integer(msg->position)) != 0 ||
+              json_object_set_new(meta, "causationMessageGlobalPosition",
+                                  json_integer(msg->global_position)) != 0))
+    goto oom;
+  if (origin_stream_name &&
+      json_object_set_new(meta, "originStreamName", json_string(origin_stream_name)) != 0)
+    goto oom;
   return meta;
+oom:
+  json_decref(meta);
+  return NULL;
+}
+
+/*
+ * The paths config_path() made, kept for the life of the process: the
+ * strings it returns must stay valid until destroy(), and a worker has few
+ * such settings. Equal paths are kept once.
+ */
+typedef struct resolved_path {
+  struct resolved_path *next;
+  char path[];
+} resolved_path;
+
+static resolved_path *resolved_paths;
+
+static const char *keep_path(const char *dir, size_t dirlen, const char *rel)
+{
+  size_t n = dirlen + strlen(rel);
+  resolved_path *p;
+
+  for (p = resolved_paths; p; p = p->next)
+    if (strlen(p->path) == n && !strncmp(p->path, dir, dirlen) &&
+        !strcmp(p->path + dirlen, rel))
+      return p->path;
+  p = malloc(sizeof *p + n + 1);
+  if (!p)
+    return NULL;
+  memcpy(p->path, dir, dirlen);
+  strcpy(p->path + dirlen, rel);
+  p->next = resolved_paths;
+  resolved_paths = p;
+  return p->path;
+}
+
+static const char *api_config_path(ch_ctx *ctx, const char *key)
+{
+  const chd_config_kv *kv = chd_config_plugin_key(ctx->inst, key);
+  const char *value = api_config_get(ctx, key);
+  const char *file = ctx->cfg ? ctx->cfg->path : NULL;
+  const char *slash = file ? strrchr(file, '/') : NULL;
+
+  ctx->last_error[0] = '\0';
+  if (!value || !*value || value[0] == '/' || (kv && kv->source != CHD_FROM_INI) || !slash)
+    return value;   /* (an INI file without a directory part lies in this one) */
+  value = keep_path(file, (size_t)(slash - file) + 1, value);
+  if (!value)
+    snprintf(ctx->last_error, sizeof ctx->last_error, "out of memory");
+  return value;
 }
 
 const ch_host_api chd_host_api = {
@@ -369,6 +429,7 @@ const ch_host_api chd_host_api = {
   .view_db = api_view_db,
   .store_db = api_store_db,
   .follow = api_follow,
+  .config_path = api_config_path,
   .uuid_v4 = chd_uuid_v4,
   .uuid_v5 = chd_uuid_v5,
   .stream_category = chd_stream_category,

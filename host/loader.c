@@ -16,7 +16,6 @@
 
 #include "config.h"
 #include "elf_check.h"
-#include "status.h"
 #include "stream_name.h"
 #include "web_route.h"
 
@@ -126,9 +125,9 @@ static int check_subscriptions(const ch_plugin_desc *d, const char *path, char *
     return fail(err, errlen, "'%s': declares no subscriptions", path);
   while (subs[count].stream_name)
     count++;
-  if (count > CHD_STATUS_MAX_SUBS)
+  if (count > CH_MAX_SUBSCRIPTIONS)
     return fail(err, errlen, "'%s': declares %zu subscriptions; a plugin may have at most %d",
-                path, count, CHD_STATUS_MAX_SUBS);
+                path, count, CH_MAX_SUBSCRIPTIONS);
   for (size_t i = 0; subs[i].stream_name; i++) {
     const ch_subscription *s = &subs[i];
 

@@ -29,11 +29,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <comphost/message.h>
+#include <comphost/plugin.h>
 
 #include "log.h"
 
-#define CHD_STATUS_MAX_SUBS 16
+/* a slot per subscription a plugin may have */
+#define CHD_STATUS_MAX_SUBS CH_MAX_SUBSCRIPTIONS
 
 #define CHD_LAG_BOUND 1000000
 #define CHD_PROGRESS_MIN_LAG 10000

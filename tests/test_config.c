@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host_api.h"
 #include "log.h"
 
 /* The first lines of most files: a [host] with a message store. */
@@ -1168,6 +1169,54 @@ static void test_release(void **state)
   assert_released();
 }
 
+/* config_path() of the host's function table: a plugin's path setting,
+ * relative to the directory of the file. */
+static void test_config_path(void **state)
+{
+  static const ch_config_key keys[] = {
+    { .name = "dir", .type = CH_CONFIG_STRING },
+    { .name = "abs", .type = CH_CONFIG_STRING },
+    { .name = "empty", .type = CH_CONFIG_STRING },
+    { .name = "token", .type = CH_CONFIG_STRING },
+    { .name = "fallback", .type = CH_CONFIG_STRING, .default_value = "templates/x.txt" },
+    { .name = "unset", .type = CH_CONFIG_STRING },
+    {0},
+  };
+  chd_plugin plugin;
+  ch_ctx ctx;
+  char want[600];
+  const char *p;
+  (void)state;
+
+  memset(&plugin, 0, sizeof plugin);
+  plugin.desc.config_keys = keys;
+  write_file("conf/host.ini", STORE "[a]\ndir = mail/out\nabs = /var/mail\nempty =\n"
+                              "token = t/1\n");
+  expect_loaded(chd_config_load(&cfg, path, NULL, err, sizeof err));
+  chd_ctx_init(&ctx, &cfg, &cfg.instances[0], &plugin);
+  p = chd_host_api.config_path(&ctx, "dir");
+  assert_string_equal(p, in_tmp(want, sizeof want, "/conf/mail/out"));
+  assert_ptr_equal(chd_host_api.config_path(&ctx, "dir"), p);   /* kept once */
+  assert_string_equal(chd_host_api.config_get(&ctx, "dir"), "mail/out");
+  assert_string_equal(chd_host_api.config_path(&ctx, "abs"), "/var/mail");
+  assert_string_equal(chd_host_api.config_path(&ctx, "empty"), "");
+  assert_string_equal(chd_host_api.config_path(&ctx, "fallback"),
+                      in_tmp(want, sizeof want, "/conf/templates/x.txt"));
+  assert_null(chd_host_api.config_path(&ctx, "unset"));
+  assert_string_equal(chd_host_api.last_error(&ctx), "");
+  /* a value from the environment (a secret's) is taken as it is */
+  cfg.instances[0].plugin_keys[3].source = CHD_FROM_ENV;
+  assert_string_equal(chd_host_api.config_path(&ctx, "token"), "t/1");
+  chd_config_release(&cfg);
+
+  /* a file named without a directory lies in the working directory */
+  assert_int_equal(chdir(tmp), 0);
+  write_file("host.ini", STORE "[a]\ndir = mail/out\n");
+  expect_loaded(chd_config_load(&cfg, "host.ini", NULL, err, sizeof err));
+  chd_ctx_init(&ctx, &cfg, &cfg.instances[0], &plugin);
+  assert_string_equal(chd_host_api.config_path(&ctx, "dir"), "mail/out");
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1195,6 +1244,7 @@ int main(void)
     TEST(test_missing_pieces),
     TEST(test_plugin_keys),
     TEST(test_plugin_key_lookup),
+    TEST(test_config_path),
     TEST(test_secret_from_file),
     TEST(test_secret_from_env),
     TEST(test_secret_precedence),

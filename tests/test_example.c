@@ -1,6 +1,7 @@
 /*
  * test_example.c - the SDK example, examples/greeter, in a real host against
- * a real Message DB; and docs/sdk.md showing that file exactly as it is.
+ * a real Message DB; and docs/sdk.md showing it and its unit test
+ * (test_greeter.c) exactly as they are.
  *
  *   test_example        everything (needs the dev database)
  *   test_example doc    only the comparison of docs/sdk.md with the source
@@ -224,19 +225,20 @@ static char *slurp(const char *path)
 }
 
 /*
- * docs/sdk.md shows examples/greeter/greeter.c whole, in the one ```c block
- * that starts with the file's first two lines: that block, with its final
- * newline, must be the file byte for byte.
+ * docs/sdk.md shows `file` of examples/greeter whole, in the one ```c block
+ * that starts with the file's first two lines ("/" "*" and " * <file> - "):
+ * that block, with its final newline, must be the file byte for byte.
  */
-static void test_sdk_doc_shows_the_example(void **state)
+static void doc_shows(const char *doc, const char *file)
 {
-  char *doc = slurp(COMPHOST_SOURCE_DIR "/docs/sdk.md");
-  char *src = slurp(COMPHOST_SOURCE_DIR "/examples/greeter/greeter.c");
-  const char *head = "/*\n * greeter.c - ";
+  char path[512], head[128];
+  char *src;
   const char *block = NULL, *p;
   int found = 0;
-  (void)state;
 
+  snprintf(path, sizeof path, "%s/examples/greeter/%s", COMPHOST_SOURCE_DIR, file);
+  snprintf(head, sizeof head, "/*\n * %s - ", file);
+  src = slurp(path);
   assert_true(strncmp(src, head, strlen(head)) == 0);
   for (p = doc; (p = strstr(p, "```c\n")) != NULL; p += 5) {
     if ((p == doc || p[-1] == '\n') && !strncmp(p + 5, head, strlen(head))) {
@@ -245,7 +247,7 @@ static void test_sdk_doc_shows_the_example(void **state)
     }
   }
   if (found != 1) {
-    print_error("docs/sdk.md has %d ```c blocks that start like greeter.c, not 1\n", found);
+    print_error("docs/sdk.md has %d ```c blocks that start like %s, not 1\n", found, file);
     fail();
   }
   p = strstr(block, "\n```\n");
@@ -256,12 +258,22 @@ static void test_sdk_doc_shows_the_example(void **state)
     size_t i = 0, line = 1;
     while (block + i < p + 1 && src[i] && block[i] == src[i])
       line += src[i++] == '\n';
-    print_error("docs/sdk.md differs from examples/greeter/greeter.c at line %zu of the"
-                " file: copy the file into the document again\n", line);
+    print_error("docs/sdk.md differs from examples/greeter/%s at line %zu of the file: copy"
+                " the file into the document again\n", file, line);
     fail();
   }
-  free(doc);
   free(src);
+}
+
+/* The guide shows the example and its unit test as they are. */
+static void test_sdk_doc_shows_the_example(void **state)
+{
+  char *doc = slurp(COMPHOST_SOURCE_DIR "/docs/sdk.md");
+  (void)state;
+
+  doc_shows(doc, "greeter.c");
+  doc_shows(doc, "test_greeter.c");
+  free(doc);
 }
 
 int main(int argc, char **argv)

@@ -7,8 +7,9 @@
 #   sdk     `cmake --install` it into a temporary prefix and check the layout;
 #           build examples/greeter there with CMake (find_package) and again
 #           with plain cc and pkg-config, load both into the installed host,
-#           package the example; check that every plugin exports one symbol
-#           and needs no host library (nm -D, readelf -d)
+#           build its unit test with the installed test kit both ways and
+#           run it, package the example; check that every plugin exports one
+#           symbol and needs no host library (nm -D, readelf -d)
 #   cpack   run cpack on it and check the packages with dpkg-deb: contents,
 #           dependencies, the ABI they provide and need; verify the systemd
 #           unit when systemd-analyze is there
@@ -78,6 +79,8 @@ step_sdk() {
 
   # the layout
   for f in bin/comphost include/comphost/plugin.h include/comphost/message.h \
+           include/comphost/testkit.h "$libdir/libcomphost-testkit.a" \
+           "$libdir/pkgconfig/comphost-testkit.pc" \
            "$libdir/cmake/comphost-sdk/comphost-sdkConfig.cmake" \
            "$libdir/cmake/comphost-sdk/comphost-sdkConfigVersion.cmake" \
            "$libdir/cmake/comphost-sdk/comphost-sdk-targets.cmake" \
@@ -125,6 +128,13 @@ EOF
   cmake --build "$work/sdk/greeter" >>"$work/sdk/greeter.log" 2>&1 ||
     { cat "$work/sdk/greeter.log"; fail "building examples/greeter"; }
   [ -f "$work/sdk/greeter/greeter.so" ] || fail "examples/greeter made no greeter.so"
+  # its unit test, linked with the installed test kit (comphost::testkit)
+  [ -x "$work/sdk/greeter/test_greeter" ] || fail "examples/greeter made no test_greeter"
+  must_match "$(cat "$work/sdk/greeter/CMakeFiles/test_greeter.dir/link.txt")" \
+             "$prefix/$libdir/libcomphost-testkit\.a"
+  out=$(ctest --test-dir "$work/sdk/greeter" --output-on-failure 2>&1) ||
+    fail "the greeter's unit test against the installed SDK:"$'\n'"$out"
+  must_match "$out" '100% tests passed'
   # by default it installs where the SDK's host looks
   cmake --install "$work/sdk/greeter" >>"$work/sdk/greeter.log"
   [ -f "$plugdir/greeter.so" ] || fail "examples/greeter did not install into $plugdir"
@@ -149,6 +159,17 @@ EOF
   cc -std=c11 -Wall -Wextra -Werror -fPIC -shared $(pc --cflags) \
      -o "$work/sdk/greeter-pc.so" "$src/examples/greeter/greeter.c" \
      -Wl,-z,defs $(pc --libs) || fail "cc with pkg-config"
+  # and its unit test, with the test kit's pkg-config file
+  tk() { PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" pkg-config "$@" comphost-testkit cmocka; }
+  [ "$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" pkg-config --modversion comphost-testkit)" = \
+    "$abi_major.$abi_minor" ] || fail "pkg-config comphost-testkit version"
+  # shellcheck disable=SC2046
+  cc -std=c11 -Wall -Wextra -Werror $(tk --cflags) -o "$work/sdk/test_greeter-pc" \
+     "$src/examples/greeter/test_greeter.c" \
+     -DGREETER_PLUGIN="\"$work/sdk/greeter-pc.so\"" $(tk --libs) ||
+    fail "cc of test_greeter.c with pkg-config"
+  out=$("$work/sdk/test_greeter-pc" 2>&1) || fail "test_greeter built with pkg-config:"$'\n'"$out"
+  must_match "$out" 'PASSED'
 
   # both load into the installed host
   ini=$work/sdk/greeter.ini
@@ -188,6 +209,8 @@ step_cpack() {
   [ -f "$deb" ] || fail "no comphost .deb in $work/cpack: $(ls "$work/cpack")"
   out=$(dpkg-deb -c "$deb")
   for f in usr/bin/comphost usr/include/comphost/plugin.h usr/include/comphost/message.h \
+           usr/include/comphost/testkit.h "usr/$libdir/libcomphost-testkit.a" \
+           "usr/$libdir/pkgconfig/comphost-testkit.pc" \
            "usr/$libdir/cmake/comphost-sdk/comphost-sdkConfig.cmake" \
            "usr/$libdir/cmake/comphost-sdk/ComphostPlugin.cmake" \
            "usr/$libdir/pkgconfig/comphost-sdk.pc" \

@@ -38,15 +38,17 @@ static void greeting_greeted(void *entity, const ch_message *msg)
 
 static const ch_reducer greeting_reducers[] = {
   { .type = "Greeted", .fn = greeting_greeted },
-  { .type = NULL },
+  {0},
 };
 
 static const ch_projection greeting_projection = { greeting_init, greeting_reducers };
 
 /*
  * Write one event in answer to `msg`, taking ownership of `data`. Its metadata
- * carries the command's traceId and userId (follow()) and its originStreamName,
- * if any, so that whoever sent the command can pick out the answer.
+ * (follow()) carries the command's traceId and userId, where the command is
+ * (causationMessageStreamName, ...Position, ...GlobalPosition), and its
+ * originStreamName, if any, so that whoever sent the command can pick out the
+ * answer.
  */
 static ch_result answer(ch_ctx *ctx, const ch_message *msg, const char *stream,
                         const char *type, json_t *data, int64_t expected_version)
@@ -138,25 +140,21 @@ static void destroy(ch_ctx *ctx, void *state)
 static const ch_config_key config_keys[] = {
   { .name = "greeting", .type = CH_CONFIG_STRING, .default_value = "Hello",
     .help = "the word each greeting starts with" },
-  { .name = NULL },
+  {0},
 };
 
 static const ch_handler handlers[] = {
   { .type = "Greet", .fn = handle_greet },
-  { .type = NULL },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { .stream_name = "greeting:command", .subscriber_id = "components:greeter",
     .handlers = handlers },
-  { .stream_name = NULL },
+  {0},
 };
 
-static const ch_plugin_desc greeter_plugin = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc greeter_plugin = CH_PLUGIN_DESC(
   .kind = CH_KIND_COMPONENT,
   .name = "greeter",
   .version = "1.0.0",
@@ -164,7 +162,6 @@ static const ch_plugin_desc greeter_plugin = {
   .config_keys = config_keys,
   .subscriptions = subscriptions,
   .init = init,
-  .destroy = destroy,
-};
+  .destroy = destroy);
 
 CH_PLUGIN_DEFINE(greeter_plugin)

@@ -171,20 +171,15 @@ static const ch_route routes[] = {
   { .method = "POST", .pattern = "/entries", .fn = sign },
   { .method = "GET", .pattern = "/entries/:id", .fn = entry },
   { .method = "POST", .pattern = "/login", .fn = login },
-  { .pattern = NULL },
+  {0},
 };
 
-static const ch_plugin_desc desc = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc desc = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "guestbook",
   .version = "1.0.0",
   .description = "the SDK's example application: sign a guestbook",
   .routes = routes,
-  .mount = "/guestbook",
-};
+  .mount = "/guestbook");
 
 CH_PLUGIN_DEFINE(desc)

@@ -685,7 +685,7 @@ static const ch_config_key config_keys[] = {
   { "admins", CH_CONFIG_STRING, "", false,
     "who may use the portal: emails or user ids, separated by commas", { NULL, NULL } },
   { "page_size", CH_CONFIG_INT, "50", false, "messages and streams per page", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_route routes[] = {
@@ -697,14 +697,10 @@ static const ch_route routes[] = {
   { "GET", "/streams", streams, 0, { NULL, NULL } },
   { "GET", "/streams/:name", stream, 0, { NULL, NULL } },
   { "GET", "/subscriber-positions", subscriber_positions, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc admin_portal = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc admin_portal = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "admin-portal",
   .version = "1.0.0",
@@ -713,7 +709,6 @@ static const ch_plugin_desc admin_portal = {
   .init = init,
   .destroy = destroy,
   .routes = routes,
-  .mount = "/admin",
-};
+  .mount = "/admin");
 
 CH_PLUGIN_DEFINE(admin_portal)

@@ -28,7 +28,7 @@ static const ch_migration migrations[] = {
     " last_message_id text,"
     " last_message_global_position bigint NOT NULL DEFAULT 0)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static int init(ch_ctx *ctx, void **state)
@@ -112,7 +112,7 @@ static ch_result any_batch(ch_ctx *ctx, void *state, const ch_message *msgs, siz
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 
@@ -124,20 +124,16 @@ static int reset(ch_ctx *ctx, void *state)
 
 static const ch_handler handlers[] = {
   { "$any", any, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "$all", "6db9a0ab-7679-4b02-b5ad-2ebc8ae06b6a", NULL, handlers, any_batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc admin_streams = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc admin_streams = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "admin-streams",
   .version = "1.0.0",
@@ -145,7 +141,6 @@ static const ch_plugin_desc admin_streams = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(admin_streams)

@@ -42,13 +42,13 @@ static const ch_migration migrations[] = {
     " last_authentication_event_global_position bigint NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS admin_users_email_index ON admin_users (email)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static void free_arrays(pg_array *cols, int n)
 {
   for (int c = 0; c < n; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
 }
 
 /* Close every array into params. Returns CH_OK, or CH_RETRY out of memory. */
@@ -302,12 +302,12 @@ static int reset(ch_ctx *ctx, void *state)
 static const ch_handler identity_handlers[] = {
   { "Registered", registered, { NULL, NULL } },
   { "RegistrationEmailSent", registration_email_sent, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler authentication_handlers[] = {
   { "UserLoggedIn", user_logged_in, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
@@ -315,14 +315,10 @@ static const ch_subscription subscriptions[] = {
     identity_batch, { NULL, NULL, NULL } },
   { "authentication", "18b4c5d6-1f30-4a67-9b61-76a42884a9bb", NULL, authentication_handlers,
     authentication_batch, { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc admin_users = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc admin_users = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "admin-users",
   .version = "1.0.0",
@@ -330,7 +326,6 @@ static const ch_plugin_desc admin_users = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(admin_users)

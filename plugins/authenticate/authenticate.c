@@ -181,21 +181,16 @@ static const ch_route routes[] = {
   { "GET", "/log-in", show_form, 0, { NULL, NULL } },
   { "POST", "/log-in", log_in, 0, { NULL, NULL } },
   { "GET", "/log-out", log_out, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc authenticate = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc authenticate = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "authenticate",
   .version = "1.0.0",
   .description = "the book's log-in and log-out: UserLoggedIn, UserLoginFailed",
   .init = init,
   .routes = routes,
-  .mount = "/auth",
-};
+  .mount = "/auth");
 
 CH_PLUGIN_DEFINE(authenticate)

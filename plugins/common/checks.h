@@ -23,6 +23,7 @@
 #define COMPHOST_PLUGINS_CHECKS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,6 +58,42 @@ static inline const char *checked_string(const json_t *obj, const char *key, siz
       snprintf(why, size, "%s is too long (%zu bytes, at most %zu)", key, n, max);
   }
   return NULL;
+}
+
+/* A field a message must have: a non-empty string of at most max bytes. */
+typedef struct checked_field {
+  const char *name;
+  size_t max;
+} checked_field;
+
+/*
+ * Is data an object with every field of `fields` (checked_string(),
+ * non-empty)? If not, false with the reason in why: "data must be an
+ * object", or the first field's that fails.
+ */
+static inline bool checked_fields(const json_t *data, const checked_field *fields,
+                                  size_t count, char *why, size_t size)
+{
+  if (!json_is_object(data)) {
+    snprintf(why, size, "data must be an object");
+    return false;
+  }
+  for (size_t i = 0; i < count; i++)
+    if (!checked_string(data, fields[i].name, fields[i].max, true, why, size))
+      return false;
+  return true;
+}
+
+/*
+ * The global position of the message that an event answers: its
+ * causationMessageGlobalPosition, which follow() sets; else, for an event
+ * written without one (by the book's code), the event's own.
+ */
+static inline int64_t causation_position(const ch_message *e)
+{
+  json_t *v = json_object_get(e->metadata, "causationMessageGlobalPosition");
+
+  return json_is_integer(v) ? (int64_t)json_integer_value(v) : e->global_position;
 }
 
 /* An id: a non-empty string of at most MAX_ID_BYTES. */

@@ -2,8 +2,8 @@
  * view_sql.h - what the book's aggregators share for writing their views:
  * the view connection, a statement runner that reports failures through
  * set_error, and a builder of PostgreSQL array literals for batch handlers
- * (unnest($1::text[]) and friends). Header only: each plugin compiles its own
- * copy and stays a single file with one exported symbol.
+ * (unnest($1::text[]) and friends), on strbuf.h. Header only: each plugin
+ * compiles its own copy and stays a single file with one exported symbol.
  */
 #ifndef COMPHOST_PLUGINS_VIEW_SQL_H
 #define COMPHOST_PLUGINS_VIEW_SQL_H
@@ -17,6 +17,8 @@
 #include <libpq-fe.h>
 
 #include <comphost/plugin.h>
+
+#include "strbuf.h"
 
 static inline PGconn *view(ch_ctx *ctx)
 {
@@ -53,76 +55,63 @@ static inline ch_result exec(ch_ctx *ctx, const char *sql, int nparams, const ch
 
 /*
  * A PostgreSQL array literal, built one element at a time: {"a","b",NULL}.
- * Text elements are quoted, with '"' and '\' escaped.
+ * Text elements are quoted, with '"' and '\' escaped. Start it zeroed;
+ * pg_array_release() frees it.
  */
 typedef struct pg_array {
-  char *text;
-  size_t len, cap, count;
-  bool failed;
+  strbuf s;
+  size_t count;
 } pg_array;
 
-static inline void put(pg_array *a, const char *s, size_t n)
+/* The separator before the next element: "{" first, "," after. */
+static inline void next_element(pg_array *a)
 {
-  if (a->failed)
-    return;
-  if (a->len + n + 1 > a->cap) {
-    size_t cap = a->cap ? a->cap : 256;
-    char *p;
-    while (a->len + n + 1 > cap)
-      cap *= 2;
-    p = realloc(a->text, cap);
-    if (!p) {
-      a->failed = true;
-      return;
-    }
-    a->text = p;
-    a->cap = cap;
-  }
-  memcpy(a->text + a->len, s, n);
-  a->len += n;
-  a->text[a->len] = '\0';
+  strbuf_put(&a->s, a->count++ ? "," : "{", 1);
 }
 
 static inline void add_text(pg_array *a, const char *s)
 {
-  put(a, a->count++ ? "," : "{", 1);
+  next_element(a);
   if (!s) {
-    put(a, "NULL", 4);
+    strbuf_puts(&a->s, "NULL");
     return;
   }
-  put(a, "\"", 1);
+  strbuf_put(&a->s, "\"", 1);
   while (*s) {
     size_t n = strcspn(s, "\"\\");
-    put(a, s, n);
+    strbuf_put(&a->s, s, n);
     s += n;
     if (*s) {
-      put(a, "\\", 1);
-      put(a, s++, 1);
+      strbuf_put(&a->s, "\\", 1);
+      strbuf_put(&a->s, s++, 1);
     }
   }
-  put(a, "\"", 1);
+  strbuf_put(&a->s, "\"", 1);
 }
 
 static inline void add_int(pg_array *a, int64_t v)
 {
-  char buf[24];
-  int n = snprintf(buf, sizeof buf, "%" PRId64, v);
-
-  put(a, a->count++ ? "," : "{", 1);
-  put(a, buf, (size_t)n);
+  next_element(a);
+  strbuf_putf(&a->s, "%" PRId64, v);
 }
 
 static inline void add_bool(pg_array *a, bool v)
 {
-  put(a, a->count++ ? "," : "{", 1);
-  put(a, v ? "t" : "f", 1);
+  next_element(a);
+  strbuf_put(&a->s, v ? "t" : "f", 1);
 }
 
-/* Close the literal; NULL when memory ran out. */
+/* Close the literal; NULL when memory ran out. The text stays a's. */
 static inline const char *finish(pg_array *a)
 {
-  put(a, a->count ? "}" : "{}", a->count ? 1 : 2);
-  return a->failed ? NULL : a->text;
+  strbuf_puts(&a->s, a->count ? "}" : "{}");
+  return a->s.failed ? NULL : a->s.text;
+}
+
+static inline void pg_array_release(pg_array *a)
+{
+  strbuf_release(&a->s);
+  a->count = 0;
 }
 
 #endif /* COMPHOST_PLUGINS_VIEW_SQL_H */

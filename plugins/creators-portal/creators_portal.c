@@ -466,21 +466,16 @@ static const ch_route routes[] = {
   { "GET", "/videos/:id", show_video, 0, { NULL, NULL } },
   { "POST", "/videos/:id/name", name_video, 0, { NULL, NULL } },
   { "GET", "/video-operations/:traceId", show_operation, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc creators_portal = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc creators_portal = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "creators-portal",
   .version = "1.0.0",
   .description = "the book's Creators Portal: publish and name videos",
   .init = init,
   .routes = routes,
-  .mount = "/creators-portal",
-};
+  .mount = "/creators-portal");
 
 CH_PLUGIN_DEFINE(creators_portal)

@@ -47,7 +47,7 @@ static const ch_migration migrations[] = {
     "CREATE INDEX IF NOT EXISTS creators_portal_videos_owner_id_index"
     " ON creators_portal_videos (owner_id)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 /* What an event writes into its video's row. */
@@ -243,7 +243,7 @@ static ch_result batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t 
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 
@@ -256,20 +256,16 @@ static int reset(ch_ctx *ctx, void *state)
 static const ch_handler handlers[] = {
   { "VideoPublished", video_published, { NULL, NULL } },
   { "VideoNamed", video_named, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "videoPublishing", "aggregators:creators-videos", NULL, handlers, batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc creators_videos = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc creators_videos = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "creators-videos",
   .version = "1.0.0",
@@ -277,7 +273,6 @@ static const ch_plugin_desc creators_videos = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(creators_videos)

@@ -80,21 +80,16 @@ static int init(ch_ctx *ctx, void **state)
 static const ch_route routes[] = {
   { "GET", "/", home, 0, { NULL, NULL } },
   { "GET", "/site.css", stylesheet, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc home_application = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc home_application = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "home-application",
   .version = "1.0.0",
   .description = "the book's home page: videos watched, and a button to watch one",
   .init = init,
   .routes = routes,
-  .mount = "/",
-};
+  .mount = "/");
 
 CH_PLUGIN_DEFINE(home_application)

@@ -24,7 +24,7 @@ static const ch_migration migrations[] = {
     "CREATE TABLE IF NOT EXISTS pages ("
     " page_name text PRIMARY KEY,"
     " page_data jsonb DEFAULT '{}')", { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static int init(ch_ctx *ctx, void **state)
@@ -114,20 +114,16 @@ static int reset(ch_ctx *ctx, void *state)
 
 static const ch_handler handlers[] = {
   { "VideoViewed", video_viewed, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "viewing", "aggregators:home-page", NULL, handlers, video_viewed_batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc home_page = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc home_page = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "home-page",
   .version = "1.0.0",
@@ -135,7 +131,6 @@ static const ch_plugin_desc home_page = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(home_page)

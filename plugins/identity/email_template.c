@@ -8,58 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+
 #define MAX_TEMPLATE_FILE (1024 * 1024)
 
-/* A growing string. After a failed allocation it stays failed. */
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-  bool failed;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-  if (b->failed)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (b->len + n + 1 > cap)
-      cap *= 2;
-    if (!(p = realloc(b->p, cap))) {
-      b->failed = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void put_html(buf *b, const char *s)
+static void put_html(strbuf *b, const char *s)
 {
   for (; *s; s++) {
     switch (*s) {
-    case '&': put(b, "&amp;", 5); break;
-    case '<': put(b, "&lt;", 4); break;
-    case '>': put(b, "&gt;", 4); break;
-    case '"': put(b, "&quot;", 6); break;
-    case '\'': put(b, "&#39;", 5); break;
-    default: put(b, s, 1); break;
+    case '&': strbuf_put(b, "&amp;", 5); break;
+    case '<': strbuf_put(b, "&lt;", 4); break;
+    case '>': strbuf_put(b, "&gt;", 4); break;
+    case '"': strbuf_put(b, "&quot;", 6); break;
+    case '\'': strbuf_put(b, "&#39;", 5); break;
+    default: strbuf_put(b, s, 1); break;
     }
   }
-}
-
-/* Take the string out of b: "" when nothing was put, NULL when out of memory. */
-static char *take(buf *b)
-{
-  if (b->failed) {
-    free(b->p);
-    return NULL;
-  }
-  return b->p ? b->p : strdup("");
 }
 
 static const char *const placeholders[] = { "email", "userId", "appName" };
@@ -73,7 +37,7 @@ static const char *const placeholders[] = { "email", "userId", "appName" };
 static char *expand(const char *tmpl, const char *const values[PLACEHOLDER_COUNT], bool html,
                     char *err, size_t errlen)
 {
-  buf b = { NULL, 0, 0, false };
+  strbuf b = {0};
   const char *p = tmpl;
 
   for (;;) {
@@ -81,13 +45,13 @@ static char *expand(const char *tmpl, const char *const values[PLACEHOLDER_COUNT
     size_t i;
 
     if (!open) {
-      put(&b, p, strlen(p));
+      strbuf_put(&b, p, strlen(p));
       break;
     }
-    put(&b, p, (size_t)(open - p));
+    strbuf_put(&b, p, (size_t)(open - p));
     if (!(close = strstr(open + 2, "}}"))) {
       snprintf(err, errlen, "unterminated placeholder at '%.20s'", open);
-      free(b.p);
+      strbuf_release(&b);
       return NULL;
     }
     for (name = open + 2; *name == ' '; name++)
@@ -101,51 +65,49 @@ static char *expand(const char *tmpl, const char *const values[PLACEHOLDER_COUNT
     if (i == PLACEHOLDER_COUNT) {
       snprintf(err, errlen, "unknown placeholder '%.*s' (known: {{email}}, {{userId}},"
                " {{appName}})", (int)(close + 2 - open), open);
-      free(b.p);
+      strbuf_release(&b);
       return NULL;
     }
     if (html)
       put_html(&b, values[i]);
     else
-      put(&b, values[i], strlen(values[i]));
+      strbuf_put(&b, values[i], strlen(values[i]));
     p = close + 2;
   }
-  if (!b.p && !b.failed)
-    return strdup("");
   if (b.failed)
     snprintf(err, errlen, "out of memory");
-  return take(&b);
+  return strbuf_take(&b);
 }
 
 /* An INI value with \n, \t and \\ turned into what they stand for. */
 static char *unescape(const char *s, char *err, size_t errlen)
 {
-  buf b = { NULL, 0, 0, false };
+  strbuf b = {0};
 
   for (; *s; s++) {
     if (*s != '\\') {
-      put(&b, s, 1);
+      strbuf_put(&b, s, 1);
       continue;
     }
     switch (s[1]) {
-    case 'n': put(&b, "\n", 1); s++; break;
-    case 't': put(&b, "\t", 1); s++; break;
-    case '\\': put(&b, "\\", 1); s++; break;
+    case 'n': strbuf_put(&b, "\n", 1); s++; break;
+    case 't': strbuf_put(&b, "\t", 1); s++; break;
+    case '\\': strbuf_put(&b, "\\", 1); s++; break;
     default:
       snprintf(err, errlen, "unknown escape '\\%c' (use \\n, \\t or \\\\)", s[1] ? s[1] : ' ');
-      free(b.p);
+      strbuf_release(&b);
       return NULL;
     }
   }
   if (b.failed)
     snprintf(err, errlen, "out of memory");
-  return take(&b);
+  return strbuf_take(&b);
 }
 
 static char *read_file(const char *path, char *err, size_t errlen)
 {
   FILE *f = fopen(path, "rb");
-  buf b = { NULL, 0, 0, false };
+  strbuf b = {0};
   char chunk[4096];
   size_t n;
 
@@ -154,29 +116,29 @@ static char *read_file(const char *path, char *err, size_t errlen)
     return NULL;
   }
   while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    put(&b, chunk, n);
+    strbuf_put(&b, chunk, n);
     if (b.len > MAX_TEMPLATE_FILE) {
       snprintf(err, errlen, "'%s' is larger than %d bytes", path, MAX_TEMPLATE_FILE);
       fclose(f);
-      free(b.p);
+      strbuf_release(&b);
       return NULL;
     }
   }
   if (ferror(f)) {
     snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
     fclose(f);
-    free(b.p);
+    strbuf_release(&b);
     return NULL;
   }
   fclose(f);
-  if (memchr(b.p ? b.p : "", '\0', b.len)) {
+  if (memchr(b.text ? b.text : "", '\0', b.len)) {
     snprintf(err, errlen, "'%s' contains a NUL byte", path);
-    free(b.p);
+    strbuf_release(&b);
     return NULL;
   }
   if (b.failed)
     snprintf(err, errlen, "out of memory");
-  return take(&b);
+  return strbuf_take(&b);
 }
 
 static bool valid_utf8(const char *s)
@@ -188,19 +150,24 @@ static bool valid_utf8(const char *s)
 }
 
 /*
- * One part: from the file key when it is set, else from the inline key.
- * Checked by a trial expansion. Returns the template or NULL with err.
+ * One part: from the file key when it is set (a path relative to the INI
+ * file's directory), else from the inline key. Checked by a trial
+ * expansion. Returns the template or NULL with err.
  */
 static char *load_part(ch_ctx *ctx, const char *key, const char *file_key, bool html,
                        char *err, size_t errlen)
 {
   static const char *const trial[PLACEHOLDER_COUNT] = { "a@example.com", "u", "A" };
-  const char *file = file_key ? ch_host->config_get(ctx, file_key) : NULL;
+  const char *file = file_key ? ch_host->config_path(ctx, file_key) : NULL;
   const char *used = file && *file ? file_key : key;
   char why[400];
   char *t, *check = NULL;
 
   why[0] = '\0';
+  if (file_key && !file && ch_host->config_get(ctx, file_key)) {
+    snprintf(err, errlen, "%s: %s", file_key, ch_host->last_error(ctx));
+    return NULL;
+  }
   if (file && *file)
     t = read_file(file, why, sizeof why);
   else

@@ -5,7 +5,8 @@
  * Each part (subject, text, html) is a template with the placeholders
  * {{email}}, {{userId}} and {{appName}}. A part comes from its INI key, where
  * \n, \t and \\ are escapes (an INI value is one line), or, for text and
- * html, from a file named by the *_file key, read as it is. In html, the
+ * html, from a file named by the *_file key (relative to the INI file's
+ * directory: config_path()), read as it is. In html, the
  * values are HTML-escaped. Templates are checked when the plugin starts: an
  * unknown placeholder, an unterminated one, a line break in the subject or
  * text that is not UTF-8 refuses the configuration.

@@ -76,15 +76,6 @@ static void set_text(identity *i, char **dst, const json_t *v)
     i->out_of_memory = true;
 }
 
-/* The global position of the command that caused an event: recorded in its
- * metadata, else (an event written without it) the event's own. */
-static int64_t causation(const ch_message *e)
-{
-  json_t *v = json_object_get(e->metadata, "causationMessageGlobalPosition");
-
-  return json_is_integer(v) ? (int64_t)json_integer_value(v) : e->global_position;
-}
-
 static void on_registered(void *entity, const ch_message *e)
 {
   identity *i = entity;
@@ -105,7 +96,7 @@ static void on_registration_email_sent(void *entity, const ch_message *e)
 static void on_registration_rejected(void *entity, const ch_message *e)
 {
   identity *i = entity;
-  int64_t seq = causation(e);
+  int64_t seq = causation_position(e);
 
   if (seq > i->rejected_sequence)
     i->rejected_sequence = seq;
@@ -115,7 +106,7 @@ static const ch_reducer identity_reducers[] = {
   { "Registered", on_registered, { NULL, NULL } },
   { "RegistrationEmailSent", on_registration_email_sent, { NULL, NULL } },
   { "RegistrationRejected", on_registration_rejected, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_projection identity_projection = { identity_init, identity_reducers };
@@ -171,18 +162,11 @@ static const char *nonempty_string(const json_t *data, const char *key)
  * length limit (checks.h); the password hash is only stored. */
 static bool valid_register(const json_t *data, char *reason, size_t size)
 {
-  static const struct { const char *name; size_t max; } fields[] = {
+  static const checked_field fields[] = {
     { "userId", MAX_ID_BYTES }, { "email", MAX_EMAIL_BYTES }, { "passwordHash", SIZE_MAX },
   };
 
-  if (!json_is_object(data)) {
-    snprintf(reason, size, "data must be an object");
-    return false;
-  }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
-      return false;
-  return true;
+  return checked_fields(data, fields, sizeof fields / sizeof fields[0], reason, size);
 }
 
 /* Registered's data: the command's userId, email and passwordHash. */
@@ -212,23 +196,6 @@ static json_t *rejected_data(const json_t *cmd, const char *user_id, const char 
 oom:
   json_decref(d);
   return NULL;
-}
-
-/* follow() and the position of the command, for the rejection's sequence. */
-static json_t *caused_by(ch_ctx *ctx, const ch_message *msg)
-{
-  json_t *meta = ch_host->follow(ctx, msg, NULL);
-
-  if (meta && (json_object_set_new(meta, "causationMessageStreamName",
-                                   json_string(msg->stream_name)) != 0 ||
-               json_object_set_new(meta, "causationMessagePosition",
-                                   json_integer(msg->position)) != 0 ||
-               json_object_set_new(meta, "causationMessageGlobalPosition",
-                                   json_integer(msg->global_position)) != 0)) {
-    json_decref(meta);
-    meta = NULL;
-  }
-  return meta;
 }
 
 /* Register (p111-115): Registered once per identity, expected version as read. */
@@ -274,13 +241,10 @@ static ch_result handle_register(ch_ctx *ctx, void *st, const ch_message *cmd)
     }
     identity_release(&i);
 
-    if (valid) {
-      data = registered_data(cmd->data);
-      meta = ch_host->follow(ctx, cmd, NULL);
-    } else {
-      data = rejected_data(cmd->data, user_id, reason);
-      meta = caused_by(ctx, cmd);
-    }
+    /* follow(): the trace, and the command's position for the rejection's
+     * sequence */
+    data = valid ? registered_data(cmd->data) : rejected_data(cmd->data, user_id, reason);
+    meta = ch_host->follow(ctx, cmd, NULL);
     rc = data && meta ? ch_host->write(ctx, stream, valid ? "Registered" : "RegistrationRejected",
                                        data, meta, version, NULL)
                       : CH_RC_UNAVAILABLE;
@@ -473,25 +437,27 @@ static const ch_config_key config_keys[] = {
     " {{email}}.</p>", false,
     "HTML template of the registration email", { NULL, NULL } },
   { "registration_email_text_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the text template (wins over registration_email_text)", { NULL, NULL } },
+    "a file holding the text template, relative to the INI file (wins over"
+    " registration_email_text)", { NULL, NULL } },
   { "registration_email_html_file", CH_CONFIG_STRING, NULL, false,
-    "a file holding the HTML template (wins over registration_email_html)", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+    "a file holding the HTML template, relative to the INI file (wins over"
+    " registration_email_html)", { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler command_handlers[] = {
   { "Register", handle_register, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler event_handlers[] = {
   { "Registered", handle_registered, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler send_email_handlers[] = {
   { "Sent", handle_sent, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
@@ -500,14 +466,10 @@ static const ch_subscription subscriptions[] = {
   { "identity", "components:identity", NULL, event_handlers, NULL, { NULL, NULL, NULL } },
   { "sendEmail", "components:identity:sendEmailEvents", "identity", send_email_handlers, NULL,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc identity_desc = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc identity_desc = CH_PLUGIN_DESC(
   .kind = CH_KIND_COMPONENT,
   .name = "identity",
   .version = "1.0.0",
@@ -515,7 +477,6 @@ static const ch_plugin_desc identity_desc = {
   .config_keys = config_keys,
   .subscriptions = subscriptions,
   .init = init,
-  .destroy = destroy,
-};
+  .destroy = destroy);
 
 CH_PLUGIN_DEFINE(identity_desc)

@@ -71,21 +71,16 @@ static int init(ch_ctx *ctx, void **state)
 
 static const ch_route routes[] = {
   { "POST", "/:videoId", record_viewing, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc record_viewings = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc record_viewings = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "record-viewings",
   .version = "1.0.0",
   .description = "the book's record-viewings: POST a viewing, VideoViewed is written",
   .init = init,
   .routes = routes,
-  .mount = "/record-viewing",
-};
+  .mount = "/record-viewing");
 
 CH_PLUGIN_DEFINE(record_viewings)

@@ -215,21 +215,16 @@ static const ch_route routes[] = {
   { "GET", "/", show_form, 0, { NULL, NULL } },
   { "POST", "/", register_user, 0, { NULL, NULL } },
   { "GET", "/registration-complete", registration_complete, 0, { NULL, NULL } },
-  { NULL, NULL, NULL, 0, { NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc register_users = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc register_users = CH_PLUGIN_DESC(
   .kind = CH_KIND_APPLICATION,
   .name = "register-users",
   .version = "1.0.0",
   .description = "the book's registration: validate, hash, write Register",
   .init = init,
   .routes = routes,
-  .mount = "/register",
-};
+  .mount = "/register");
 
 CH_PLUGIN_DEFINE(register_users)

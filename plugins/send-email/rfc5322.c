@@ -2,63 +2,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "rfc5322.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A growing string. After a failed allocation it stays failed. */
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-  bool failed;
-} buf;
+#include "strbuf.h"
 
-static void put(buf *b, const char *s, size_t n)
-{
-  if (b->failed)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    char *p;
-    while (b->len + n + 1 > cap)
-      cap *= 2;
-    if (!(p = realloc(b->p, cap))) {
-      b->failed = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void puts_(buf *b, const char *s)
-{
-  put(b, s, strlen(s));
-}
-
-static void putf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void putf(buf *b, const char *fmt, ...)
-{
-  char tmp[256];
-  va_list ap;
-  int n;
-
-  va_start(ap, fmt);
-  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp)
-    b->failed = true;
-  else
-    put(b, tmp, (size_t)n);
-}
-
-static void put_base64(buf *b, const unsigned char *s, size_t n)
+static void put_base64(strbuf *b, const unsigned char *s, size_t n)
 {
   static const char digits[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -74,7 +25,7 @@ static void put_base64(buf *b, const unsigned char *s, size_t n)
     out[1] = digits[(v >> 12) & 63];
     out[2] = i + 1 < n ? digits[(v >> 6) & 63] : '=';
     out[3] = i + 2 < n ? digits[v & 63] : '=';
-    put(b, out, 4);
+    strbuf_put(b, out, 4);
   }
 }
 
@@ -83,7 +34,7 @@ static void put_base64(buf *b, const unsigned char *s, size_t n)
  * with soft breaks, '=' and bytes outside printable ASCII encoded, a space or
  * tab at the end of a line encoded; "\n" and "\r\n" both end a line.
  */
-static void put_quoted_printable(buf *b, const char *text)
+static void put_quoted_printable(strbuf *b, const char *text)
 {
   const unsigned char *p = (const unsigned char *)text;
 
@@ -105,13 +56,13 @@ static void put_quoted_printable(buf *b, const char *text)
         k = 3;
       }
       if (col + k > 75) {
-        put(b, "=\r\n", 3);
+        strbuf_put(b, "=\r\n", 3);
         col = 0;
       }
-      put(b, tok, k);
+      strbuf_put(b, tok, k);
       col += k;
     }
-    put(b, "\r\n", 2);
+    strbuf_put(b, "\r\n", 2);
     p += n;
     if (*p == '\n')
       p++;
@@ -130,52 +81,52 @@ static bool plain_ascii(const char *s)
 }
 
 /* Subject, as RFC 2047 encoded-words of whole UTF-8 characters when needed. */
-static void put_subject(buf *b, const char *subject)
+static void put_subject(strbuf *b, const char *subject)
 {
   const unsigned char *p = (const unsigned char *)subject;
   size_t left = strlen(subject);
 
   if (plain_ascii(subject)) {
-    putf(b, "Subject: ");
-    puts_(b, subject);
-    put(b, "\r\n", 2);
+    strbuf_putf(b, "Subject: ");
+    strbuf_puts(b, subject);
+    strbuf_put(b, "\r\n", 2);
     return;
   }
-  puts_(b, "Subject:");
+  strbuf_puts(b, "Subject:");
   while (left > 0) {
     size_t n = left < 45 ? left : 45;
     while (n < left && n > 1 && (p[n] & 0xC0) == 0x80)
       n--;
-    puts_(b, " =?UTF-8?B?");
+    strbuf_puts(b, " =?UTF-8?B?");
     put_base64(b, p, n);
-    puts_(b, "?=");
+    strbuf_puts(b, "?=");
     p += n;
     left -= n;
     if (left > 0)
-      put(b, "\r\n", 2);
+      strbuf_put(b, "\r\n", 2);
   }
-  put(b, "\r\n", 2);
+  strbuf_put(b, "\r\n", 2);
 }
 
 /* "Name: value", folded after commas once a line is long (a To list). */
-static void put_address_header(buf *b, const char *name, const char *value)
+static void put_address_header(strbuf *b, const char *name, const char *value)
 {
   size_t col = strlen(name) + 2;
 
-  puts_(b, name);
-  puts_(b, ": ");
+  strbuf_puts(b, name);
+  strbuf_puts(b, ": ");
   for (const char *s = value; *s; s++) {
-    put(b, s, 1);
+    strbuf_put(b, s, 1);
     col++;
     if (*s == ',' && col > 70 && s[1]) {
-      put(b, "\r\n", 2);
+      strbuf_put(b, "\r\n", 2);
       col = 0;
     }
   }
-  put(b, "\r\n", 2);
+  strbuf_put(b, "\r\n", 2);
 }
 
-static void put_date(buf *b, time_t now)
+static void put_date(strbuf *b, time_t now)
 {
   static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
   static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -186,7 +137,7 @@ static void put_date(buf *b, time_t now)
     b->failed = true;
     return;
   }
-  putf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday], tm.tm_mday,
+  strbuf_putf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday], tm.tm_mday,
        months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
@@ -302,7 +253,8 @@ char *rfc5322_compose(const email *e, time_t now, char *err, size_t errlen)
   const char *headers[][2] = { { "from", e->from }, { "to", e->to }, { "subject", e->subject } };
   char domain[256] = "", id[80], boundary[100];
   bool both = e->text && e->html;
-  buf b = { NULL, 0, 0, false };
+  strbuf b = {0};
+  char *text;
   int n;
 
   for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
@@ -336,32 +288,30 @@ char *rfc5322_compose(const email *e, time_t now, char *err, size_t errlen)
   put_address_header(&b, "To", e->to);
   put_subject(&b, e->subject);
   put_date(&b, now);
-  puts_(&b, "Message-ID: <");
-  puts_(&b, id);
-  puts_(&b, "@");
-  puts_(&b, domain);
-  puts_(&b, ">\r\nMIME-Version: 1.0\r\n");
+  strbuf_puts(&b, "Message-ID: <");
+  strbuf_puts(&b, id);
+  strbuf_puts(&b, "@");
+  strbuf_puts(&b, domain);
+  strbuf_puts(&b, ">\r\nMIME-Version: 1.0\r\n");
   if (both)
-    putf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
+    strbuf_putf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
          "This is a message in MIME format.\r\n\r\n--%s\r\n", boundary, boundary);
   if (e->text || !e->html) {
-    puts_(&b, "Content-Type: text/plain; charset=utf-8\r\n"
+    strbuf_puts(&b, "Content-Type: text/plain; charset=utf-8\r\n"
               "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
     put_quoted_printable(&b, e->text ? e->text : "");
     if (both)
-      putf(&b, "\r\n--%s\r\n", boundary);
+      strbuf_putf(&b, "\r\n--%s\r\n", boundary);
   }
   if (e->html) {
-    puts_(&b, "Content-Type: text/html; charset=utf-8\r\n"
+    strbuf_puts(&b, "Content-Type: text/html; charset=utf-8\r\n"
               "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
     put_quoted_printable(&b, e->html);
   }
   if (both)
-    putf(&b, "\r\n--%s--\r\n", boundary);
-  if (b.failed) {
-    free(b.p);
+    strbuf_putf(&b, "\r\n--%s--\r\n", boundary);
+  text = strbuf_take(&b);
+  if (!text)
     snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  return b.p;
+  return text;
 }

@@ -50,13 +50,6 @@ static void email_init(void *entity)
   memset(entity, 0, sizeof(email_state));
 }
 
-static int64_t causation(const ch_message *e)
-{
-  json_t *v = json_object_get(e->metadata, "causationMessageGlobalPosition");
-
-  return json_is_integer(v) ? (int64_t)json_integer_value(v) : e->global_position;
-}
-
 static void on_sent(void *entity, const ch_message *e)
 {
   email_state *s = entity;
@@ -68,7 +61,7 @@ static void on_sent(void *entity, const ch_message *e)
 static void on_failed(void *entity, const ch_message *e)
 {
   email_state *s = entity;
-  int64_t seq = causation(e);
+  int64_t seq = causation_position(e);
 
   if (seq > s->failed_sequence)
     s->failed_sequence = seq;
@@ -77,7 +70,7 @@ static void on_failed(void *entity, const ch_message *e)
 static const ch_reducer email_reducers[] = {
   { "Sent", on_sent, { NULL, NULL } },
   { "Failed", on_failed, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_projection email_projection = { email_init, email_reducers };
@@ -126,31 +119,15 @@ static bool valid_send(const json_t *data, char *reason, size_t size)
   return true;
 }
 
-/* The command's metadata carried through, and for Failed the command's
- * position (its sequence). */
-static json_t *event_metadata(ch_ctx *ctx, const ch_message *cmd, bool with_cause)
-{
-  const char *origin = json_string_value(json_object_get(cmd->metadata, "originStreamName"));
-  json_t *meta = ch_host->follow(ctx, cmd, origin);
-
-  if (meta && with_cause &&
-      (json_object_set_new(meta, "causationMessageStreamName",
-                           json_string(cmd->stream_name)) != 0 ||
-       json_object_set_new(meta, "causationMessagePosition", json_integer(cmd->position)) != 0 ||
-       json_object_set_new(meta, "causationMessageGlobalPosition",
-                           json_integer(cmd->global_position)) != 0)) {
-    json_decref(meta);
-    meta = NULL;
-  }
-  return meta;
-}
-
 /* Write Sent, or Failed with reason. Failed names the email of its stream,
- * email_id, also when the command's emailId was unusable. */
+ * email_id, also when the command's emailId was unusable. The metadata is
+ * the command's, carried through (follow()): its originStreamName, trace and
+ * position, which is Failed's sequence. */
 static ch_result write_outcome(ch_ctx *ctx, const ch_message *cmd, const char *stream,
                                const char *email_id, const char *reason)
 {
-  json_t *data, *meta = event_metadata(ctx, cmd, reason != NULL);
+  const char *origin = json_string_value(json_object_get(cmd->metadata, "originStreamName"));
+  json_t *data, *meta = ch_host->follow(ctx, cmd, origin);
   int rc;
 
   if (reason) {
@@ -258,21 +235,24 @@ static int one_address(void *arg, const char *addr)
 
 /*
  * The pickup directory, a new string (NULL when out of memory): the book's
- * EMAIL_DIRECTORY, else the email_directory setting, else "email" in the
- * service's state directory ($STATE_DIRECTORY, the first of its entries, as
- * systemd's StateDirectory= sets it), else tmp/email in the directory
- * comphost runs in.
+ * EMAIL_DIRECTORY, else the email_directory setting (relative to the INI
+ * file's directory), else "email" in the service's state directory
+ * ($STATE_DIRECTORY, the first of its entries, as systemd's
+ * StateDirectory= sets it), else tmp/email in the directory comphost runs
+ * in.
  */
 static char *email_directory(ch_ctx *ctx)
 {
   const char *env_dir = getenv("EMAIL_DIRECTORY");
-  const char *set = ch_host->config_get(ctx, "email_directory");
+  const char *set = ch_host->config_path(ctx, "email_directory");
   const char *state_dir = getenv("STATE_DIRECTORY");
   char *dir;
   size_t n;
 
   if (env_dir && *env_dir)
     return strdup(env_dir);
+  if (!set && ch_host->config_get(ctx, "email_directory"))
+    return NULL;   /* out of memory */
   if (set && *set)
     return strdup(set);
   if (!state_dir || !*state_dir || *state_dir == ':')
@@ -337,7 +317,7 @@ static int init(ch_ctx *ctx, void **out)
       set.password = ch_host->config_get(ctx, "smtp_password");
       set.tls = (smtp_tls)i;
       set.verify = ch_host->config_bool(ctx, "smtp_verify");
-      set.ca_file = ch_host->config_get(ctx, "smtp_ca_file");
+      set.ca_file = ch_host->config_path(ctx, "smtp_ca_file");
       set.timeout_ms = ch_host->config_int(ctx, "smtp_timeout_ms");
       set.connect_timeout_ms = ch_host->config_int(ctx, "smtp_connect_timeout_ms");
       if (set.timeout_ms <= 0 || set.connect_timeout_ms <= 0)
@@ -382,8 +362,8 @@ static const ch_config_key config_keys[] = {
   { "system_sender_email_address", CH_CONFIG_STRING, NULL, false,
     "the From address (SYSTEM_SENDER_EMAIL_ADDRESS overrides it)", { NULL, NULL } },
   { "email_directory", CH_CONFIG_STRING, NULL, false,
-    "pickup: the directory of the .eml files (EMAIL_DIRECTORY overrides it; default"
-    " $STATE_DIRECTORY/email, else tmp/email)", { NULL, NULL } },
+    "pickup: the directory of the .eml files, relative to the INI file (EMAIL_DIRECTORY"
+    " overrides it; default $STATE_DIRECTORY/email, else tmp/email)", { NULL, NULL } },
   { "smtp_url", CH_CONFIG_STRING, NULL, false,
     "smtp: smtp://host:port (STARTTLS) or smtps://host:port (TLS)", { NULL, NULL } },
   { "smtp_username", CH_CONFIG_STRING, NULL, false, "smtp: user to authenticate as",
@@ -395,12 +375,13 @@ static const ch_config_key config_keys[] = {
   { "smtp_verify", CH_CONFIG_BOOL, "true", false,
     "smtp: check the server's certificate and host name", { NULL, NULL } },
   { "smtp_ca_file", CH_CONFIG_STRING, NULL, false,
-    "smtp: CA certificates to check the server with (default: the system's)", { NULL, NULL } },
+    "smtp: CA certificates to check the server with, relative to the INI file (default:"
+    " the system's)", { NULL, NULL } },
   { "smtp_timeout_ms", CH_CONFIG_INT, "30000", false, "smtp: the most one email may take",
     { NULL, NULL } },
   { "smtp_connect_timeout_ms", CH_CONFIG_INT, "10000", false,
     "smtp: the most connecting may take", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+  {0},
 };
 
 /* ABI 1.1: smtp_password may come from smtp_password_file or the
@@ -409,19 +390,15 @@ static const char *const secret_keys[] = { "smtp_password", NULL };
 
 static const ch_handler handlers[] = {
   { "Send", handle_send, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "sendEmail:command", "components:send-email", NULL, handlers, NULL, { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc send_email_desc = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc send_email_desc = CH_PLUGIN_DESC(
   .kind = CH_KIND_COMPONENT,
   .name = "send-email",
   .version = "1.0.0",
@@ -430,7 +407,6 @@ static const ch_plugin_desc send_email_desc = {
   .subscriptions = subscriptions,
   .init = init,
   .destroy = destroy,
-  .secret_keys = secret_keys,
-};
+  .secret_keys = secret_keys);
 
 CH_PLUGIN_DEFINE(send_email_desc)

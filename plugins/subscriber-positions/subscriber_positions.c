@@ -36,7 +36,7 @@ static const ch_migration migrations[] = {
     " recorded_at timestamp NOT NULL,"
     " last_message_global_position bigint NOT NULL DEFAULT 0)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 /* A Read's subscriber id and position; false with why when it has either
@@ -156,7 +156,7 @@ static ch_result read_batch(ch_ctx *ctx, void *state, const ch_message *msgs, si
 
 out:
   for (int c = 0; c < NCOLS; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 
@@ -168,20 +168,16 @@ static int reset(ch_ctx *ctx, void *state)
 
 static const ch_handler handlers[] = {
   { "Read", read_recorded, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "subscriberPosition", "aggregators:subscriber-positions", NULL, handlers, read_batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc subscriber_positions = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc subscriber_positions = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "subscriber-positions",
   .version = "1.0.0",
@@ -189,7 +185,6 @@ static const ch_plugin_desc subscriber_positions = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(subscriber_positions)

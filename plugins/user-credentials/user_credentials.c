@@ -31,7 +31,7 @@ static const ch_migration migrations[] = {
     " password_hash text NOT NULL);"
     "CREATE INDEX IF NOT EXISTS user_credentials_email_index ON user_credentials (email)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 /* A Registered's userId, email and passwordHash into f[], or false with
@@ -126,7 +126,7 @@ static ch_result registered_batch(ch_ctx *ctx, void *state, const ch_message *ms
 
 out:
   for (int c = 0; c < 3; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 
@@ -138,20 +138,16 @@ static int reset(ch_ctx *ctx, void *state)
 
 static const ch_handler handlers[] = {
   { "Registered", registered, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "identity", "aggregators:user-credentials", NULL, handlers, registered_batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc user_credentials = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc user_credentials = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "user-credentials",
   .version = "1.0.0",
@@ -159,7 +155,6 @@ static const ch_plugin_desc user_credentials = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(user_credentials)

@@ -33,7 +33,7 @@ static const ch_migration migrations[] = {
     " succeeded boolean NOT NULL,"
     " failure_reason text)",
     { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 /* What a naming event says: the row of video_operations it writes. */
@@ -163,7 +163,7 @@ static ch_result write_result_batch(ch_ctx *ctx, void *state, const ch_message *
 
 out:
   for (int c = 0; c < 4; c++)
-    free(cols[c].text);
+    pg_array_release(&cols[c]);
   return r;
 }
 
@@ -176,20 +176,16 @@ static int reset(ch_ctx *ctx, void *state)
 static const ch_handler handlers[] = {
   { "VideoNamed", write_result, { NULL, NULL } },
   { "VideoNameRejected", write_result, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "videoPublishing", "aggregators:video-operations", NULL, handlers, write_result_batch,
     { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc video_operations = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc video_operations = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "video-operations",
   .version = "1.0.0",
@@ -197,7 +193,6 @@ static const ch_plugin_desc video_operations = {
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset,
-};
+  .reset = reset);
 
 CH_PLUGIN_DEFINE(video_operations)

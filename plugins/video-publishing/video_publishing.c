@@ -70,9 +70,8 @@ static void on_publishing_attempted(void *entity, const ch_message *e)
 static void on_naming(void *entity, const ch_message *e)
 {
   video *v = entity;
-  json_t *cause = json_object_get(e->metadata, "causationMessageGlobalPosition");
 
-  v->sequence = json_is_integer(cause) ? (int64_t)json_integer_value(cause) : e->global_position;
+  v->sequence = causation_position(e);
 }
 
 static const ch_reducer video_reducers[] = {
@@ -80,7 +79,7 @@ static const ch_reducer video_reducers[] = {
   { "VideoPublishingFailed", on_publishing_attempted, { NULL, NULL } },
   { "VideoNamed", on_naming, { NULL, NULL } },
   { "VideoNameRejected", on_naming, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_projection video_projection = { video_init, video_reducers };
@@ -124,40 +123,16 @@ static char *video_stream(const char *video_id)
   return s;
 }
 
-/* follow(), and for naming events the command's position (the sequence). */
-static json_t *caused_by(ch_ctx *ctx, const ch_message *cmd, bool with_cause)
-{
-  json_t *meta = ch_host->follow(ctx, cmd, NULL);
-
-  if (meta && with_cause &&
-      (json_object_set_new(meta, "causationMessageStreamName",
-                           json_string(cmd->stream_name)) != 0 ||
-       json_object_set_new(meta, "causationMessagePosition", json_integer(cmd->position)) != 0 ||
-       json_object_set_new(meta, "causationMessageGlobalPosition",
-                           json_integer(cmd->global_position)) != 0)) {
-    json_decref(meta);
-    meta = NULL;
-  }
-  return meta;
-}
-
 /* Is the PublishVideo command's data what the contract says? If not, why.
  * The ids name a stream or are indexed in the views: they have a length
  * limit (checks.h). */
 static bool valid_publish(const json_t *data, char *reason, size_t size)
 {
-  static const struct { const char *name; size_t max; } fields[] = {
+  static const checked_field fields[] = {
     { "ownerId", MAX_ID_BYTES }, { "sourceUri", SIZE_MAX }, { "videoId", MAX_ID_BYTES },
   };
 
-  if (!json_is_object(data)) {
-    snprintf(reason, size, "data must be an object");
-    return false;
-  }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-    if (!checked_string(data, fields[i].name, fields[i].max, true, reason, size))
-      return false;
-  return true;
+  return checked_fields(data, fields, sizeof fields / sizeof fields[0], reason, size);
 }
 
 /* VideoPublishingFailed's data: what the command had, the video and why.
@@ -267,7 +242,7 @@ static ch_result handle_publish(ch_ctx *ctx, void *st, const ch_message *cmd)
     }
     free(uri);
     rc = write_decided(ctx, stream, ok ? "VideoPublished" : "VideoPublishingFailed", data,
-                       caused_by(ctx, cmd, false), version, &r);
+                       ch_host->follow(ctx, cmd, NULL), version, &r);
     if (rc != CH_RC_CONFLICT)
       break;
   }
@@ -346,7 +321,7 @@ static ch_result handle_name(ch_ctx *ctx, void *st, const ch_message *cmd)
                        "reason", reason);
     }
     rc = write_decided(ctx, stream, valid ? "VideoNamed" : "VideoNameRejected", data,
-                       caused_by(ctx, cmd, true), version, &r);
+                       ch_host->follow(ctx, cmd, NULL), version, &r);
     if (rc != CH_RC_CONFLICT)
       break;
   }
@@ -390,25 +365,21 @@ static const ch_config_key config_keys[] = {
     "how videos are transcoded: fake (the book's simulation)", { NULL, NULL } },
   { "fake_transcoded_uri", CH_CONFIG_STRING, FAKE_TRANSCODING_DESTINATION, false,
     "fake: the transcodedUri of every video", { NULL, NULL } },
-  { NULL, 0, NULL, false, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_handler handlers[] = {
   { "PublishVideo", handle_publish, { NULL, NULL } },
   { "NameVideo", handle_name, { NULL, NULL } },
-  { NULL, NULL, { NULL, NULL } },
+  {0},
 };
 
 static const ch_subscription subscriptions[] = {
   { "videoPublishing:command", "video-publishing", NULL, handlers, NULL, { NULL, NULL, NULL } },
-  { NULL, NULL, NULL, NULL, NULL, { NULL, NULL, NULL } },
+  {0},
 };
 
-static const ch_plugin_desc video_publishing_desc = {
-  .magic = CH_PLUGIN_MAGIC,
-  .abi_major = CH_ABI_MAJOR,
-  .abi_minor = CH_ABI_MINOR,
-  .struct_size = sizeof(ch_plugin_desc),
+static const ch_plugin_desc video_publishing_desc = CH_PLUGIN_DESC(
   .kind = CH_KIND_COMPONENT,
   .name = "video-publishing",
   .version = "1.0.0",
@@ -416,7 +387,6 @@ static const ch_plugin_desc video_publishing_desc = {
   .config_keys = config_keys,
   .subscriptions = subscriptions,
   .init = init,
-  .destroy = destroy,
-};
+  .destroy = destroy);
 
 CH_PLUGIN_DEFINE(video_publishing_desc)

@@ -44,7 +44,13 @@
  * - 1.0: first version.
  * - 1.1: CH_SKIP; ch_plugin_desc.secret_keys; applications
  *   (CH_KIND_APPLICATION, ch_plugin_desc.routes and .mount, ch_host_api.web:
- *   see comphost/web.h).
+ *   see comphost/web.h); ch_host_api.store_db; CH_PLUGIN_DESC() fills in a
+ *   descriptor's header; CH_MAX_SUBSCRIPTIONS names the limit of 16
+ *   subscriptions; follow() also sets causationMessageStreamName,
+ *   causationMessagePosition and causationMessageGlobalPosition;
+ *   ch_host_api.config_path resolves a path setting against the directory
+ *   of the configuration file. Tables may end with {0}. The test kit,
+ *   comphost/testkit.h, runs a plugin without a host or a database.
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -125,7 +131,8 @@ typedef enum ch_log_level {
 typedef ch_result (*ch_handler_fn)(ch_ctx *ctx, void *state, const ch_message *msg);
 
 /* One entry of a handler table. The type "$any" matches every type without
- * its own entry. A table ends with an entry whose type is NULL. */
+ * its own entry. A table ends with an entry whose type is NULL: {0}.
+ * (Every table of this header ends so: an entry of zeros.) */
 typedef struct ch_handler {
   const char *type;
   ch_handler_fn fn;
@@ -149,9 +156,11 @@ typedef ch_result (*ch_batch_fn)(ch_ctx *ctx, void *state, const ch_message *msg
  * across everything that runs against the store. origin_stream_name, when
  * not NULL, keeps only messages whose metadata.originStreamName has that
  * category. Messages filtered out, or of a type with no handler, advance the
- * position as if handled. A table ends with an entry whose stream_name is NULL;
- * a plugin has at most 16 subscriptions.
+ * position as if handled. A table ends with an entry whose stream_name is NULL
+ * ({0}); a plugin has at most CH_MAX_SUBSCRIPTIONS subscriptions.
  */
+#define CH_MAX_SUBSCRIPTIONS 16
+
 typedef struct ch_subscription {
   const char *stream_name;
   const char *subscriber_id;
@@ -169,7 +178,7 @@ typedef enum ch_config_type {
 
 /* A setting of the plugin, read from its INI section. The host refuses a
  * config with an unknown key, a missing required key or a value that is not
- * of the type. A table ends with an entry whose name is NULL. */
+ * of the type. A table ends with an entry whose name is NULL ({0}). */
 typedef struct ch_config_key {
   const char *name;
   ch_config_type type;
@@ -182,7 +191,7 @@ typedef struct ch_config_key {
 /* A view-data migration: SQL the host runs once, in a transaction, before
  * the plugin starts, and records as applied under (plugin name, id). Ids are
  * applied in table order; never change one that has shipped. A table ends
- * with an entry whose id is NULL. */
+ * with an entry whose id is NULL ({0}). */
 typedef struct ch_migration {
   const char *id;                    /* e.g. "20180303013723_create-pages" */
   const char *sql;
@@ -202,7 +211,7 @@ typedef struct ch_reducer {
 } ch_reducer;
 typedef struct ch_projection {
   void (*init)(void *entity);        /* entity points to the caller's storage */
-  const ch_reducer *reducers;        /* ends with a NULL type */
+  const ch_reducer *reducers;        /* ends with a NULL type ({0}) */
 } ch_projection;
 
 /*
@@ -259,6 +268,30 @@ typedef struct ch_plugin_desc {
   const char *mount;
   /* ABI 1.2 and later: append here */
 } ch_plugin_desc;
+
+/*
+ * A descriptor with its header filled in: magic, the ABI of these headers
+ * (CH_ABI_MAJOR, CH_ABI_MINOR) and the struct's size. The arguments are the
+ * other fields, as designated initializers; the fields not named are zero:
+ *
+ *   static const ch_plugin_desc desc = CH_PLUGIN_DESC(
+ *     .kind = CH_KIND_COMPONENT,
+ *     .name = "greeter",
+ *     .version = "1.0.0",
+ *     .subscriptions = subscriptions,
+ *     .init = init);
+ *
+ *   CH_PLUGIN_DEFINE(desc)
+ *
+ * Name none of the four header fields (with -Wextra, the compiler says when
+ * one is initialized twice). The plugin then claims the ABI of the headers
+ * it is built with, and loads into hosts of that minor and later (1.1: the
+ * macro is new, the descriptor is not).
+ */
+#define CH_PLUGIN_DESC(...)                                                 \
+  { .magic = CH_PLUGIN_MAGIC, .abi_major = CH_ABI_MAJOR,                    \
+    .abi_minor = CH_ABI_MINOR, .struct_size = sizeof(ch_plugin_desc),       \
+    __VA_ARGS__ }
 
 /* The smallest descriptor the host accepts (ABI 1.0). */
 #define CH_DESC_SIZE_1_0 (offsetof(ch_plugin_desc, reset) + sizeof(void *))
@@ -345,9 +378,13 @@ typedef struct ch_host_api {
   struct pg_conn *(*view_db)(ch_ctx *ctx);
 
   /*
-   * New metadata for a message written in response to `msg`: its traceId and
-   * userId, and originStreamName set to origin_stream_name when that is not
-   * NULL. The caller owns the result (json_decref). NULL when out of memory.
+   * New metadata for a message written in response to `msg` (Eventide's
+   * Metadata#follow): msg's traceId and userId, when it has them; from 1.1,
+   * causationMessageStreamName, causationMessagePosition and
+   * causationMessageGlobalPosition, msg's stream name, position and global
+   * position; and originStreamName set to origin_stream_name when that is
+   * not NULL. With msg NULL, only originStreamName. The caller owns the
+   * result (json_decref) and may add to it. NULL when out of memory.
    */
   json_t *(*follow)(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name);
 
@@ -375,6 +412,17 @@ typedef struct ch_host_api {
    * now (the host reconnects it).
    */
   struct pg_conn *(*store_db)(ch_ctx *ctx);
+
+  /*
+   * 1.1: a setting that names a file or a directory: config_get()'s value,
+   * with a relative path taken relative to the directory of the
+   * configuration (INI) file, so that the file means the same from any
+   * working directory. An absolute path, "", and a value that came from the
+   * environment or from a secret's <key>_file are returned as they are.
+   * NULL when config_get() gives NULL, or out of memory (last_error() then
+   * says so). Borrowed until destroy().
+   */
+  const char *(*config_path)(ch_ctx *ctx, const char *key);
   /* append here */
 } ch_host_api;
 

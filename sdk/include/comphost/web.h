@@ -133,7 +133,7 @@ typedef ch_result (*ch_route_fn)(ch_ctx *ctx, void *state, const ch_request *req
  * '/'), "/videos/:id" has one parameter, which matches one non-empty path
  * segment. Literal segments win over parameters, so "/videos/new" and
  * "/videos/:id" can both exist. A table ends with an entry whose pattern is
- * NULL; an application has at least one route, and at most 64.
+ * NULL ({0}); an application has at least one route, and at most 64.
  */
 typedef struct ch_route {
   const char *method;       /* "GET", "POST", "PUT", "PATCH" or "DELETE" */
