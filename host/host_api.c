@@ -1,6 +1,8 @@
 /* host_api.c - the function table plugins call, and its context. */
 #include "host_api.h"
 
+#include "fetch.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,39 +286,10 @@ static int api_stream_version(ch_ctx *ctx, const char *stream_name, int64_t *out
   return rc == CHD_STORE_OK ? CH_RC_OK : mdb_failed(ctx, rc);
 }
 
-typedef struct fetch_state {
-  const ch_projection *projection;
-  void *entity;
-  int64_t version;
-} fetch_state;
-
-static int fetch_one(void *arg, const ch_message *msg)
-{
-  fetch_state *fs = arg;
-
-  fs->version = msg->position;
-  for (const ch_reducer *r = fs->projection->reducers; r && r->type; r++)
-    if (!strcmp(r->type, msg->type)) {
-      r->fn(fs->entity, msg);
-      break;
-    }
-  return 0;
-}
-
 static int api_fetch(ch_ctx *ctx, const char *stream_name, const ch_projection *projection,
                      void *entity, int64_t *out_version)
 {
-  fetch_state fs = { projection, entity, -1 };
-  int64_t n;
-
-  if (projection->init)
-    projection->init(entity);
-  n = api_read_stream(ctx, stream_name, 0, -1, fetch_one, &fs);
-  if (n < 0)
-    return (int)n;
-  if (out_version)
-    *out_version = fs.version;
-  return CH_RC_OK;
+  return chd_fetch(ctx, api_read_stream, stream_name, projection, entity, out_version);
 }
 
 static struct pg_conn *api_view_db(ch_ctx *ctx)

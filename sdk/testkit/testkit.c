@@ -19,6 +19,9 @@
 #include <time.h>
 #include <uuid/uuid.h>
 
+#include "fetch.h"
+#include "parse.h"
+
 #define TEXT_MAX 1024
 #define NAME_MAX_LEN 64
 /* handler calls one ch_test_run() may make before the kit calls it a loop */
@@ -350,54 +353,11 @@ static const char *kit_config_get(ch_ctx *ctx, const char *key)
   return k ? k->default_value : NULL;
 }
 
-static int parse_int64(const char *s, int64_t *out)
-{
-  bool neg = false;
-  int64_t v = 0;
-
-  if (!s)
-    return -1;
-  if (*s == '+' || *s == '-')
-    neg = *s++ == '-';
-  if (!*s)
-    return -1;
-  for (; *s; s++) {
-    int d;
-
-    if (*s < '0' || *s > '9')
-      return -1;
-    d = *s - '0';
-    if (neg ? v < (INT64_MIN + d) / 10 : v > (INT64_MAX - d) / 10)
-      return -1;
-    v = v * 10 + (neg ? -d : d);
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-  static const char *const yes[] = { "true", "yes", "on", "1" };
-  static const char *const no[] = { "false", "no", "off", "0" };
-
-  for (size_t i = 0; s && i < sizeof yes / sizeof yes[0]; i++) {
-    if (!strcasecmp(s, yes[i])) {
-      *out = true;
-      return 0;
-    }
-    if (!strcasecmp(s, no[i])) {
-      *out = false;
-      return 0;
-    }
-  }
-  return -1;
-}
-
 static int64_t kit_config_int(ch_ctx *ctx, const char *key)
 {
   int64_t v = 0;
 
-  if (parse_int64(kit_config_get(ctx, key), &v) != 0)
+  if (chd_parse_int64(kit_config_get(ctx, key), &v) != 0)
     v = 0;
   return v;
 }
@@ -406,7 +366,7 @@ static bool kit_config_bool(ch_ctx *ctx, const char *key)
 {
   bool v = false;
 
-  if (parse_bool(kit_config_get(ctx, key), &v) != 0)
+  if (chd_parse_bool(kit_config_get(ctx, key), &v) != 0)
     v = false;
   return v;
 }
@@ -739,39 +699,10 @@ static int kit_stream_version(ch_ctx *ctx, const char *stream_name, int64_t *out
   return CH_RC_OK;
 }
 
-typedef struct fetch_state {
-  const ch_projection *projection;
-  void *entity;
-  int64_t version;
-} fetch_state;
-
-static int fetch_one(void *arg, const ch_message *msg)
-{
-  fetch_state *fs = arg;
-
-  fs->version = msg->position;
-  for (const ch_reducer *r = fs->projection->reducers; r && r->type; r++)
-    if (!strcmp(r->type, msg->type)) {
-      r->fn(fs->entity, msg);
-      break;
-    }
-  return 0;
-}
-
 static int kit_fetch(ch_ctx *ctx, const char *stream_name, const ch_projection *projection,
                      void *entity, int64_t *out_version)
 {
-  fetch_state fs = { projection, entity, -1 };
-  int64_t n;
-
-  if (projection->init)
-    projection->init(entity);
-  n = kit_read_stream(ctx, stream_name, 0, -1, fetch_one, &fs);
-  if (n < 0)
-    return (int)n;
-  if (out_version)
-    *out_version = fs.version;
-  return CH_RC_OK;
+  return chd_fetch(ctx, kit_read_stream, stream_name, projection, entity, out_version);
 }
 
 static const ch_host_api kit_api = {
@@ -1046,9 +977,9 @@ static const char *type_problem(ch_config_type type, const char *value)
   int64_t n;
   bool b;
 
-  if (type == CH_CONFIG_INT && parse_int64(value, &n) != 0)
+  if (type == CH_CONFIG_INT && chd_parse_int64(value, &n) != 0)
     return "is not a whole number";
-  if (type == CH_CONFIG_BOOL && parse_bool(value, &b) != 0)
+  if (type == CH_CONFIG_BOOL && chd_parse_bool(value, &b) != 0)
     return "is not a boolean (true/false, yes/no, on/off, 1/0)";
   return NULL;
 }
