@@ -100,10 +100,10 @@ bench_drop_db() {
 
 # poll_until URL SQL TARGET SECONDS [PAUSE]: run SQL, which answers one whole
 # number, until the answer is >= TARGET, pausing PAUSE seconds (0.01) between
-# runs. One psql session, each statement a transaction of its own
+# runs. One psql connection, each statement a transaction of its own
 # (autocommit): no snapshot is held between polls, so PostgreSQL can prune
 # the row versions the contenders leave behind. Returns 1 when SECONDS pass
-# first or the session fails; POLL_VALUE holds the last answer.
+# first or the connection fails; POLL_VALUE holds the last answer.
 poll_until() {
   local url=$1 sql=$2 target=$3 seconds=$4 pause=${5:-0.01}
   local deadline in out pid rc=1
