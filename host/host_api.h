@@ -34,6 +34,11 @@ struct ch_ctx {
   /* while a handler runs */
   const char *subscriber_id;
   const ch_message *current;
+  chd_mdb_batch *batch;         /* the batch the handler's messages come from,
+                                   which message_data() decodes (subscription.c
+                                   sets it); NULL when none */
+  char undecodable[512];        /* the handler asked for data or metadata that
+                                   cannot be decoded: why; "" when not */
   unsigned write_index;         /* writes made so far in this handler call */
   bool in_store_tx;             /* writes go into the batch's store transaction */
 
