@@ -27,6 +27,9 @@ struct ch_ctx {
   const chd_instance_config *inst;
   const chd_plugin *plugin;
   chd_mdb *mdb;                 /* the message store */
+  chd_mdb *reader;              /* a second message store connection, for reading
+                                   ahead (sub_store.c): opened on first use,
+                                   NULL until then; the worker frees it */
   chd_viewdb *view;             /* the view database, NULL if none */
   const volatile sig_atomic_t *stop;  /* set when the worker must stop */
   void *state;                  /* the plugin's, from init() */
