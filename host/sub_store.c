@@ -251,9 +251,15 @@ static chd_store_rc reader_result(chd_sub *s, chd_store_rc rc)
 static chd_mdb *reader(chd_sub *s)
 {
   ch_ctx *ctx = s->ctx;
+  chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
 
-  if (!ctx->reader && (ctx->reader = chd_mdb_new(ctx->cfg->message_store)) != NULL)
+  if (ctx->reader)
+    return ctx->reader;
+  ctx->reader = chd_mdb_new(ctx->cfg->message_store);
+  if (ctx->reader) {
     chd_mdb_set_interrupt(ctx->reader, ctx->stop);
+    chd_log(CH_LOG_DEBUG, &f, "reading ahead on a second connection to the message store");
+  }
   return ctx->reader;
 }
 
