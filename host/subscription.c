@@ -777,6 +777,7 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     chd_mdb_batch b;
     bool end;
 
+    memset(&b, 0, sizeof b);
     if (s->store->read_stream(s, stream, from, 100, &b) != CHD_STORE_OK ||
         prepare_batch(s, &b) != 0) {
       chd_log(CH_LOG_ERROR, &f, "cannot read parked stream %s: %s", stream, s->error);
