@@ -104,7 +104,7 @@ enum {
   IK_LIBRARY, IK_BATCH_SIZE, IK_POLL_INTERVAL_MS, IK_POSITION_UPDATE_INTERVAL,
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
-  IK_ON_FAILURE, IK_BATCH_BYTES, IK_LISTEN, IK_MOUNT, IK_WORKERS, IK_COUNT
+  IK_ON_FAILURE, IK_BATCH_BYTES, IK_READ_AHEAD, IK_LISTEN, IK_MOUNT, IK_WORKERS, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -132,6 +132,7 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_DETERMINISTIC_IDS] = INST_BOOL(deterministic_ids),
   [IK_ON_FAILURE] = { .name = "on_failure", .kind = K_ENUM, .choices = failure_policies },
   [IK_BATCH_BYTES] = INST_INT(batch_bytes, 1024, INT64_C(1073741824)),
+  [IK_READ_AHEAD] = INST_BOOL(read_ahead),
   [IK_LISTEN] = { .name = "listen", .kind = K_OPT_TEXT },
   [IK_MOUNT] = { .name = "mount", .kind = K_OPT_TEXT },
   [IK_WORKERS] = INST_INT(workers, 1, 64),
@@ -599,6 +600,7 @@ static void start_instance(struct parser *p, const char *name)
   inst->deterministic_ids = true;
   inst->on_failure = CHD_ON_FAILURE_PARK;
   inst->batch_bytes = CHD_DEFAULT_BATCH_BYTES;
+  inst->read_ahead = true;
   inst->workers = 1;
   if (!(inst->name = strdup(name)))
     fail(p, 0, "out of memory");

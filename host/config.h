@@ -96,6 +96,9 @@ typedef struct chd_instance_config {
   int64_t batch_bytes;             /* batch_bytes: the most bytes of data and metadata
                                       one read holds (default CHD_DEFAULT_BATCH_BYTES);
                                       a single larger message is parked unread */
+  bool read_ahead;                 /* read_ahead, default true: while a whole batch is
+                                      handled, read the next one on a second connection
+                                      (subscription.h) */
 
   /* applications (comphost/web.h) */
   char *listen;                    /* listen: "HOST:PORT" of the site; NULL: none */

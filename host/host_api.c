@@ -3,6 +3,7 @@
 
 #include "fetch.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ void chd_ctx_begin_message(ch_ctx *ctx, const char *subscriber_id, const ch_mess
   ctx->current = msg;
   ctx->write_index = 0;
   ctx->error[0] = '\0';
+  ctx->undecodable[0] = '\0';
 }
 
 void chd_ctx_end_message(ch_ctx *ctx)
@@ -307,17 +309,61 @@ static struct pg_conn *api_store_db(ch_ctx *ctx)
   return c && PQstatus(c) == CONNECTION_OK ? c : NULL;
 }
 
+/*
+ * The data or the metadata (`part`) of msg: from the batch the handler's
+ * messages come from, decoded now if it was not (an envelope-only
+ * subscription), else the message's own. A part that cannot be decoded
+ * makes the message fail (ctx->undecodable).
+ */
+static json_t *message_part(ch_ctx *ctx, const ch_message *msg, unsigned part)
+{
+  ptrdiff_t i = ctx->batch && msg ? chd_mdb_batch_find(ctx->batch, msg) : -1;
+  const char *why;
+  json_t *j;
+
+  ctx->last_error[0] = '\0';
+  if (!msg) {
+    snprintf(ctx->last_error, sizeof ctx->last_error, "no message given");
+    return NULL;
+  }
+  if (i < 0) {
+    j = part == CHD_MDB_DATA ? msg->data : msg->metadata;
+    if (!j)
+      snprintf(ctx->last_error, sizeof ctx->last_error, "message at global position %" PRId64
+               " is not one the host handed to this call", msg->global_position);
+    return j;
+  }
+  why = chd_mdb_batch_decode(ctx->batch, (size_t)i, part);
+  if (why) {
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", why);
+    if (!ctx->undecodable[0])
+      snprintf(ctx->undecodable, sizeof ctx->undecodable, "%s", why);
+    return NULL;
+  }
+  return part == CHD_MDB_DATA ? ctx->batch->messages[i].data : ctx->batch->messages[i].metadata;
+}
+
+static json_t *api_message_data(ch_ctx *ctx, const ch_message *msg)
+{
+  return message_part(ctx, msg, CHD_MDB_DATA);
+}
+
+static json_t *api_message_metadata(ch_ctx *ctx, const ch_message *msg)
+{
+  return message_part(ctx, msg, CHD_MDB_METADATA);
+}
+
 /* Eventide's Metadata#follow, with the book's traceId and userId. */
 static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
 {
   static const char *const carried[] = { "traceId", "userId" };
+  json_t *from = msg ? message_part(ctx, msg, CHD_MDB_METADATA) : NULL;
   json_t *meta = json_object();
-  (void)ctx;
 
   if (!meta)
     return NULL;
-  for (size_t i = 0; msg && i < sizeof carried / sizeof carried[0]; i++) {
-    json_t *v = json_object_get(msg->metadata, carried[i]);
+  for (size_t i = 0; from && i < sizeof carried / sizeof carried[0]; i++) {
+    json_t *v = json_object_get(from, carried[i]);
     if (v && json_object_set(meta, carried[i], v) != 0)
       goto oom;
   }
@@ -408,4 +454,6 @@ const ch_host_api chd_host_api = {
   .stream_category = chd_stream_category,
   .stream_id = chd_stream_id,
   .web = &chd_web_api,
+  .message_data = api_message_data,
+  .message_metadata = api_message_metadata,
 };

@@ -27,6 +27,9 @@ struct ch_ctx {
   const chd_instance_config *inst;
   const chd_plugin *plugin;
   chd_mdb *mdb;                 /* the message store */
+  chd_mdb *reader;              /* a second message store connection, for reading
+                                   ahead (sub_store.c): opened on first use,
+                                   NULL until then; the worker frees it */
   chd_viewdb *view;             /* the view database, NULL if none */
   const volatile sig_atomic_t *stop;  /* set when the worker must stop */
   void *state;                  /* the plugin's, from init() */
@@ -34,6 +37,11 @@ struct ch_ctx {
   /* while a handler runs */
   const char *subscriber_id;
   const ch_message *current;
+  chd_mdb_batch *batch;         /* the batch the handler's messages come from,
+                                   which message_data() decodes (subscription.c
+                                   sets it); NULL when none */
+  char undecodable[512];        /* the handler asked for data or metadata that
+                                   cannot be decoded: why; "" when not */
   unsigned write_index;         /* writes made so far in this handler call */
   bool in_store_tx;             /* writes go into the batch's store transaction */
 

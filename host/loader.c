@@ -222,6 +222,29 @@ static int check_secret_keys(const ch_plugin_desc *d, const char *path, char *er
   return 0;
 }
 
+/* envelope_only (1.1): subscriber ids of its subscriptions, each named once. */
+static int check_envelope_only(const ch_plugin_desc *d, const char *path, char *err,
+                               size_t errlen)
+{
+  const char *const *ids = d->envelope_only;
+
+  if (!ids)
+    return 0;
+  for (size_t i = 0; ids[i]; i++) {
+    const ch_subscription *sub = d->subscriptions;
+    while (sub && sub->stream_name && strcmp(sub->subscriber_id, ids[i]) != 0)
+      sub++;
+    if (!sub || !sub->stream_name)
+      return fail(err, errlen, "'%s': envelope-only subscription '%s' is not one of its"
+                  " subscriber ids", path, ids[i]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(ids[j], ids[i]) == 0)
+        return fail(err, errlen, "'%s': envelope-only subscription '%s' appears twice",
+                    path, ids[i]);
+  }
+  return 0;
+}
+
 static int check_migrations(const ch_plugin_desc *d, const char *path, char *err,
                             size_t errlen)
 {
@@ -276,6 +299,7 @@ static int check_desc(const ch_plugin_desc *d, const char *path, char *err, size
   }
   if (check_config_keys(d, path, err, errlen) < 0 ||
       check_secret_keys(d, path, err, errlen) < 0 ||
+      check_envelope_only(d, path, err, errlen) < 0 ||
       check_migrations(d, path, err, errlen) < 0)
     return -1;
   return 0;
@@ -552,6 +576,14 @@ size_t chd_plugin_subscription_count(const chd_plugin *p)
   while (p->desc.subscriptions[n].stream_name)
     n++;
   return n;
+}
+
+bool chd_plugin_envelope_only(const chd_plugin *p, const ch_subscription *sub)
+{
+  for (const char *const *id = p->desc.envelope_only; id && *id; id++)
+    if (strcmp(*id, sub->subscriber_id) == 0)
+      return true;
+  return false;
 }
 
 ch_handler_fn chd_handler_find(const ch_subscription *sub, const char *type)

@@ -12,12 +12,14 @@
  * the descriptor before anything of the plugin runs beyond that entry:
  * magic, ABI major and minor, struct size, kind, name, subscriptions (each
  * with a category or "$all", a subscriber id, handlers with unique types),
- * config keys and migrations. It copies the descriptor into host memory, so
- * fields of a newer minor that the plugin does not have read as zero.
+ * config keys, secret keys, envelope-only subscriptions and migrations. It
+ * copies the descriptor into host memory, so fields of a newer minor that the
+ * plugin does not have read as zero.
  */
 #ifndef CHD_LOADER_H
 #define CHD_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,6 +51,9 @@ void chd_plugin_unload(chd_plugin *p);
 
 /* Count the entries of the descriptor's tables. */
 size_t chd_plugin_subscription_count(const chd_plugin *p);
+
+/* Is `sub`, a subscription of p, envelope-only (ch_plugin_desc.envelope_only)? */
+bool chd_plugin_envelope_only(const chd_plugin *p, const ch_subscription *sub);
 
 /* The handler for `type` in a subscription's table: its own entry, else the
  * "$any" entry, else NULL. */

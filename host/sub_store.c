@@ -29,19 +29,25 @@ static void positions(chd_sub *s, chd_position_store *ps)
                           s->ctx->mdb, s->ctx->view);
 }
 
-static chd_store_rc pg_read(chd_sub *s, int64_t from, chd_mdb_batch *out)
+/* Send the subscription's read from `from` on connection db. */
+static chd_store_rc send_read(chd_sub *s, chd_mdb *db, int64_t from)
 {
   const chd_instance_config *inst = s->ctx->inst;
+  chd_mdb_category_opts o = { NULL, inst->group_member, inst->group_size, inst->batch_bytes };
 
-  if (chd_stream_is_all(s->desc->stream_name))
-    return mdb_result(s, chd_mdb_read_all(s->ctx->mdb, from, inst->batch_size,
-                                          inst->batch_bytes, out));
-  {
-    chd_mdb_category_opts o = { NULL, inst->group_member, inst->group_size,
-                                inst->batch_bytes };
-    return mdb_result(s, chd_mdb_read_category(s->ctx->mdb, s->desc->stream_name, from,
-                                               inst->batch_size, &o, out));
-  }
+  return chd_mdb_send_read(db, s->desc->stream_name, from, inst->batch_size, &o);
+}
+
+/* Lazy batches: the subscription decodes what it needs (subscription.h). */
+static chd_store_rc pg_read(chd_sub *s, int64_t from, chd_mdb_batch *out)
+{
+  chd_store_rc rc = send_read(s, s->ctx->mdb, from);
+
+  if (rc == CHD_STORE_OK)
+    rc = chd_mdb_take_read(s->ctx->mdb, out);
+  else
+    memset(out, 0, sizeof *out);
+  return mdb_result(s, rc);
 }
 
 static chd_store_rc pg_snapshot(chd_sub *s, int64_t *xmin, int64_t *xmax)
@@ -229,6 +235,59 @@ static chd_store_rc pg_read_stream(chd_sub *s, const char *stream, int64_t from,
   return mdb_result(s, chd_mdb_read_stream(s->ctx->mdb, stream, from, count, out));
 }
 
+/* ---- reading ahead, on a connection of its own ---- */
+
+/* The text of a failure on the reading connection into s->error. */
+static chd_store_rc reader_result(chd_sub *s, chd_store_rc rc)
+{
+  return rc == CHD_STORE_OK ? rc : failed(s, rc, chd_mdb_error(s->ctx->reader));
+}
+
+/*
+ * The worker's reading connection, made on first use. It holds no
+ * subscriber locks (sublock.h): it only reads, for subscriptions whose
+ * locks the worker's main connection holds.
+ */
+static chd_mdb *reader(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+  chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
+
+  if (ctx->reader)
+    return ctx->reader;
+  ctx->reader = chd_mdb_new(ctx->cfg->message_store);
+  if (ctx->reader) {
+    chd_mdb_set_interrupt(ctx->reader, ctx->stop);
+    chd_log(CH_LOG_DEBUG, &f, "reading ahead on a second connection to the message store");
+  }
+  return ctx->reader;
+}
+
+static chd_store_rc pg_read_ahead(chd_sub *s, int64_t from)
+{
+  chd_mdb *db = reader(s);
+
+  if (!db)
+    return failed(s, CHD_STORE_ERROR, "out of memory");
+  if (chd_mdb_read_pending(db))
+    return failed(s, CHD_STORE_INVALID, "the reading connection is busy");
+  /* send_read connects when needed: once, no waiting on a server that is away */
+  return reader_result(s, send_read(s, db, from));
+}
+
+static chd_store_rc pg_take_ahead(chd_sub *s, chd_mdb_batch *out)
+{
+  return reader_result(s, chd_mdb_take_read(s->ctx->reader, out));
+}
+
+static void pg_drop_ahead(chd_sub *s)
+{
+  chd_mdb_batch b;
+
+  if (chd_mdb_take_read(s->ctx->reader, &b) == CHD_STORE_OK)
+    chd_mdb_batch_release(&b);
+}
+
 const chd_sub_store chd_sub_store_pg = {
   .read = pg_read,
   .snapshot = pg_snapshot,
@@ -247,4 +306,7 @@ const chd_sub_store chd_sub_store_pg = {
   .park_close = pg_park_close,
   .park_count = pg_park_count,
   .read_stream = pg_read_stream,
+  .read_ahead = pg_read_ahead,
+  .take_ahead = pg_take_ahead,
+  .drop_ahead = pg_drop_ahead,
 };

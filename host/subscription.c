@@ -120,6 +120,7 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
   s->nap = chd_sub_nap;
   s->gap_timeout_ms = CHD_GAP_TIMEOUT_MS;
   chd_park_set_init(&s->parked);
+  s->envelope_only = chd_plugin_envelope_only(ctx->plugin, desc);
   chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
   if (chd_stream_is_all(desc->stream_name) && ctx->inst->group_size > 0) {
     snprintf(err, errlen, "subscription '%s' reads $all: consumer groups need a category",
@@ -143,8 +144,19 @@ int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
   return load_parked(s, err, errlen);
 }
 
+/* Forget the batch being read ahead, if any (next_batch). */
+static void drop_ahead(chd_sub *s)
+{
+  if (s->ahead_from > 0) {
+    s->ahead_from = 0;
+    s->store->drop_ahead(s);
+    s->ahead_dropped++;
+  }
+}
+
 void chd_sub_release(chd_sub *s)
 {
+  drop_ahead(s);
   chd_park_set_release(&s->parked);
 }
 
@@ -298,6 +310,7 @@ static void stop_subscription(chd_sub *s, const ch_message *m, const char *reaso
   chd_log_fields f = fields_of(s, m);
   char clean[CHD_PARK_REASON_MAX];
 
+  drop_ahead(s);              /* a stopped subscription takes nothing more */
   clean_reason(reason, clean, sizeof clean);
   s->state = CHD_SUB_STOPPED;
   s->stopped_at = m->global_position;
@@ -392,6 +405,13 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
     }
     if (fn)
       r = call_handler(s, fn, m);
+    if (fn && ctx->undecodable[0]) {
+      /* it asked for what cannot be decoded: a poison, whatever it says */
+      if (tx)
+        tx_rollback(s);
+      snprintf(reason, size, "%s", ctx->undecodable);
+      return FAILED;
+    }
     if (r == CH_SKIP) {
       if (tx)
         tx_rollback(s);      /* whatever it did before it gave up */
@@ -479,11 +499,48 @@ static void pass_parked(chd_sub *s, const ch_message *m)
 }
 
 /*
- * Handle one message on its own: pass it when its stream is parked, fail it
- * at once when it could not be decoded (decode_error), else deliver it.
+ * Why message i of b cannot be handed on, or NULL. A subscription that is
+ * not envelope-only had the batch decoded (prepare_batch): its messages
+ * whose data or metadata did not decode. An envelope-only one: only those
+ * whose metadata the origin filter needs and cannot decode; its handlers
+ * ask for the rest themselves.
  */
-static outcome handle_alone(chd_sub *s, const ch_message *m, const char *decode_error)
+static const char *poison_of(chd_sub *s, chd_mdb_batch *b, size_t i)
 {
+  if (!s->envelope_only)
+    return b->decode_errors ? b->decode_errors[i] : NULL;
+  if (s->desc->origin_stream_name)
+    return chd_mdb_batch_decode(b, i, CHD_MDB_METADATA);
+  return NULL;
+}
+
+/*
+ * A batch just read: unless the subscription is envelope-only, decode every
+ * message now (its handlers read msg->data, which is never NULL for them).
+ * Returns 0, or -1 when out of memory (s->error).
+ */
+static int prepare_batch(chd_sub *s, chd_mdb_batch *b)
+{
+  if (s->envelope_only || !b->texts)
+    return 0;
+  for (size_t i = 0; i < b->count; i++) {
+    const char *why = chd_mdb_batch_decode(b, i, CHD_MDB_DATA | CHD_MDB_METADATA);
+    if (why && (!b->decode_errors || !b->decode_errors[i])) {
+      snprintf(s->error, sizeof s->error, "%s", why);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/*
+ * Handle message i of b on its own: pass it when its stream is parked, fail
+ * it at once when it cannot be handed on (poison_of), else deliver it.
+ */
+static outcome handle_alone(chd_sub *s, chd_mdb_batch *b, size_t i)
+{
+  const ch_message *m = &b->messages[i];
+  const char *bad;
   char reason[1400];
   outcome o;
 
@@ -492,32 +549,40 @@ static outcome handle_alone(chd_sub *s, const ch_message *m, const char *decode_
     advance(s, m->global_position, 1, !own_record(s, m), false);
     return DONE;
   }
-  if (decode_error)
-    return failed_for_good(s, m, decode_error);
+  bad = poison_of(s, b, i);
+  if (bad)
+    return failed_for_good(s, m, bad);
   o = deliver(s, m, true, reason, sizeof reason);
   return o == FAILED ? failed_for_good(s, m, reason) : o;
 }
 
-static const char *decode_error_of(const chd_mdb_batch *b, size_t i)
-{
-  return b->decode_errors ? b->decode_errors[i] : NULL;
-}
-
 /*
- * Park, before the batch's transaction, the messages that could not be
- * decoded (with on_failure = park), so the transaction passes over them
- * with the rest of their streams. Returns 0, or -1 when a park could not be
+ * Park, before the batch's transaction, the messages that cannot be handed
+ * on (with on_failure = park), so the transaction passes over them with the
+ * rest of their streams. Returns 0, or -1 when a park could not be
  * recorded (the batch is read again).
  */
-static int park_undecodable(chd_sub *s, const chd_mdb_batch *b)
+static int park_undecodable(chd_sub *s, chd_mdb_batch *b)
 {
-  for (size_t i = 0; b->decode_errors && i < b->count; i++) {
+  for (size_t i = 0; i < b->count; i++) {
     const ch_message *m = &b->messages[i];
-    if (b->decode_errors[i] && !chd_park_holds(&s->parked, m) &&
-        park_message(s, m, b->decode_errors[i], NULL) != 0)
+    const char *bad;
+    if (chd_park_holds(&s->parked, m))
+      continue;
+    bad = poison_of(s, b, i);
+    if (bad && park_message(s, m, bad, NULL) != 0)
       return -1;
   }
   return 0;
+}
+
+/* Is there a message in b, not held back, that cannot be handed on? */
+static bool any_poison(chd_sub *s, chd_mdb_batch *b)
+{
+  for (size_t i = 0; i < b->count; i++)
+    if (!chd_park_holds(&s->parked, &b->messages[i]) && poison_of(s, b, i))
+      return true;
+  return false;
 }
 
 /*
@@ -526,13 +591,13 @@ static int park_undecodable(chd_sub *s, const chd_mdb_batch *b)
  * stops right before the message that fails. Messages of parked streams
  * are passed over.
  */
-static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
+static void handle_batch_tx(chd_sub *s, chd_mdb_batch *b)
 {
   ch_ctx *ctx = s->ctx;
   size_t done = 0;
   bool failed = false;
 
-  if (b->decode_errors && ctx->inst->on_failure == CHD_ON_FAILURE_STOP)
+  if (ctx->inst->on_failure == CHD_ON_FAILURE_STOP && any_poison(s, b))
     goto one_by_one;          /* it stops at the first of them */
   if (park_undecodable(s, b) != 0)
     return;
@@ -555,10 +620,12 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
         chd_ctx_begin_message(ctx, s->subscriber_id, NULL);
         failed = s->desc->handle_batch(ctx, ctx->state, passing, n) != CH_OK;
         chd_ctx_end_message(ctx);
-        if (failed) {
+        if (failed || ctx->undecodable[0]) {
           chd_log_fields f = fields_of(s, NULL);
           chd_log(CH_LOG_WARN, &f, "batch handler failed on %zu messages: %s; handling them"
-                  " one by one", n, ctx->error[0] ? ctx->error : "(no reason given)");
+                  " one by one", n, ctx->undecodable[0] ? ctx->undecodable
+                  : ctx->error[0] ? ctx->error : "(no reason given)");
+          failed = true;
         }
         chd_status_handler_done(s->index, started);
       }
@@ -574,7 +641,7 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
       if (chd_park_holds(&s->parked, m))
         continue;
       fn = handler_for(s, m);
-      if (fn && call_handler(s, fn, m) != CH_OK) {
+      if (fn && (call_handler(s, fn, m) != CH_OK || ctx->undecodable[0])) {
         failed = true;        /* CH_SKIP too: the replay rolls back its writes */
         break;
       }
@@ -612,7 +679,7 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
   }
 one_by_one:
   for (size_t i = 0; i < b->count; i++)
-    if (handle_alone(s, &b->messages[i], decode_error_of(b, i)) != DONE)
+    if (handle_alone(s, b, i) != DONE)
       break;
 }
 
@@ -690,7 +757,6 @@ static int carry_out(chd_sub *s, const chd_parked *p)
   char stream[sizeof s->status_stream + 1024], request_id[40];
   int64_t from = p->position, count = 0, held = p->messages;
 
-  (void)ctx;
   snprintf(stream, sizeof stream, "%s", p->stream);
   snprintf(request_id, sizeof request_id, "%s", p->request_id);
   if (request == CHD_PARK_SKIP) {
@@ -711,14 +777,18 @@ static int carry_out(chd_sub *s, const chd_parked *p)
     chd_mdb_batch b;
     bool end;
 
-    if (s->store->read_stream(s, stream, from, 100, &b) != CHD_STORE_OK) {
+    memset(&b, 0, sizeof b);
+    if (s->store->read_stream(s, stream, from, 100, &b) != CHD_STORE_OK ||
+        prepare_batch(s, &b) != 0) {
       chd_log(CH_LOG_ERROR, &f, "cannot read parked stream %s: %s", stream, s->error);
+      chd_mdb_batch_release(&b);
       return -1;
     }
     end = b.count < 100;
+    ctx->batch = &b;
     for (size_t i = 0; i < b.count; i++) {
       const ch_message *m = &b.messages[i];
-      const char *bad = decode_error_of(&b, i);
+      const char *bad;
       char reason[1400];
       outcome o;
 
@@ -726,19 +796,23 @@ static int carry_out(chd_sub *s, const chd_parked *p)
         end = true;             /* not read yet: it comes as usual */
         break;
       }
+      bad = poison_of(s, &b, i);
       o = bad ? FAILED : deliver(s, m, false, reason, sizeof reason);
       if (o == STOPPING) {
+        ctx->batch = NULL;
         chd_mdb_batch_release(&b);
         return 1;
       }
       if (o == FAILED) {
         int rc = park_message(s, m, bad ? bad : reason, request_id);
+        ctx->batch = NULL;
         chd_mdb_batch_release(&b);
         return rc;
       }
       count++;
       from = m->position + 1;
     }
+    ctx->batch = NULL;
     chd_mdb_batch_release(&b);
     if (end)
       break;
@@ -786,20 +860,69 @@ static int park_check(chd_sub *s)
   return 0;
 }
 
+/*
+ * The next batch, from s->position + 1: the one read ahead when it starts
+ * there, else a new read. A batch read ahead from anywhere else (the batch
+ * before it was not handled to its end: a failure, a stop, a message held
+ * back) is dropped unseen.
+ */
+static chd_store_rc next_batch(chd_sub *s, chd_mdb_batch *b)
+{
+  int64_t from = s->ahead_from;
+
+  if (from > 0) {
+    s->ahead_from = 0;
+    if (from != s->position + 1) {
+      s->store->drop_ahead(s);
+      s->ahead_dropped++;
+    } else if (s->store->take_ahead(s, b) == CHD_STORE_OK) {
+      s->ahead_used++;
+      return CHD_STORE_OK;
+    } else {
+      chd_log_fields f = fields_of(s, NULL);
+      chd_log(CH_LOG_DEBUG, &f, "reading ahead failed: %s; reading again", s->error);
+    }
+  }
+  return s->store->read(s, s->position + 1, b);
+}
+
+/*
+ * Start reading the batch that follows b while b is handled. Only for a
+ * batch that came whole (as many messages as asked for, none held back): a
+ * shorter one means the subscription has caught up, and reading on past
+ * messages held back would be wrong. Whether it is used is decided when it
+ * is taken (next_batch).
+ */
+static void start_read_ahead(chd_sub *s, const chd_mdb_batch *b)
+{
+  int64_t from = b->messages[b->count - 1].global_position + 1;
+
+  if (!s->ctx->inst->read_ahead || !s->store->read_ahead)
+    return;
+  if (s->store->read_ahead(s, from) == CHD_STORE_OK)
+    s->ahead_from = from;
+}
+
 int chd_sub_tick(chd_sub *s, bool *did_work)
 {
   ch_ctx *ctx = s->ctx;
   int64_t started = chd_now_us();
   chd_mdb_batch b;
   chd_store_rc rc;
-  bool full;
+  bool full, cut = false;
 
   *did_work = false;
-  if (s->state == CHD_SUB_STOPPED)
+  if (s->state == CHD_SUB_STOPPED) {
+    drop_ahead(s);
     return 0;
+  }
   if (chd_now_ms() >= s->next_park_check_ms && park_check(s) != 0)
     return -1;
-  rc = s->store->read(s, s->position + 1, &b);
+  rc = next_batch(s, &b);
+  if (rc == CHD_STORE_OK && prepare_batch(s, &b) != 0) {
+    chd_mdb_batch_release(&b);
+    rc = CHD_STORE_ERROR;
+  }
   if (rc != CHD_STORE_OK) {
     chd_log_fields f = fields_of(s, NULL);
     if (rc != CHD_STORE_DISCONNECTED)
@@ -823,6 +946,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
       return -1;
     }
     /* hold back what lies beyond a gap; the next read fetches it again */
+    cut = (size_t)usable < b.count;
     truncate_batch(&b, (size_t)usable);
   }
   if (s->stop_before > 0 && b.count > 0) {
@@ -847,6 +971,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
       chd_mdb_batch_release(&b);
       return rc_park;
     }
+    cut = cut || keep < b.count;
     truncate_batch(&b, keep);
   }
   if (b.count == 0) {
@@ -855,16 +980,20 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   }
   *did_work = true;
   s->park_failed = false;
+  if (full && !cut && !(ctx->stop && *ctx->stop))
+    start_read_ahead(s, &b);
+  ctx->batch = &b;
   if (view_tx(s) || store_tx(s)) {
     handle_batch_tx(s, &b);
   } else {
     for (size_t i = 0; i < b.count; i++) {
       if (ctx->stop && *ctx->stop)
         break;
-      if (handle_alone(s, &b.messages[i], decode_error_of(&b, i)) != DONE)
+      if (handle_alone(s, &b, i) != DONE)
         break;
     }
   }
+  ctx->batch = NULL;
   {
     chd_log_fields f = fields_of(s, NULL);
     chd_status_batch_done(s->index, b.count, full, started, &f, s->position);

@@ -14,7 +14,8 @@
  * on_failure = stop, stops the subscription at that message (logged, and
  * recorded so that `comphost check` shows it). A message whose data or
  * metadata cannot be decoded, or that is larger than batch_bytes, is never
- * handed to the plugin: it fails for good at once.
+ * handed to the plugin: it fails for good at once (for an envelope-only
+ * subscription: when that is asked for; see below).
  *
  * "$all" mixes categories, and Message DB orders commits only within a
  * category: a transaction can commit a message at a global position below
@@ -28,6 +29,25 @@
  * batch, the host rolls back and replays the batch one message per
  * transaction, so the good prefix commits and the position stops exactly
  * before the failing message.
+ *
+ * Decoding. A batch is read without decoding data and metadata. For a
+ * subscription that is not envelope-only, every message is decoded right
+ * after the read, as the ABI promises its handlers. An envelope-only one
+ * (ch_plugin_desc.envelope_only) decodes a message's metadata for its
+ * origin filter and nothing else: its handlers ask (message_data()), and a
+ * message is a poison when what was asked for cannot be decoded.
+ *
+ * Reading ahead (read_ahead, on by default). When a batch comes whole (as
+ * many messages as asked for, none held back by a gap of "$all" or a crash
+ * loop), the loop starts reading the next one, from the last message + 1,
+ * on a connection of its own, and then handles the batch in hand: the
+ * server reads while the worker handles. The batch read ahead is used only
+ * if the loop's position, when it comes to read, is exactly where it
+ * starts; else (a failure, a replay that stopped short, a park that could
+ * not be recorded, a stop) it is dropped and the loop reads from its
+ * position as usual. Read earlier than it is used, it is what a read at that
+ * time returned: the loop already takes any read at face value from
+ * position + 1, so nothing else changes.
  *
  * The subscription reaches the store only through a chd_sub_store, a table
  * of functions: the host's (chd_sub_store_pg, sub_store.c) works on the
@@ -67,7 +87,9 @@ typedef struct chd_sub chd_sub;
  */
 typedef struct chd_sub_store {
   /* Up to batch_size messages (and batch_bytes) of the subscription's
-   * category or "$all" from global position `from`, in global order. */
+   * category or "$all" from global position `from`, in global order. The
+   * batch may be lazy (chd_mdb_batch.texts) or decoded; so may those of
+   * read_stream. */
   chd_store_rc (*read)(chd_sub *s, int64_t from, chd_mdb_batch *out);
   /* The server's snapshot (see chd_mdb_snapshot): gaps of "$all". */
   chd_store_rc (*snapshot)(chd_sub *s, int64_t *xmin, int64_t *xmax);
@@ -105,6 +127,19 @@ typedef struct chd_sub_store {
   chd_store_rc (*park_count)(chd_sub *s, const chd_parked *p, int64_t *count);
   chd_store_rc (*read_stream)(chd_sub *s, const char *stream, int64_t from, int64_t count,
                               chd_mdb_batch *out);
+
+  /*
+   * Reading ahead; optional (NULL: the store cannot). read_ahead starts
+   * what read(s, from) would return, without waiting for it, and returns
+   * CHD_STORE_OK when it did (anything else: nothing started, nothing to
+   * undo). take_ahead waits for that batch (on failure, nothing is left
+   * under way); drop_ahead waits for it and throws it away. A store reads
+   * ahead for one subscription at a time: read_ahead refuses while another
+   * read ahead is under way.
+   */
+  chd_store_rc (*read_ahead)(chd_sub *s, int64_t from);
+  chd_store_rc (*take_ahead)(chd_sub *s, chd_mdb_batch *out);
+  void (*drop_ahead)(chd_sub *s);
 } chd_sub_store;
 
 /* The store of a running host: the ctx's message store, view database and
@@ -121,6 +156,7 @@ struct chd_sub {
   int64_t gap_timeout_ms;      /* CHD_GAP_TIMEOUT_MS */
   const ch_subscription *desc;
   int index;                   /* in the plugin's table */
+  bool envelope_only;          /* ch_plugin_desc.envelope_only names it */
   char subscriber_id[256];     /* effective: with ":<member>" in a consumer group */
   char position_stream[320];   /* message_store position store */
   int64_t position;            /* global position of the last message done */
@@ -139,6 +175,12 @@ struct chd_sub {
   int64_t gap_at;              /* first missing global position, 0 if none */
   int64_t gap_since_ms;
   int64_t gap_xmax;            /* the server's snapshot xmax when it was seen */
+
+  /* reading ahead: a read of the batch after the one in hand, from this
+   * global position, is under way (0: none) */
+  int64_t ahead_from;
+  int64_t ahead_used;          /* batches read ahead and handled */
+  int64_t ahead_dropped;       /* ... and thrown away */
 
   /* parked streams (park.h) */
   chd_park_set parked;

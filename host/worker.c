@@ -278,6 +278,7 @@ out:
   for (size_t i = 0; subs && i < n; i++)
     chd_sub_release(&subs[i]);
   free(subs);
+  chd_mdb_free(ctx.reader);
   chd_mdb_free(ctx.mdb);
   chd_viewdb_free(ctx.view);
   return rc;

@@ -1205,6 +1205,68 @@ static void test_kill9_during_100000_messages(void **state)
   assert_all_views_exact();
 }
 
+/* n VideoViewed events of their own streams; `data` is SQL for jsonb. */
+static void write_views(int n, const char *data)
+{
+  char sql[512];
+
+  snprintf(sql, sizeof sql, "SELECT count(message_store.write_message(gen_random_uuid()::text,"
+           " 'viewing-' || gen_random_uuid(), 'VideoViewed', %s)) FROM generate_series(1, %d)",
+           data, n);
+  ch_e2e_exec(db.store_url, sql);
+}
+
+/* Wait until the home page counts `n` events, the last at `last`. */
+static void wait_home(int64_t n, int64_t last)
+{
+  const char *count = "SELECT coalesce((SELECT (page_data->>'videosWatched')::bigint"
+                      " FROM pages WHERE page_name = 'home'), 0)";
+  const char *at = "SELECT coalesce((SELECT (page_data->>'lastViewProcessed')::bigint"
+                   " FROM pages WHERE page_name = 'home'), 0)";
+
+  if (ch_e2e_wait_int(db.view_url, count, n, WAIT) != n)
+    fail_msg("the home page counts %" PRId64 " views, not %" PRId64,
+             ch_e2e_int(db.view_url, count), n);
+  assert_int_equal(ch_e2e_int(db.view_url, at), last);
+}
+
+/*
+ * home-page's subscription is envelope-only: the host decodes neither data
+ * nor metadata for it, so a VideoViewed whose data jansson cannot decode is
+ * counted like the others, not parked, in batches and one by one. Batches
+ * of 7 read ahead many times; every event counts once.
+ */
+static void test_home_page_reads_only_envelopes(void **state)
+{
+  const char *ini;
+  (void)state;
+
+  write_views(30, "'{}'");
+  write_views(1, "'{\"n\": 9223372036854775808}'");
+  write_views(29, "jsonb_build_object('userId', gen_random_uuid())");
+  ini = ch_e2e_write_ini(&db, "home.ini", "[home-page]\nlibrary = " PLUGIN_PATH("home-page")
+                         "\nbatch_size = 7\nposition_store = view_data\n");
+  ch_e2e_host_start(&h, &db, ini, "batches.log");
+  wait_home(60, last_gp("viewing"));
+  stop_cleanly();
+  assert_true(ch_e2e_log_contains(&h, "reading ahead on a second connection"));
+  assert_false(ch_e2e_log_contains(&h, "parked"));
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT position FROM comphost_positions"
+                              " WHERE subscriber_id = 'aggregators:home-page'"),
+                   last_gp("viewing"));
+
+  /* one by one, from the first message again: the guard counts nothing twice */
+  write_views(2, "'{\"n\": 9223372036854775808}'");
+  write_views(3, "'{}'");
+  ini = ch_e2e_write_ini(&db, "home-one.ini", "[home-page]\nlibrary = "
+                         PLUGIN_PATH("home-page") "\nbatch_size = 7\n"
+                         "batch_transaction = false\n");
+  ch_e2e_host_start(&h, &db, ini, "one.log");
+  wait_home(65, last_gp("viewing"));
+  stop_cleanly();
+  assert_false(ch_e2e_log_contains(&h, "parked"));
+}
+
 /* config/aggregators.ini and config/video-tutorials.ini run every
  * aggregator, and their plugins load. */
 static void test_shipped_configs_are_valid(void **state)
@@ -1254,6 +1316,7 @@ int main(int argc, char **argv)
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_malformed_events_are_skipped_one_by_one,
                                     setup, teardown),
+    cmocka_unit_test_setup_teardown(test_home_page_reads_only_envelopes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill9_during_100000_messages, setup, teardown),
   };
   if (argc > 1)

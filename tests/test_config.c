@@ -251,6 +251,7 @@ static void test_defaults(void **state)
   assert_false(a->batch_transaction);
   assert_false(a->store_transaction);
   assert_true(a->deterministic_ids);
+  assert_true(a->read_ahead);
   assert_int_equal(a->plugin_key_count, 0);
   assert_null(a->plugin_keys);
 
@@ -567,7 +568,8 @@ static void test_enums_and_bools(void **state)
   load_fails(STORE "[a]\ndeterministic_ids = nope\n",
              ":4: [a] deterministic_ids: 'nope' is not a boolean "
              "(true/false, yes/no, on/off, 1/0)");
-  load_ok(STORE "[a]\nstore_transaction = ON\ndeterministic_ids = No\n");
+  load_ok(STORE "[a]\nstore_transaction = ON\ndeterministic_ids = No\nread_ahead = off\n");
+  assert_false(cfg.instances[0].read_ahead);
   assert_true(cfg.instances[0].store_transaction);
   assert_false(cfg.instances[0].deterministic_ids);
 }

@@ -520,6 +520,24 @@ static void test_bad_handlers(void **state)
                  "subscription 1 ('fxEmptyType'): handler 1 has an empty type");
 }
 
+/* envelope_only names subscriptions of the plugin, each once. */
+static void test_envelope_only(void **state)
+{
+  chd_plugin p;
+  (void)state;
+
+  expect_refusal("fx_cases", "envelope_unknown",
+                 "envelope-only subscription 'fxOther' is not one of its subscriber ids");
+  expect_refusal("fx_cases", "envelope_twice",
+                 "envelope-only subscription 'fxThings' appears twice");
+  load_ok(&p, "fx_cases", "envelope_valid");
+  assert_true(chd_plugin_envelope_only(&p, &p.desc.subscriptions[0]));
+  chd_plugin_unload(&p);
+  load_ok(&p, "fx_cases", "keys_valid");
+  assert_false(chd_plugin_envelope_only(&p, &p.desc.subscriptions[0]));
+  chd_plugin_unload(&p);
+}
+
 static void test_bad_config_keys(void **state)
 {
   (void)state;
@@ -1044,6 +1062,7 @@ int main(void)
     cmocka_unit_test(test_no_subscriptions),
     cmocka_unit_test(test_bad_subscriptions),
     cmocka_unit_test(test_bad_handlers),
+    cmocka_unit_test(test_envelope_only),
     cmocka_unit_test(test_bad_config_keys),
     cmocka_unit_test(test_bad_migrations),
     cmocka_unit_test(test_truncated_plugin),

@@ -454,6 +454,181 @@ static void test_read_dispatches_on_name(void **state)
   chd_mdb_batch_release(&b);
 }
 
+/* Write a message with data and metadata given as SQL (jsonb, or NULL),
+ * as anyone can: Message DB takes any JSON PostgreSQL accepts. */
+static void write_raw(const char *stream, const char *data_sql, const char *meta_sql)
+{
+  char sql[1024];
+  PGresult *res;
+
+  snprintf(sql, sizeof sql, "SELECT write_message(gen_random_uuid()::varchar, '%s', 'Raw',"
+           " %s, %s)", stream, data_sql, meta_sql);
+  res = PQexec(chd_mdb_conn(db), sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+  PQclear(res);
+}
+
+/*
+ * A read in two steps gives a lazy batch: the envelope of every message,
+ * data and metadata NULL until decoded, one part at a time. A message whose
+ * data jansson cannot decode reads like the others; it fails when its data
+ * is asked for, then for good, with empty objects, as a batch decoded at
+ * read has it.
+ */
+static void test_lazy_batches_decode_on_demand(void **state)
+{
+  char s1[128], s2[128], s3[128];
+  chd_mdb_batch b, eager;
+  ch_message copy;
+  const char *why;
+  (void)state;
+
+  ch_test_unique_category("mdbLazy", cat, sizeof cat);   /* messages of this test only */
+  stream_of("lazy1", s1, sizeof s1);
+  stream_of("lazy2", s2, sizeof s2);
+  stream_of("lazy3", s3, sizeof s3);
+  write_raw(s1, "'{\"n\": 1}'", "'{\"traceId\": \"t-1\"}'");
+  write_raw(s2, "'{\"n\": 9223372036854775808}'", "'{\"traceId\": \"t-2\"}'");
+  write_raw(s3, "NULL", "NULL");
+
+  assert_false(chd_mdb_read_pending(db));
+  assert_int_equal(chd_mdb_send_read(db, cat, 1, 10, NULL), CHD_STORE_OK);
+  assert_true(chd_mdb_read_pending(db));
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_false(chd_mdb_read_pending(db));
+  assert_int_equal(b.count, 3);
+  assert_non_null(b.texts);
+  assert_null(b.decode_errors);
+  for (size_t i = 0; i < b.count; i++) {
+    assert_null(b.messages[i].data);
+    assert_null(b.messages[i].metadata);
+    assert_string_equal(b.messages[i].type, "Raw");
+  }
+  assert_string_equal(b.messages[1].stream_name, s2);
+
+  /* one part at a time */
+  assert_null(chd_mdb_batch_decode(&b, 0, CHD_MDB_DATA));
+  assert_int_equal(json_integer_value(json_object_get(b.messages[0].data, "n")), 1);
+  assert_null(b.messages[0].metadata);
+  assert_null(chd_mdb_batch_decode(&b, 0, CHD_MDB_METADATA));
+  assert_string_equal(json_string_value(json_object_get(b.messages[0].metadata, "traceId")),
+                      "t-1");
+
+  /* the metadata of the second decodes; its data does not, for good */
+  assert_null(chd_mdb_batch_decode(&b, 1, CHD_MDB_METADATA));
+  why = chd_mdb_batch_decode(&b, 1, CHD_MDB_DATA);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "data is not JSON that can be decoded"));
+  assert_non_null(b.decode_errors);
+  assert_ptr_equal(b.decode_errors[1], why);
+  assert_ptr_equal(chd_mdb_batch_decode(&b, 1, CHD_MDB_DATA | CHD_MDB_METADATA), why);
+  assert_true(json_is_object(b.messages[1].data) && json_object_size(b.messages[1].data) == 0);
+  assert_true(json_is_object(b.messages[1].metadata));
+
+  /* SQL NULL decodes as {} */
+  assert_null(chd_mdb_batch_decode(&b, 2, CHD_MDB_DATA | CHD_MDB_METADATA));
+  assert_int_equal(json_object_size(b.messages[2].data), 0);
+  assert_int_equal(json_object_size(b.messages[2].metadata), 0);
+
+  /* finding a message: by its global position and id, also from a copy */
+  for (size_t i = 0; i < b.count; i++) {
+    copy = b.messages[i];
+    assert_int_equal(chd_mdb_batch_find(&b, &copy), (ptrdiff_t)i);
+  }
+  copy = b.messages[1];
+  copy.id = "00000000-0000-4000-8000-000000000000";
+  assert_int_equal(chd_mdb_batch_find(&b, &copy), -1);
+  copy = b.messages[2];
+  copy.global_position++;
+  assert_int_equal(chd_mdb_batch_find(&b, &copy), -1);
+
+  /* a read decoded at once says the same */
+  assert_int_equal(chd_mdb_read_category(db, cat, 1, 10, NULL, &eager), CHD_STORE_OK);
+  assert_int_equal(eager.count, 3);
+  assert_null(eager.texts);
+  assert_null(eager.decode_errors[0]);
+  assert_string_equal(eager.decode_errors[1], b.decode_errors[1]);
+  assert_ptr_equal(chd_mdb_batch_decode(&eager, 1, CHD_MDB_DATA), eager.decode_errors[1]);
+  assert_null(chd_mdb_batch_decode(&eager, 0, CHD_MDB_DATA));
+  assert_true(json_equal(eager.messages[0].data, b.messages[0].data));
+  chd_mdb_batch_release(&eager);
+  chd_mdb_batch_release(&b);
+}
+
+/*
+ * One read under way at a time: a second send is refused, a take without a
+ * send too. Reads in two steps go by name ("$all", a category, a stream) and
+ * keep the byte bound; a reconnection forgets a read under way.
+ */
+static void test_reads_in_two_steps(void **state)
+{
+  char stream[128];
+  chd_mdb_category_opts bounded = { NULL, 0, 0, 1024 };
+  chd_mdb_category_opts group = { NULL, 0, 2, 0 };
+  chd_mdb_batch b;
+  int64_t first;
+  (void)state;
+
+  ch_test_unique_category("mdbTwo", cat, sizeof cat);    /* messages of this test only */
+  stream_of("two", stream, sizeof stream);
+  write_simple(stream, "Small", 1);
+  write_raw(stream, "jsonb_build_object('pad', repeat('x', 2000))", "NULL");
+  write_simple(stream, "Small", 3);
+
+  assert_int_equal(chd_mdb_send_read(db, cat, 1, 10, NULL), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_send_read(db, cat, 1, 10, NULL), CHD_STORE_INVALID);
+  assert_non_null(strstr(chd_mdb_error(db), "under way"));
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_int_equal(b.count, 3);
+  first = b.messages[0].global_position;
+  chd_mdb_batch_release(&b);
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_INVALID);
+  assert_int_equal(b.count, 0);
+
+  /* bounded: the large one comes without its data, flagged */
+  assert_int_equal(chd_mdb_send_read(db, cat, first, 10, &bounded), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_int_equal(b.count, 2);             /* the bytes before the third pass the bound */
+  assert_null(chd_mdb_batch_decode(&b, 0, CHD_MDB_DATA));
+  {
+    const char *why = chd_mdb_batch_decode(&b, 1, CHD_MDB_DATA);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "larger than batch_bytes (1024 bytes)"));
+  }
+  chd_mdb_batch_release(&b);
+  /* "$all" (other writers may interleave: look for ours) */
+  assert_int_equal(chd_mdb_send_read(db, "$all", first, 1024, &bounded), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_int_equal(b.messages[0].global_position, first);
+  for (size_t i = 0; i < b.count; i++)
+    if (!strcmp(b.messages[i].stream_name, stream) && !strcmp(b.messages[i].type, "Raw"))
+      assert_non_null(chd_mdb_batch_decode(&b, i, CHD_MDB_DATA));
+  chd_mdb_batch_release(&b);
+
+  /* an entity stream, from a stream position */
+  assert_int_equal(chd_mdb_send_read(db, stream, 2, 10, NULL), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_int_equal(b.count, 1);
+  assert_null(chd_mdb_batch_decode(&b, 0, CHD_MDB_DATA));
+  assert_int_equal(json_integer_value(json_object_get(b.messages[0].data, "n")), 3);
+  chd_mdb_batch_release(&b);
+
+  /* refused before the server */
+  assert_int_equal(chd_mdb_send_read(db, "$all", 1, 10, &group), CHD_STORE_INVALID);
+  assert_int_equal(chd_mdb_send_read(db, "", 1, 10, NULL), CHD_STORE_INVALID);
+  assert_false(chd_mdb_read_pending(db));
+
+  /* a new session has nothing under way */
+  assert_int_equal(chd_mdb_send_read(db, cat, 1, 10, NULL), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_connect(db), CHD_STORE_OK);
+  assert_false(chd_mdb_read_pending(db));
+  assert_int_equal(chd_mdb_send_read(db, cat, 1, 10, NULL), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_take_read(db, &b), CHD_STORE_OK);
+  assert_int_equal(b.count, 3);
+  chd_mdb_batch_release(&b);
+}
+
 static void test_server_down_is_a_clear_error(void **state)
 {
   chd_mdb *down = chd_mdb_new("postgresql://message_store@127.0.0.1:1/message_store");
@@ -564,6 +739,8 @@ int main(void)
     cmocka_unit_test(test_read_last),
     cmocka_unit_test(test_read_all_is_ordered_across_categories),
     cmocka_unit_test(test_read_dispatches_on_name),
+    cmocka_unit_test(test_lazy_batches_decode_on_demand),
+    cmocka_unit_test(test_reads_in_two_steps),
     cmocka_unit_test(test_server_down_is_a_clear_error),
     cmocka_unit_test(test_reconnect_can_be_interrupted),
     cmocka_unit_test(test_bad_conninfo),

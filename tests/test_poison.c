@@ -326,6 +326,81 @@ static void test_undecodable_stops_when_told(void **state)
   assert_int_equal(seen("stream_name = 'fxrun-c'"), 0);
 }
 
+/* How many messages of fx:run were recorded more than once. */
+static int64_t seen_twice(void)
+{
+  return ch_e2e_int(db.view_url, "SELECT count(*) FROM (SELECT global_position FROM fx_seen"
+                                 " WHERE subscriber = 'fx:run' GROUP BY global_position"
+                                 " HAVING count(*) > 1) AS d");
+}
+
+/* 30 messages of fxrun in batches of 5, each of a stream of its own: Count,
+ * but a Fail at the 8th and a Retry (twice) at the 14th. */
+static void write_thirty(void)
+{
+  char stream[32];
+
+  for (int i = 1; i <= 30; i++) {
+    snprintf(stream, sizeof stream, "fxrun-%d", i);
+    if (i == 8)
+      write_sql(stream, "Fail", "'{\"reason\": \"bad\"}'");
+    else if (i == 14)
+      write_sql(stream, "Retry", "'{\"times\": 2}'");
+    else
+      write_count(stream);
+  }
+}
+
+/*
+ * Reading ahead, batches of 5 in a view transaction: a batch that fails is
+ * replayed, the failing message parked, the retried one retried, and the
+ * batches read ahead meanwhile are used or dropped so that every message is
+ * recorded once.
+ */
+static void test_read_ahead_through_failures(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "r.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "batch_size = 5\nposition_store = view_data\n"
+                                     "retry_backoff_ms = 10\n");
+  (void)state;
+
+  write_thirty();
+  ch_e2e_host_start(&h, &db, ini, "r.log");
+  assert_int_equal(wait_seen("subscriber = 'fx:run'", 29), 29);
+  assert_true(ch_e2e_wait_log(&h, "parked stream fxrun-8", WAIT));
+  ch_e2e_sleep_ms(300);
+  stop_cleanly(&h);
+  assert_true(ch_e2e_log_contains(&h, "reading ahead on a second connection"));
+  assert_int_equal(seen("stream_name = 'fxrun-8'"), 0);
+  assert_int_equal(seen("stream_name = 'fxrun-14'"), 1);
+  assert_int_equal(seen_twice(), 0);
+  assert_int_equal(seen("subscriber = 'fx:run'"), 29);
+}
+
+/* The same with on_failure = stop: the batch read ahead past the failing
+ * message is dropped with the stop; nothing after it is recorded. */
+static void test_read_ahead_dropped_on_a_stop(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "t.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "batch_size = 5\nposition_store = view_data\n"
+                                     "on_failure = stop\n");
+  (void)state;
+
+  write_thirty();
+  ch_e2e_host_start(&h, &db, ini, "t.log");
+  assert_true(ch_e2e_wait_log(&h, "subscription stopped", WAIT));
+  ch_e2e_sleep_ms(300);
+  stop_cleanly(&h);
+  assert_true(ch_e2e_log_contains(&h, "reading ahead on a second connection"));
+  assert_int_equal(seen("subscriber = 'fx:run'"), 7);
+  assert_int_equal(seen_twice(), 0);
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT max(global_position) FROM fx_seen"),
+                   ch_e2e_int(db.view_url, "SELECT position FROM comphost_positions"
+                                           " WHERE subscriber_id = 'fx:run'"));
+}
+
 /* CH_SKIP: logged with its stream and reason, counted, and the stream goes
  * on. */
 static void test_skip_result_is_logged_and_counted(void **state)
@@ -410,6 +485,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_crash_loop_parks_the_stream, setup, teardown),
     cmocka_unit_test_setup_teardown(test_batch_parks_and_commits_the_rest, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undecodable_stops_when_told, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_through_failures, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_dropped_on_a_stop, setup, teardown),
     cmocka_unit_test_setup_teardown(test_skip_result_is_logged_and_counted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_stall_is_unhealthy, setup, teardown),
     cmocka_unit_test_setup_teardown(test_batch_bytes_bounds_reads, setup, teardown),

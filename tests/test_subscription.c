@@ -9,6 +9,10 @@
  * position and the handler's "effects", the parked streams, and what the
  * loop asked of it. The handler records each delivery; what it returns per
  * global position is set by the test.
+ *
+ * The store can also give lazy batches (data and metadata as texts, decoded
+ * when asked: envelope-only subscriptions) and read ahead: a read ahead
+ * copies what a read returns at that moment, and hands it over later.
  */
 #include "support.h"
 
@@ -47,6 +51,17 @@ typedef struct mem {
   int64_t stopped_at;
   char stop_reason[512];
   int parks;
+  char park_reasons[MAX_MESSAGES][CHD_PARK_REASON_MAX];
+  bool park_fails;                    /* park_add cannot record */
+
+  bool lazy;                          /* reads give lazy batches, from texts */
+  const char *texts[MAX_MESSAGES][2]; /* data and metadata text of each message */
+
+  int reads;                          /* read() calls */
+  bool ahead_pending;                 /* a read ahead is under way */
+  chd_mdb_batch ahead;                /* ... what it read */
+  int ahead_reads, ahead_taken, ahead_dropped;
+  int64_t ahead_froms[MAX_MESSAGES];
 } mem;
 
 static mem store;
@@ -59,6 +74,51 @@ static ch_result results[MAX_MESSAGES + 1];  /* then this (CH_OK by default) */
 static int64_t delivered[4 * MAX_MESSAGES];
 static size_t delivered_count;
 
+static bool ask_data[MAX_MESSAGES + 1];      /* the handlers ask for its data */
+static bool got_data[MAX_MESSAGES + 1];      /* ... and got it */
+static bool data_null[MAX_MESSAGES + 1];     /* msg->data was NULL in a handler */
+static bool meta_null[MAX_MESSAGES + 1];     /* msg->metadata was */
+static void (*on_deliver)(int64_t gp);        /* called by the handler, if set */
+static int64_t check_accessors_at;           /* look closely at this message */
+
+/* The accessors on message gp 1 of test_envelope_only_per_message: data
+ * {"n": 1}, metadata {"traceId": "t-1"}, decoded once. */
+static void check_accessors(ch_ctx *ctx, const ch_message *m)
+{
+  ch_message copy = *m;
+  json_t *d = chd_host_api.message_data(ctx, m);
+  json_t *md = chd_host_api.message_metadata(ctx, m);
+  json_t *f;
+
+  assert_non_null(d);
+  assert_int_equal(json_integer_value(json_object_get(d, "n")), 1);
+  assert_ptr_equal(chd_host_api.message_data(ctx, m), d);
+  assert_ptr_equal(chd_host_api.message_data(ctx, &copy), d);   /* a copy of it too */
+  assert_string_equal(json_string_value(json_object_get(md, "traceId")), "t-1");
+  f = chd_host_api.follow(ctx, m, "origin-9");
+  assert_string_equal(json_string_value(json_object_get(f, "traceId")), "t-1");
+  assert_string_equal(json_string_value(json_object_get(f, "originStreamName")), "origin-9");
+  json_decref(f);
+  /* a message the host did not hand over, without data of its own */
+  copy.id = "00000000-0000-4000-8000-999999999999";
+  assert_null(chd_host_api.message_data(ctx, &copy));
+  assert_non_null(strstr(chd_host_api.last_error(ctx), "not one the host handed"));
+  assert_int_equal(ctx->undecodable[0], '\0');
+}
+
+/* What a handler does with a message's data: look, and ask when told to. */
+static void look_at(ch_ctx *ctx, const ch_message *m)
+{
+  int64_t gp = m->global_position;
+
+  data_null[gp] = data_null[gp] || !m->data;
+  meta_null[gp] = meta_null[gp] || !m->metadata;
+  if (ask_data[gp])
+    got_data[gp] = chd_host_api.message_data(ctx, m) != NULL;
+  if (gp == check_accessors_at)
+    check_accessors(ctx, m);
+}
+
 static ch_result handle(ch_ctx *ctx, void *state, const ch_message *m)
 {
   int64_t gp = m->global_position;
@@ -67,6 +127,9 @@ static ch_result handle(ch_ctx *ctx, void *state, const ch_message *m)
   calls[gp]++;
   delivered[delivered_count++] = gp;
   store.effects[store.effect_count++] = gp;
+  look_at(ctx, m);
+  if (on_deliver)
+    on_deliver(gp);
   if (calls[gp] <= retries_first[gp]) {
     snprintf(ctx->error, sizeof ctx->error, "not yet (call %d)", calls[gp]);
     return CH_RETRY;
@@ -74,6 +137,26 @@ static ch_result handle(ch_ctx *ctx, void *state, const ch_message *m)
   if (results[gp] != CH_OK)
     snprintf(ctx->error, sizeof ctx->error, "message %" PRId64 " is bad", gp);
   return results[gp];
+}
+
+/* The batch handler: every message counts as one delivery. */
+static int batch_calls;
+static size_t batch_sizes[MAX_MESSAGES];
+static ch_result batch_result;
+
+static ch_result handle_batch(ch_ctx *ctx, void *state, const ch_message *msgs, size_t count)
+{
+  (void)state;
+  batch_sizes[batch_calls++] = count;
+  for (size_t i = 0; i < count; i++) {
+    int64_t gp = msgs[i].global_position;
+    delivered[delivered_count++] = gp;
+    store.effects[store.effect_count++] = gp;
+    look_at(ctx, &msgs[i]);
+  }
+  if (batch_result != CH_OK)
+    snprintf(ctx->error, sizeof ctx->error, "the batch is bad");
+  return batch_result;
 }
 
 /* ---- the in-memory store ---- */
@@ -91,15 +174,25 @@ static chd_store_rc batch_of(chd_mdb_batch *out, int64_t max,
 {
   memset(out, 0, sizeof *out);
   out->messages = calloc(MAX_MESSAGES, sizeof *out->messages);
-  if (!out->messages)
+  if (store.lazy)
+    out->texts = calloc(2 * MAX_MESSAGES, sizeof *out->texts);
+  if (!out->messages || (store.lazy && !out->texts)) {
+    chd_mdb_batch_release(out);
     return CHD_STORE_ERROR;
+  }
   for (size_t i = 0; i < store.count && (int64_t)out->count < max; i++) {
     ch_message *m = &out->messages[out->count];
     if (!take(&store.messages[i], arg))
       continue;
     *m = store.messages[i];
-    json_incref(m->data);
-    json_incref(m->metadata);
+    if (store.lazy) {
+      m->data = m->metadata = NULL;
+      out->texts[2 * out->count] = store.texts[i][0];
+      out->texts[2 * out->count + 1] = store.texts[i][1];
+    } else {
+      json_incref(m->data);
+      json_incref(m->metadata);
+    }
     out->count++;
   }
   return CHD_STORE_OK;
@@ -112,7 +205,39 @@ static bool from_global(const ch_message *m, const void *arg)
 
 static chd_store_rc mem_read(chd_sub *s, int64_t from, chd_mdb_batch *out)
 {
+  store.reads++;
   return batch_of(out, s->ctx->inst->batch_size, from_global, &from);
+}
+
+static chd_store_rc mem_read_ahead(chd_sub *s, int64_t from)
+{
+  if (store.ahead_pending)
+    return failed_store(s, "busy");
+  store.ahead_froms[store.ahead_reads++] = from;
+  if (batch_of(&store.ahead, s->ctx->inst->batch_size, from_global, &from) != CHD_STORE_OK)
+    return failed_store(s, "out of memory");
+  store.ahead_pending = true;
+  return CHD_STORE_OK;
+}
+
+static chd_store_rc mem_take_ahead(chd_sub *s, chd_mdb_batch *out)
+{
+  if (!store.ahead_pending)
+    return failed_store(s, "nothing read ahead");
+  *out = store.ahead;
+  memset(&store.ahead, 0, sizeof store.ahead);
+  store.ahead_pending = false;
+  store.ahead_taken++;
+  return CHD_STORE_OK;
+}
+
+static void mem_drop_ahead(chd_sub *s)
+{
+  (void)s;
+  assert_true(store.ahead_pending);
+  chd_mdb_batch_release(&store.ahead);
+  store.ahead_pending = false;
+  store.ahead_dropped++;
 }
 
 static chd_store_rc mem_snapshot(chd_sub *s, int64_t *xmin, int64_t *xmax)
@@ -226,6 +351,9 @@ static chd_store_rc mem_park_add(chd_sub *s, const ch_message *m, const char *re
                                  const char *cause)
 {
   (void)cause;
+  if (store.park_fails)
+    return failed_store(s, "the status stream cannot be written");
+  snprintf(store.park_reasons[m->global_position], sizeof store.park_reasons[0], "%s", reason);
   store.parks++;
   return chd_park_enter(&s->parked, m, reason) == 0 ? CHD_STORE_OK
                                                     : failed_store(s, "out of memory");
@@ -288,6 +416,9 @@ static const chd_sub_store mem_store = {
   .park_close = mem_park_close,
   .park_count = mem_park_count,
   .read_stream = mem_read_stream,
+  .read_ahead = mem_read_ahead,
+  .take_ahead = mem_take_ahead,
+  .drop_ahead = mem_drop_ahead,
 };
 
 /* Put a message of `stream` at global position gp, in global order. */
@@ -305,6 +436,7 @@ static void add_message(const char *stream, int64_t gp)
   memmove(&store.ids[at + 1], &store.ids[at], (store.count - at) * sizeof store.ids[0]);
   memmove(&store.streams[at + 1], &store.streams[at],
           (store.count - at) * sizeof store.streams[0]);
+  memmove(&store.texts[at + 1], &store.texts[at], (store.count - at) * sizeof store.texts[0]);
   store.count++;
   for (size_t i = 0; i < store.count; i++)
     if (i != at && !strcmp(store.streams[i], stream))
@@ -325,6 +457,31 @@ static void add_message(const char *stream, int64_t gp)
   m->data = json_object();
   m->metadata = json_object();
   m->time = "2026-01-01 00:00:00.000";
+  store.texts[at][0] = NULL;                  /* SQL NULL: {} */
+  store.texts[at][1] = NULL;
+}
+
+/* The texts of data and metadata of the message at gp (lazy reads), and
+ * the same as JSON for reads that decode (NULL: {}; text that does not
+ * decode: {} there, as a read that decodes gives it). */
+static void set_texts(int64_t gp, const char *data, const char *metadata)
+{
+  for (size_t i = 0; i < store.count; i++) {
+    ch_message *m = &store.messages[i];
+    json_t *d, *md;
+    if (m->global_position != gp)
+      continue;
+    store.texts[i][0] = data;
+    store.texts[i][1] = metadata;
+    d = data ? json_loads(data, JSON_DECODE_ANY, NULL) : NULL;
+    md = metadata ? json_loads(metadata, JSON_DECODE_ANY, NULL) : NULL;
+    json_decref(m->data);
+    json_decref(m->metadata);
+    m->data = d ? d : json_object();
+    m->metadata = md ? md : json_object();
+    return;
+  }
+  fail_msg("no message at %" PRId64, gp);
 }
 
 /* ---- the subscription under test ---- */
@@ -367,16 +524,27 @@ static int release_messages(void **state)
 static int setup(void **state)
 {
   release_messages(state);
+  chd_mdb_batch_release(&store.ahead);
   memset(&store, 0, sizeof store);
   memset(calls, 0, sizeof calls);
   memset(retries_first, 0, sizeof retries_first);
   memset(results, 0, sizeof results);
+  memset(ask_data, 0, sizeof ask_data);
+  memset(got_data, 0, sizeof got_data);
+  memset(data_null, 0, sizeof data_null);
+  memset(meta_null, 0, sizeof meta_null);
+  on_deliver = NULL;
+  check_accessors_at = 0;
+  batch_calls = 0;
+  batch_result = CH_OK;
   delivered_count = 0;
   nap_count = 0;
   memset(&plugin, 0, sizeof plugin);
   plugin.desc.name = "test";
   plugin.desc.subscriptions = subscriptions;
   subscriptions[0].stream_name = "thing";
+  subscriptions[0].origin_stream_name = NULL;
+  subscriptions[0].handle_batch = NULL;
   memset(&inst, 0, sizeof inst);
   inst.name = "test";
   inst.batch_size = 10;
@@ -701,6 +869,425 @@ static void test_resumes_after_the_saved_position(void **state)
   assert_int_equal(delivered[1], 4);
 }
 
+/* ---- envelope-only subscriptions and lazy decoding ---- */
+
+static const char *const envelope[] = { "test:thing", NULL };
+#define UNDECODABLE "{\"n\": 9223372036854775808}"   /* JSON, but not for jansson */
+
+/* Messages 1 to n, each of a stream of its own (thing-<gp>). */
+static void add_messages(int64_t n)
+{
+  char stream[32];
+
+  for (int64_t gp = 1; gp <= n; gp++) {
+    snprintf(stream, sizeof stream, "thing-%" PRId64, gp);
+    add_message(stream, gp);
+  }
+}
+
+/* A lazy store, an envelope-only subscription with a batch handler, one
+ * transaction per batch. */
+static void envelope_only_batches(void)
+{
+  store.lazy = true;
+  subscriptions[0].handle_batch = handle_batch;
+  plugin.desc.envelope_only = envelope;
+  inst.store_transaction = true;
+}
+
+/*
+ * The batch handler of an envelope-only subscription gets the envelopes,
+ * data and metadata NULL, nothing decoded; a message whose data cannot be
+ * decoded is handled like the others, since nothing asks for it.
+ */
+static void test_envelope_only_batch_decodes_nothing(void **state)
+{
+  (void)state;
+  add_messages(4);
+  set_texts(1, "{\"n\": 1}", "{\"traceId\": \"t\"}");
+  set_texts(3, UNDECODABLE, NULL);
+  envelope_only_batches();
+  start();
+  assert_true(sub.envelope_only);
+
+  tick();
+  assert_int_equal(batch_calls, 1);
+  assert_int_equal(batch_sizes[0], 4);
+  for (int64_t gp = 1; gp <= 4; gp++) {
+    assert_true(data_null[gp]);
+    assert_true(meta_null[gp]);
+    assert_int_equal(calls[gp], 0);          /* no replay */
+  }
+  assert_int_equal(store.parks, 0);
+  assert_int_equal(sub.failures, 0);
+  assert_int_equal(store.commits, 1);
+  assert_int_equal(store.saved, 4);
+}
+
+/*
+ * A batch handler that asks for data that cannot be decoded gets NULL, and
+ * the batch fails whatever it returns: the host replays it one message at a
+ * time, the per-message handler asks again, and that message's stream is
+ * parked with the reason. The others commit; data that decodes is given.
+ */
+static void test_envelope_only_asking_for_undecodable_data(void **state)
+{
+  (void)state;
+  add_messages(4);
+  set_texts(2, "{\"n\": 2}", NULL);
+  set_texts(3, UNDECODABLE, NULL);
+  ask_data[2] = ask_data[3] = true;
+  envelope_only_batches();
+  start();
+
+  tick();
+  assert_int_equal(batch_calls, 1);
+  assert_true(got_data[2]);
+  assert_false(got_data[3]);
+  for (int64_t gp = 1; gp <= 4; gp++)
+    assert_int_equal(calls[gp], 1);          /* the replay */
+  assert_int_equal(store.parks, 1);
+  assert_non_null(chd_park_find(&sub.parked, "thing-3"));
+  assert_non_null(strstr(store.park_reasons[3], "data is not JSON that can be decoded"));
+  assert_int_equal(sub.failures, 1);
+  assert_int_equal(sub.position, 4);
+  assert_int_equal(store.saved, 4);
+  assert_int_equal(store.effect_count, 3);   /* 1, 2 and 4; 3 rolled back */
+  assert_int_equal(store.effects[2], 4);
+}
+
+/* The same with on_failure = stop: the subscription stops at it. */
+static void test_envelope_only_undecodable_stops_when_told(void **state)
+{
+  (void)state;
+  add_messages(4);
+  set_texts(3, UNDECODABLE, NULL);
+  ask_data[3] = true;
+  envelope_only_batches();
+  inst.on_failure = CHD_ON_FAILURE_STOP;
+  start();
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_STOPPED);
+  assert_int_equal(store.stopped_at, 3);
+  assert_int_equal(sub.position, 2);
+  assert_int_equal(calls[4], 0);
+  assert_non_null(strstr(store.stop_reason, "data is not JSON that can be decoded"));
+}
+
+/*
+ * The origin filter needs metadata: the host decodes it (and not data) for
+ * an envelope-only subscription. A message whose metadata cannot be decoded
+ * is parked before the batch; one from another origin is filtered out.
+ */
+static void test_envelope_only_origin_filter_decodes_metadata(void **state)
+{
+  (void)state;
+  add_messages(4);
+  set_texts(1, "{\"x\": 1}", "{\"originStreamName\": \"origin-1\"}");
+  set_texts(2, NULL, "{\"originStreamName\": \"other-1\"}");
+  set_texts(3, NULL, "{\"originStreamName\": 9223372036854775808}");
+  set_texts(4, UNDECODABLE, "{\"originStreamName\": \"origin-2\"}");
+  envelope_only_batches();
+  subscriptions[0].origin_stream_name = "origin";
+  start();
+
+  tick();
+  assert_int_equal(batch_calls, 1);
+  assert_int_equal(batch_sizes[0], 2);
+  assert_int_equal(delivered[0], 1);
+  assert_int_equal(delivered[1], 4);
+  assert_true(data_null[1] && data_null[4]);
+  assert_false(meta_null[1] || meta_null[4]);
+  assert_int_equal(store.parks, 1);
+  assert_non_null(strstr(store.park_reasons[3], "metadata is not JSON that can be decoded"));
+  assert_int_equal(sub.position, 4);
+}
+
+/*
+ * Per message (no batch transaction), an envelope-only subscription's
+ * handler gets NULL data and asks: the accessors decode on demand (once),
+ * follow() reads the metadata it needs; undecodable data nobody asks for
+ * passes, asked for it parks the stream, whatever the handler returned.
+ */
+static void test_envelope_only_per_message(void **state)
+{
+  (void)state;
+  add_messages(3);
+  set_texts(1, "{\"n\": 1}", "{\"traceId\": \"t-1\"}");
+  set_texts(2, UNDECODABLE, NULL);
+  set_texts(3, UNDECODABLE, NULL);
+  ask_data[3] = true;
+  check_accessors_at = 1;
+  store.lazy = true;
+  plugin.desc.envelope_only = envelope;
+  start();
+
+  tick();
+  for (int64_t gp = 1; gp <= 3; gp++) {
+    assert_int_equal(calls[gp], 1);
+    assert_true(data_null[gp]);
+  }
+  assert_int_equal(store.parks, 1);
+  assert_non_null(chd_park_find(&sub.parked, "thing-3"));
+  assert_int_equal(sub.failures, 1);
+  assert_int_equal(sub.skipped, 0);
+  assert_int_equal(sub.position, 3);
+}
+
+/*
+ * A subscription that is not envelope-only gets every message decoded, as
+ * ABI 1.0 promises, from lazy reads too: its handlers never see NULL, and a
+ * message that does not decode never reaches them: it is parked.
+ */
+static void test_decoded_for_the_others(void **state)
+{
+  (void)state;
+  add_messages(3);
+  set_texts(1, "{\"n\": 1}", NULL);
+  set_texts(2, UNDECODABLE, NULL);
+  store.lazy = true;
+  start();
+  assert_false(sub.envelope_only);
+
+  tick();
+  assert_int_equal(calls[1], 1);
+  assert_int_equal(calls[2], 0);
+  assert_int_equal(calls[3], 1);
+  assert_false(data_null[1] || meta_null[1] || data_null[3] || meta_null[3]);
+  assert_int_equal(store.parks, 1);
+  assert_non_null(strstr(store.park_reasons[2], "data is not JSON that can be decoded"));
+  assert_int_equal(sub.position, 3);
+}
+
+/* The same through a batch handler: it sees decoded messages only. */
+static void test_decoded_for_the_others_in_batches(void **state)
+{
+  (void)state;
+  add_messages(3);
+  set_texts(2, UNDECODABLE, NULL);
+  envelope_only_batches();
+  plugin.desc.envelope_only = NULL;
+  start();
+
+  tick();
+  assert_int_equal(batch_calls, 1);
+  assert_int_equal(batch_sizes[0], 2);          /* 2 was parked before it */
+  assert_false(data_null[1] || data_null[3]);
+  assert_int_equal(store.parks, 1);
+  assert_int_equal(store.saved, 3);
+}
+
+/* ---- reading ahead ---- */
+
+/*
+ * Catching up: while each whole batch is handled, the next one is read
+ * ahead and then used; a short batch (caught up) starts no read ahead.
+ */
+static void test_read_ahead_catches_up(void **state)
+{
+  (void)state;
+  add_messages(25);
+  inst.read_ahead = true;
+  start();
+
+  assert_true(tick());                        /* 1-10, reads 11- ahead */
+  assert_int_equal(store.ahead_reads, 1);
+  assert_int_equal(store.ahead_froms[0], 11);
+  assert_true(store.ahead_pending);
+  assert_true(tick());                        /* 11-20, reads 21- ahead */
+  assert_true(tick());                        /* 21-25: short */
+  assert_false(store.ahead_pending);
+  assert_false(tick());
+  assert_int_equal(delivered_count, 25);
+  for (size_t i = 0; i < 25; i++)
+    assert_int_equal(delivered[i], (int64_t)i + 1);
+  assert_int_equal(store.reads, 2);           /* the first, and the last (empty) */
+  assert_int_equal(store.ahead_reads, 2);
+  assert_int_equal(store.ahead_taken, 2);
+  assert_int_equal(store.ahead_dropped, 0);
+  assert_int_equal(sub.ahead_used, 2);
+  assert_int_equal(sub.position, 25);
+}
+
+/* Switched off, every batch is read in turn. */
+static void test_read_ahead_off(void **state)
+{
+  (void)state;
+  add_messages(25);
+  start();
+
+  while (tick())
+    ;
+  assert_int_equal(delivered_count, 25);
+  assert_int_equal(store.ahead_reads, 0);
+  assert_int_equal(store.reads, 4);
+}
+
+static void add_eleven(int64_t gp)
+{
+  if (gp == 5)
+    add_message("thing-11", 11);
+}
+
+/*
+ * A batch read ahead is what a read returned when it was made: a message
+ * that comes later is not in it, and the next read finds it.
+ */
+static void test_read_ahead_is_a_read_of_its_time(void **state)
+{
+  (void)state;
+  add_messages(10);
+  inst.read_ahead = true;
+  on_deliver = add_eleven;                    /* while 1-10 are handled */
+  start();
+
+  assert_true(tick());
+  assert_false(tick());                       /* what was read ahead: nothing */
+  assert_int_equal(store.ahead_taken, 1);
+  assert_true(tick());                        /* a read: 11 */
+  assert_int_equal(delivered_count, 11);
+  assert_int_equal(delivered[10], 11);
+  assert_int_equal(sub.position, 11);
+}
+
+/* A batch that stops the subscription drops what was read ahead. */
+static void test_read_ahead_dropped_on_a_stop(void **state)
+{
+  (void)state;
+  add_messages(20);
+  results[5] = CH_FAIL;
+  inst.on_failure = CHD_ON_FAILURE_STOP;
+  inst.read_ahead = true;
+  start();
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_STOPPED);
+  assert_int_equal(sub.position, 4);
+  assert_int_equal(store.ahead_reads, 1);
+  assert_int_equal(store.ahead_dropped, 1);
+  assert_false(store.ahead_pending);
+  assert_false(tick());
+  for (size_t i = 0; i < delivered_count; i++)
+    assert_true(delivered[i] <= 5);
+}
+
+/*
+ * A park that cannot be recorded leaves the position before the message:
+ * the batch read ahead (from 11) does not fit it any more and is dropped,
+ * and the loop reads from the position again. Every message is handled
+ * once, the failing one once per attempt.
+ */
+static void test_read_ahead_dropped_after_a_short_batch(void **state)
+{
+  bool did = false;
+  (void)state;
+  add_messages(20);
+  results[5] = CH_FAIL;
+  store.park_fails = true;
+  inst.read_ahead = true;
+  start();
+
+  assert_int_equal(chd_sub_tick(&sub, &did), -1);
+  assert_int_equal(sub.position, 4);
+  assert_true(store.ahead_pending);
+  store.park_fails = false;
+  assert_true(tick());                        /* drops 11-, reads 5-14, reads 15- ahead */
+  assert_int_equal(store.ahead_dropped, 1);
+  assert_int_equal(store.ahead_froms[1], 15);
+  assert_true(tick());
+  assert_false(tick());
+  assert_int_equal(calls[5], 2);
+  for (int64_t gp = 1; gp <= 20; gp++)
+    if (gp != 5)
+      assert_int_equal(calls[gp], 1);
+  assert_int_equal(store.parks, 1);
+  assert_int_equal(sub.position, 20);
+  assert_int_equal(store.ahead_taken, 1);
+}
+
+/*
+ * A batch that fails and is replayed one by one to its end leaves the
+ * position at its last message: the batch read ahead fits, and is used.
+ */
+static void test_read_ahead_after_a_replay(void **state)
+{
+  (void)state;
+  add_messages(20);
+  retries_first[3] = 1;
+  inst.store_transaction = true;
+  inst.read_ahead = true;
+  start();
+
+  assert_true(tick());
+  assert_int_equal(calls[1], 2);              /* in the batch, in the replay */
+  assert_int_equal(calls[3], 2);
+  assert_int_equal(calls[4], 1);
+  assert_int_equal(sub.position, 10);
+  assert_true(tick());
+  assert_int_equal(store.ahead_taken, 1);
+  assert_int_equal(store.ahead_dropped, 0);
+  assert_int_equal(store.saved, 20);
+  for (int64_t gp = 11; gp <= 20; gp++)
+    assert_int_equal(calls[gp], 1);
+}
+
+/*
+ * $all: a batch read ahead is held to the gap rules like any read; one cut
+ * at a gap starts no read ahead past it.
+ */
+static void test_read_ahead_and_a_gap(void **state)
+{
+  (void)state;
+  subscriptions[0].stream_name = "$all";
+  add_messages(11);
+  add_message("thing-13", 13);
+  store.xmin = 100;
+  store.xmax = 101;                           /* a writer that may fill 12 still runs */
+  inst.read_ahead = true;
+  start();
+
+  assert_true(tick());                        /* 1-10, reads 11- ahead */
+  assert_true(tick());                        /* 11; 13 waits behind the gap */
+  assert_int_equal(store.ahead_taken, 1);
+  assert_int_equal(sub.position, 11);
+  assert_int_equal(sub.gap_at, 12);
+  assert_int_equal(store.ahead_reads, 1);     /* nothing read past the gap */
+  add_message("thing-12", 12);
+  assert_true(tick());
+  assert_int_equal(delivered_count, 13);
+  for (size_t i = 0; i < 13; i++)
+    assert_int_equal(delivered[i], (int64_t)i + 1);
+}
+
+/*
+ * A subscription that handles up to a message that crashed the worker
+ * again and again: the batch read ahead is cut before it, no read ahead
+ * starts past it, and it is parked unread.
+ */
+static void test_read_ahead_and_a_crash_loop(void **state)
+{
+  (void)state;
+  add_messages(20);
+  inst.read_ahead = true;
+  start();
+  sub.stop_before = 15;
+  snprintf(sub.stop_reason, sizeof sub.stop_reason, "it crashed the worker");
+
+  assert_true(tick());                        /* 1-10, reads 11- ahead */
+  assert_true(tick());                        /* 11-14 of it */
+  assert_int_equal(sub.position, 14);
+  assert_int_equal(store.ahead_reads, 1);
+  assert_true(tick());                        /* 15 parked unread */
+  assert_int_equal(store.parks, 1);
+  assert_true(tick());                        /* 16-20 */
+  assert_int_equal(calls[15], 0);
+  for (int64_t gp = 1; gp <= 20; gp++)
+    if (gp != 15)
+      assert_int_equal(calls[gp], 1);
+  assert_int_equal(sub.position, 20);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -715,6 +1302,25 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_skip, setup, teardown),
     cmocka_unit_test_setup_teardown(test_position_interval, setup, teardown),
     cmocka_unit_test_setup_teardown(test_resumes_after_the_saved_position, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_envelope_only_batch_decodes_nothing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_envelope_only_asking_for_undecodable_data, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_envelope_only_undecodable_stops_when_told, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_envelope_only_origin_filter_decodes_metadata, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_envelope_only_per_message, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_decoded_for_the_others, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_decoded_for_the_others_in_batches, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_catches_up, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_off, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_is_a_read_of_its_time, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_dropped_on_a_stop, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_dropped_after_a_short_batch, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_after_a_replay, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_and_a_gap, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_and_a_crash_loop, setup, teardown),
   };
 
   chd_log_set_level(CH_LOG_ERROR);

@@ -84,6 +84,10 @@ struct chd_mdb {
   bool has_conflict;
   chd_mdb_conflict conflict;
   char *conflict_stream;
+  /* a read sent by chd_mdb_send_read(), not taken yet */
+  bool pending;
+  char pending_what[300];     /* "reading category 'x'", for errors */
+  char pending_bound[24];     /* the byte bound of a bounded read, "" if none */
 };
 
 #define fail(db, ...) chd_pq_fail(&(db)->pq, __VA_ARGS__)
@@ -208,7 +212,10 @@ static chd_store_rc setup(chd_mdb *db, const char *sql)
 chd_store_rc chd_mdb_connect(chd_mdb *db)
 {
   PGresult *res;
-  chd_store_rc rc = chd_pq_connect(&db->pq);
+  chd_store_rc rc;
+
+  db->pending = false;        /* a new session has nothing under way */
+  rc = chd_pq_connect(&db->pq);
 
   if (rc != CHD_STORE_OK)
     return rc;
@@ -392,11 +399,11 @@ chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
   return rc;
 }
 
-int chd_message_decode(ch_message *m, const char *const fields[8],
-                       char *err, size_t errlen)
+/* The envelope of a row: everything but data and metadata (see
+ * chd_message_decode). Returns 0, or -1 with a reason. */
+static int decode_envelope(ch_message *m, const char *const fields[8], char *err,
+                           size_t errlen)
 {
-  json_error_t jerr;
-
   memset(m, 0, sizeof *m);
   m->id = fields[0];
   m->stream_name = fields[1];
@@ -412,21 +419,107 @@ int chd_message_decode(ch_message *m, const char *const fields[8],
              m->id, m->stream_name, fields[3] ? fields[3] : "", fields[4] ? fields[4] : "");
     return -1;
   }
-  m->data = fields[5] ? json_loads(fields[5], JSON_DECODE_ANY, &jerr) : json_object();
-  if (!m->data) {
-    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': data is not JSON"
-             " that can be decoded: %s", m->global_position, m->stream_name, jerr.text);
+  return 0;
+}
+
+/* Decode `text` (NULL: SQL NULL, an empty object) into *out, a new
+ * reference. Returns 0, or -1 with a reason naming m and `part`. */
+static int decode_part(json_t **out, const char *text, const char *part, const ch_message *m,
+                       char *err, size_t errlen)
+{
+  json_error_t jerr;
+
+  *out = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : json_object();
+  if (*out)
+    return 0;
+  if (text)
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': %s is not JSON"
+             " that can be decoded: %s", m->global_position, m->stream_name, part, jerr.text);
+  else
+    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': out of memory",
+             m->global_position, m->stream_name);
+  return -1;
+}
+
+int chd_message_decode(ch_message *m, const char *const fields[8],
+                       char *err, size_t errlen)
+{
+  if (decode_envelope(m, fields, err, errlen) != 0)
+    return -1;
+  if (decode_part(&m->data, fields[5], "data", m, err, errlen) != 0)
     return -2;
-  }
-  m->metadata = fields[6] ? json_loads(fields[6], JSON_DECODE_ANY, &jerr) : json_object();
-  if (!m->metadata) {
-    snprintf(err, errlen, "message at global position %" PRId64 " in '%s': metadata is not"
-             " JSON that can be decoded: %s", m->global_position, m->stream_name, jerr.text);
+  if (decode_part(&m->metadata, fields[6], "metadata", m, err, errlen) != 0) {
     json_decref(m->data);
     m->data = NULL;
     return -2;
   }
   return 0;
+}
+
+/* A message that cannot be decoded has empty objects for data and metadata
+ * (left NULL only when out of memory). */
+static void empty_parts(ch_message *m)
+{
+  if (!m->data)
+    m->data = json_object();
+  if (!m->metadata)
+    m->metadata = json_object();
+}
+
+/* Record why message i cannot be decoded. Returns the kept reason, or NULL
+ * when out of memory. */
+static const char *note_decode_error(chd_mdb_batch *b, size_t i, const char *why)
+{
+  if (!b->decode_errors && !(b->decode_errors = calloc(b->count, sizeof *b->decode_errors)))
+    return NULL;
+  free(b->decode_errors[i]);
+  b->decode_errors[i] = strdup(why);
+  empty_parts(&b->messages[i]);
+  return b->decode_errors[i];
+}
+
+const char *chd_mdb_batch_decode(chd_mdb_batch *b, size_t i, unsigned parts)
+{
+  static const char out_of_memory[] = "out of memory decoding a message";
+  ch_message *m = &b->messages[i];
+  char err[512];
+  const char *kept;
+
+  if (b->decode_errors && b->decode_errors[i])
+    return b->decode_errors[i];
+  if (!b->texts)
+    return NULL;
+  if ((parts & CHD_MDB_DATA) && !m->data &&
+      decode_part(&m->data, b->texts[2 * i], "data", m, err, sizeof err) != 0)
+    goto failed;
+  if ((parts & CHD_MDB_METADATA) && !m->metadata &&
+      decode_part(&m->metadata, b->texts[2 * i + 1], "metadata", m, err, sizeof err) != 0)
+    goto failed;
+  return NULL;
+failed:
+  kept = note_decode_error(b, i, err);
+  return kept ? kept : out_of_memory;
+}
+
+ptrdiff_t chd_mdb_batch_find(const chd_mdb_batch *b, const ch_message *m)
+{
+  size_t lo = 0, hi = b->count;
+
+  /* a batch is in global order */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int64_t gp = b->messages[mid].global_position;
+    if (gp < m->global_position) {
+      lo = mid + 1;
+    } else if (gp > m->global_position) {
+      hi = mid;
+    } else {
+      const ch_message *at = &b->messages[mid];
+      bool same = at->id == m->id || (at->id && m->id && strcmp(at->id, m->id) == 0);
+      return same ? (ptrdiff_t)mid : -1;
+    }
+  }
+  return -1;
 }
 
 void chd_mdb_batch_release(chd_mdb_batch *batch)
@@ -440,14 +533,19 @@ void chd_mdb_batch_release(chd_mdb_batch *batch)
       free(batch->decode_errors[i]);
   }
   free(batch->decode_errors);
+  free(batch->texts);
   free(batch->messages);
   PQclear(batch->result_);
   memset(batch, 0, sizeof *batch);
 }
 
-/* Turn a result of message rows into a batch; takes ownership of res. */
+/*
+ * Turn a result of message rows into a batch; takes ownership of res. A
+ * lazy batch keeps the texts of data and metadata for chd_mdb_batch_decode();
+ * else every message is decoded now.
+ */
 static chd_store_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
-                             const char *bound, chd_mdb_batch *out)
+                               const char *bound, bool lazy, chd_mdb_batch *out)
 {
   int rows;
 
@@ -462,77 +560,81 @@ static chd_store_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
   if (rows == 0)
     return CHD_STORE_OK;
   out->messages = calloc((size_t)rows, sizeof *out->messages);
-  if (!out->messages) {
+  out->texts = calloc(2 * (size_t)rows, sizeof *out->texts);
+  if (!out->messages || !out->texts) {
     chd_mdb_batch_release(out);
     return fail(db, CHD_STORE_ERROR, "%s: out of memory for %d messages", what, rows);
   }
+  out->count = (size_t)rows;  /* zeroed until filled: releasable at any point */
   for (int r = 0; r < rows; r++) {
     ch_message *m = &out->messages[r];
     const char *fields[8];
     char err[512];
-    int drc;
 
     for (int c = 0; c < 8; c++)
       fields[c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
-    drc = chd_message_decode(m, fields, err, sizeof err);
-    if (drc == 0 && PQnfields(res) > 8 && PQgetvalue(res, r, 8)[0] == 't') {
-      /* a bounded read left out its data and metadata */
-      snprintf(err, sizeof err, "message at global position %" PRId64 " in '%s': its data"
-               " and metadata are larger than batch_bytes (%s bytes), it was not read",
-               m->global_position, m->stream_name, bound ? bound : "?");
-      drc = -2;
-    }
-    if (drc == -1) {
+    if (decode_envelope(m, fields, err, sizeof err) != 0) {
       chd_mdb_batch_release(out);
       return fail(db, CHD_STORE_ERROR, "%s: %s", what, err);
     }
-    if (drc == -2) {
-      /* a message all the same: it goes to the caller with empty data and
-       * metadata and the reason, and the read goes on */
-      if (!out->decode_errors &&
-          !(out->decode_errors = calloc((size_t)rows, sizeof *out->decode_errors))) {
-        chd_mdb_batch_release(out);
-        return fail(db, CHD_STORE_ERROR, "%s: out of memory", what);
-      }
-      json_decref(m->data);
-      json_decref(m->metadata);
-      m->data = json_object();
-      m->metadata = json_object();
-      out->decode_errors[r] = strdup(err);
-      if (!m->data || !m->metadata || !out->decode_errors[r]) {
-        out->count++;
+    out->texts[2 * r] = fields[5];
+    out->texts[2 * r + 1] = fields[6];
+    if (PQnfields(res) > 8 && PQgetvalue(res, r, 8)[0] == 't') {
+      /* a bounded read left out its data and metadata: a message all the
+       * same, which goes to the caller with the reason */
+      snprintf(err, sizeof err, "message at global position %" PRId64 " in '%s': its data"
+               " and metadata are larger than batch_bytes (%s bytes), it was not read",
+               m->global_position, m->stream_name, bound ? bound : "?");
+      if (!note_decode_error(out, (size_t)r, err) || !m->data || !m->metadata) {
         chd_mdb_batch_release(out);
         return fail(db, CHD_STORE_ERROR, "%s: out of memory", what);
       }
     }
-    out->count++;
+  }
+  if (!lazy) {
+    for (size_t i = 0; i < out->count; i++) {
+      const char *why = chd_mdb_batch_decode(out, i, CHD_MDB_DATA | CHD_MDB_METADATA);
+      ch_message *m = &out->messages[i];
+      /* a message that does not decode goes on with its reason; a reason
+       * not kept, or no empty objects, is out of memory */
+      if ((why && (!out->decode_errors || !out->decode_errors[i])) || !m->data ||
+          !m->metadata) {
+        chd_mdb_batch_release(out);
+        return fail(db, CHD_STORE_ERROR, "%s: out of memory", what);
+      }
+    }
+    free(out->texts);
+    out->texts = NULL;
   }
   db->pq.error[0] = '\0';
   return CHD_STORE_OK;
 }
 
-chd_store_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
-                               int64_t from_position, int64_t batch_size,
-                               chd_mdb_batch *out)
-{
-  char from[24], size[24], what[300];
-  const char *params[3];
-  chd_store_rc rc;
+/* A read of messages, ready to run: its statement, parameters and what to
+ * call it in errors. */
+typedef struct read_req {
+  int st;
+  const char *params[7];
+  char from[24], size[24], member[24], gsize[24], bytes[24];
+  char what[300];
+  const char *bound;          /* the byte bound of a bounded read, or NULL */
+} read_req;
 
-  memset(out, 0, sizeof *out);
+static chd_store_rc prepare_stream(chd_mdb *db, const char *stream_name, int64_t from_position,
+                                   int64_t batch_size, read_req *rq)
+{
   if (!stream_name || !*stream_name)
     return fail(db, CHD_STORE_INVALID, "cannot read a stream: no stream name");
   if (chd_stream_is_category(stream_name))
     return fail(db, CHD_STORE_INVALID,
                 "'%s' is a category, not a stream (a stream name has a '-')", stream_name);
-  rc = ensure_connected(db);
-  if (rc != CHD_STORE_OK)
-    return rc;
-  params[0] = stream_name;
-  params[1] = fmt_i64(from, from_position < 0 ? 0 : from_position);
-  params[2] = fmt_i64(size, batch_size);
-  snprintf(what, sizeof what, "reading stream '%s'", stream_name);
-  return fill_batch(db, exec_prepared(db, ST_STREAM, params), what, NULL, out);
+  rq->st = ST_STREAM;
+  rq->params[0] = stream_name;
+  rq->params[1] = fmt_i64(rq->from, from_position < 0 ? 0 : from_position);
+  rq->params[2] = fmt_i64(rq->size, batch_size);
+  rq->bound = NULL;
+  snprintf(rq->what, sizeof rq->what, "reading stream '%s'", stream_name);
+  return CHD_STORE_OK;
 }
 
 static chd_store_rc check_group(chd_mdb *db, const char *category,
@@ -557,19 +659,12 @@ static chd_store_rc check_group(chd_mdb *db, const char *category,
   return CHD_STORE_OK;
 }
 
-chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
-                                 int64_t from_global, int64_t batch_size,
-                                 const chd_mdb_category_opts *opts,
-                                 chd_mdb_batch *out)
+static chd_store_rc prepare_category(chd_mdb *db, const char *category, int64_t from_global,
+                                     int64_t batch_size, const chd_mdb_category_opts *opts,
+                                     read_req *rq)
 {
-  static const chd_mdb_category_opts none;
-  char from[24], size[24], member[24], gsize[24], bytes[24], what[300];
-  const char *params[7];
   chd_store_rc rc;
 
-  memset(out, 0, sizeof *out);
-  if (!opts)
-    opts = &none;
   if (!category || !*category)
     return fail(db, CHD_STORE_INVALID, "cannot read a category: no category name");
   if (!chd_stream_is_category(category))
@@ -582,41 +677,140 @@ chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   rc = check_group(db, category, opts);
   if (rc != CHD_STORE_OK)
     return rc;
-  rc = ensure_connected(db);
+  rq->st = opts->max_bytes > 0 ? ST_CATEGORY_BOUNDED : ST_CATEGORY;
+  rq->params[0] = category;
+  rq->params[1] = fmt_i64(rq->from, from_global < 1 ? 1 : from_global);
+  rq->params[2] = fmt_i64(rq->size, batch_size);
+  rq->params[3] = opts->correlation;
+  rq->params[4] = opts->group_size ? fmt_i64(rq->member, opts->group_member) : NULL;
+  rq->params[5] = opts->group_size ? fmt_i64(rq->gsize, opts->group_size) : NULL;
+  rq->params[6] = fmt_i64(rq->bytes, opts->max_bytes);
+  rq->bound = opts->max_bytes > 0 ? rq->params[6] : NULL;
+  snprintf(rq->what, sizeof rq->what, "reading category '%s'", category);
+  return CHD_STORE_OK;
+}
+
+static void prepare_all(int64_t from_global, int64_t batch_size, int64_t max_bytes,
+                        read_req *rq)
+{
+  rq->st = max_bytes > 0 ? ST_ALL_BOUNDED : ST_ALL;
+  rq->params[0] = fmt_i64(rq->from, from_global < 1 ? 1 : from_global);
+  rq->params[1] = fmt_i64(rq->size, batch_size);
+  rq->params[2] = fmt_i64(rq->bytes, max_bytes);
+  rq->bound = max_bytes > 0 ? rq->params[2] : NULL;
+  snprintf(rq->what, sizeof rq->what, "reading '$all'");
+}
+
+/* Run a prepared read and wait for its batch, decoded. */
+static chd_store_rc run_read(chd_mdb *db, const read_req *rq, chd_mdb_batch *out)
+{
+  chd_store_rc rc = ensure_connected(db);
+
   if (rc != CHD_STORE_OK)
     return rc;
-  params[0] = category;
-  params[1] = fmt_i64(from, from_global < 1 ? 1 : from_global);
-  params[2] = fmt_i64(size, batch_size);
-  params[3] = opts->correlation;
-  params[4] = opts->group_size ? fmt_i64(member, opts->group_member) : NULL;
-  params[5] = opts->group_size ? fmt_i64(gsize, opts->group_size) : NULL;
-  params[6] = fmt_i64(bytes, opts->max_bytes);
-  snprintf(what, sizeof what, "reading category '%s'", category);
-  if (opts->max_bytes > 0)
-    return fill_batch(db, exec_prepared(db, ST_CATEGORY_BOUNDED, params), what, params[6],
-                      out);
-  return fill_batch(db, exec_prepared(db, ST_CATEGORY, params), what, NULL, out);
+  return fill_batch(db, exec_prepared(db, rq->st, rq->params), rq->what, rq->bound, false,
+                    out);
+}
+
+chd_store_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
+                               int64_t from_position, int64_t batch_size,
+                               chd_mdb_batch *out)
+{
+  read_req rq;
+  chd_store_rc rc;
+
+  memset(out, 0, sizeof *out);
+  rc = prepare_stream(db, stream_name, from_position, batch_size, &rq);
+  return rc == CHD_STORE_OK ? run_read(db, &rq, out) : rc;
+}
+
+chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
+                                 int64_t from_global, int64_t batch_size,
+                                 const chd_mdb_category_opts *opts,
+                                 chd_mdb_batch *out)
+{
+  static const chd_mdb_category_opts none;
+  read_req rq;
+  chd_store_rc rc;
+
+  memset(out, 0, sizeof *out);
+  rc = prepare_category(db, category, from_global, batch_size, opts ? opts : &none, &rq);
+  return rc == CHD_STORE_OK ? run_read(db, &rq, out) : rc;
 }
 
 chd_store_rc chd_mdb_read_all(chd_mdb *db, int64_t from_global,
                             int64_t batch_size, int64_t max_bytes, chd_mdb_batch *out)
 {
-  char from[24], size[24], bytes[24];
-  const char *params[3];
-  chd_store_rc rc;
+  read_req rq;
 
   memset(out, 0, sizeof *out);
-  rc = ensure_connected(db);
+  prepare_all(from_global, batch_size, max_bytes, &rq);
+  return run_read(db, &rq, out);
+}
+
+chd_store_rc chd_mdb_send_read(chd_mdb *db, const char *stream, int64_t from,
+                               int64_t batch_size, const chd_mdb_category_opts *opts)
+{
+  static const chd_mdb_category_opts none;
+  read_req rq;
+  chd_store_rc rc;
+
+  if (!opts)
+    opts = &none;
+  if (db->pending)
+    return fail(db, CHD_STORE_INVALID, "a read is under way on this connection already");
+  if (chd_stream_is_all(stream)) {
+    if (opts->correlation || opts->group_size)
+      return fail(db, CHD_STORE_INVALID,
+                  "reading '$all': it takes no correlation or consumer group");
+    prepare_all(from, batch_size, opts->max_bytes, &rq);
+    rc = CHD_STORE_OK;
+  } else if (stream && chd_stream_is_category(stream)) {
+    rc = prepare_category(db, stream, from, batch_size, opts, &rq);
+  } else {
+    rc = prepare_stream(db, stream, from, batch_size, &rq);
+  }
+  if (rc == CHD_STORE_OK)
+    rc = ensure_connected(db);
   if (rc != CHD_STORE_OK)
     return rc;
-  params[0] = fmt_i64(from, from_global < 1 ? 1 : from_global);
-  params[1] = fmt_i64(size, batch_size);
-  params[2] = fmt_i64(bytes, max_bytes);
-  if (max_bytes > 0)
-    return fill_batch(db, exec_prepared(db, ST_ALL_BOUNDED, params), "reading '$all'",
-                      params[2], out);
-  return fill_batch(db, exec_prepared(db, ST_ALL, params), "reading '$all'", NULL, out);
+  if (!PQsendQueryPrepared(db->pq.conn, statements[rq.st].name, statements[rq.st].nparams,
+                           rq.params, NULL, NULL, 0)) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", PQerrorMessage(db->pq.conn));
+    chd_pq_one_line(why);
+    return fail(db, PQstatus(db->pq.conn) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED
+                                                            : CHD_STORE_ERROR,
+                "%s: %s", rq.what, why);
+  }
+  db->pending = true;
+  snprintf(db->pending_what, sizeof db->pending_what, "%s", rq.what);
+  snprintf(db->pending_bound, sizeof db->pending_bound, "%s", rq.bound ? rq.bound : "");
+  return CHD_STORE_OK;
+}
+
+chd_store_rc chd_mdb_take_read(chd_mdb *db, chd_mdb_batch *out)
+{
+  PGresult *res = NULL, *next;
+
+  memset(out, 0, sizeof *out);
+  if (!db->pending)
+    return fail(db, CHD_STORE_INVALID, "no read is under way on this connection");
+  db->pending = false;
+  /* the rows come in one result; the NULL after it ends the command */
+  while ((next = PQgetResult(db->pq.conn)) != NULL) {
+    if (!res)
+      res = next;
+    else
+      PQclear(next);
+  }
+  return fill_batch(db, res, db->pending_what, db->pending_bound[0] ? db->pending_bound : NULL,
+                    true, out);
+}
+
+bool chd_mdb_read_pending(const chd_mdb *db)
+{
+  return db->pending;
 }
 
 chd_store_rc chd_mdb_read(chd_mdb *db, const char *stream_name, int64_t from,
@@ -649,7 +843,7 @@ chd_store_rc chd_mdb_read_last(chd_mdb *db, const char *stream_name,
   params[0] = stream_name;
   params[1] = type;
   snprintf(what, sizeof what, "reading the last message of '%s'", stream_name);
-  return fill_batch(db, exec_prepared(db, ST_LAST, params), what, NULL, out);
+  return fill_batch(db, exec_prepared(db, ST_LAST, params), what, NULL, false, out);
 }
 
 chd_store_rc chd_mdb_stream_version(chd_mdb *db, const char *stream_name,
@@ -813,7 +1007,7 @@ chd_store_rc chd_mdb_read_trace(chd_mdb *db, const char *trace_id, int64_t limit
                                      "SELECT " ALL_COLUMNS " FROM message_store.messages"
                                      " WHERE metadata->>'traceId' = $1"
                                      " ORDER BY global_position LIMIT $2::bigint",
-                                     2, NULL, params, NULL, NULL, 0), what, NULL, out);
+                                     2, NULL, params, NULL, NULL, 0), what, NULL, false, out);
 }
 
 #define TRACE_INDEX "messages_trace_id"   /* in schema message_store */

@@ -47,6 +47,7 @@ typedef struct chd_mdb_conflict {
 /*
  * A batch of messages read by one call. The messages and every string and
  * JSON value in them belong to the batch until chd_mdb_batch_release().
+ * Messages are in global order (a stream's order is its global order too).
  */
 typedef struct chd_mdb_batch {
   ch_message *messages;
@@ -57,8 +58,21 @@ typedef struct chd_mdb_batch {
    * Such a message still has its id, stream, type and positions, and empty
    * objects as data and metadata. */
   char **decode_errors;
+  /*
+   * A lazy batch (chd_mdb_take_read) leaves each message's data and metadata
+   * NULL until chd_mdb_batch_decode() decodes them from here: 2 entries per
+   * message, the text of its data and of its metadata (NULL for SQL NULL,
+   * which decodes as {}). The array is the batch's; the texts belong to
+   * whoever filled the batch (for a read, the result below). NULL in a batch
+   * that was decoded when it was read.
+   */
+  const char **texts;
   PGresult *result_;          /* private: the strings point into it */
 } chd_mdb_batch;
+
+/* The parts of a message chd_mdb_batch_decode() decodes. */
+#define CHD_MDB_DATA 1u
+#define CHD_MDB_METADATA 2u
 
 /* Options of a category read. Zero-initialise, then set what you need. */
 typedef struct chd_mdb_category_opts {
@@ -244,6 +258,43 @@ chd_store_rc chd_mdb_trace_index_drop(chd_mdb *db);
 /* Try the session's exclusive advisory lock `key`: *got tells whether it
  * was taken (sublock.h). */
 chd_store_rc chd_mdb_try_lock(chd_mdb *db, int64_t key, bool *got);
+
+/*
+ * A subscription's read in two steps, so that it can run while the reader
+ * does something else: chd_mdb_send_read() sends it and returns without
+ * waiting; chd_mdb_take_read() waits for the batch. `stream` is "$all", a
+ * category or an entity stream, and `from` a global position for the first
+ * two, a stream position for the last, as in chd_mdb_read(); opts (may be
+ * NULL) as for chd_mdb_read_category() (for "$all" and a stream only
+ * max_bytes applies, and "$all" takes no correlation or consumer group).
+ * The batch is lazy: see chd_mdb_batch.texts.
+ *
+ * One read at a time on a handle, and between the two calls nothing else
+ * may run on it: the host reads ahead on a connection of its own
+ * (subscription.h). A reconnection forgets a read under way.
+ * chd_mdb_send_read() returns CHD_STORE_INVALID when one is under way already.
+ */
+chd_store_rc chd_mdb_send_read(chd_mdb *db, const char *stream, int64_t from,
+                               int64_t batch_size, const chd_mdb_category_opts *opts);
+chd_store_rc chd_mdb_take_read(chd_mdb *db, chd_mdb_batch *out);
+
+/* Is a read sent with chd_mdb_send_read() waiting to be taken? */
+bool chd_mdb_read_pending(const chd_mdb *db);
+
+/*
+ * Decode the data and/or the metadata (`parts`: CHD_MDB_DATA,
+ * CHD_MDB_METADATA) of message i of a batch, unless they are decoded
+ * already. Returns NULL, or why the message cannot be decoded: its entry of
+ * decode_errors, which stays, so that every later call on that message
+ * returns it (its data and metadata are then {}, as in a batch decoded at
+ * read). Only when out of memory does it return a reason it does not keep.
+ * On a batch decoded at read it returns decode_errors[i] and decodes
+ * nothing.
+ */
+const char *chd_mdb_batch_decode(chd_mdb_batch *b, size_t i, unsigned parts);
+
+/* The index in b of message m (the same global position and id), or -1. */
+ptrdiff_t chd_mdb_batch_find(const chd_mdb_batch *b, const ch_message *m);
 
 /* Free a batch's contents and zero it. A zeroed batch is allowed. */
 void chd_mdb_batch_release(chd_mdb_batch *batch);

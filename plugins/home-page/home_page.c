@@ -6,7 +6,9 @@
  *   page_data = {"videosWatched": N, "lastViewProcessed": G}
  * The guard `lastViewProcessed < globalPosition` makes every event count
  * once, however often it is delivered (positions are bigint, not the
- * book's int).
+ * book's int). Neither handler looks at an event's data or metadata, so the
+ * subscription is envelope-only (ABI 1.1): the host leaves them undecoded,
+ * and an event whose data jansson cannot decode counts like any other.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -123,6 +125,10 @@ static const ch_subscription subscriptions[] = {
   {0},
 };
 
+/* Its handlers read only the type and the global position of each event:
+ * the host need not decode data and metadata. */
+static const char *const envelope_only[] = { "aggregators:home-page", NULL };
+
 static const ch_plugin_desc home_page = CH_PLUGIN_DESC(
   .kind = CH_KIND_AGGREGATOR,
   .name = "home-page",
@@ -131,6 +137,7 @@ static const ch_plugin_desc home_page = CH_PLUGIN_DESC(
   .subscriptions = subscriptions,
   .migrations = migrations,
   .init = init,
-  .reset = reset);
+  .reset = reset,
+  .envelope_only = envelope_only);
 
 CH_PLUGIN_DEFINE(home_page)

@@ -705,6 +705,19 @@ static int kit_fetch(ch_ctx *ctx, const char *stream_name, const ch_projection *
   return chd_fetch(ctx, kit_read_stream, stream_name, projection, entity, out_version);
 }
 
+/* The kit decodes every message it stores: data and metadata are there. */
+static json_t *kit_message_data(ch_ctx *ctx, const ch_message *msg)
+{
+  (void)ctx;
+  return msg ? msg->data : NULL;
+}
+
+static json_t *kit_message_metadata(ch_ctx *ctx, const ch_message *msg)
+{
+  (void)ctx;
+  return msg ? msg->metadata : NULL;
+}
+
 static const ch_host_api kit_api = {
   .struct_size = sizeof(ch_host_api),
   .abi_major = CH_ABI_MAJOR,
@@ -729,6 +742,8 @@ static const ch_host_api kit_api = {
   .web = NULL,
   .store_db = kit_store_db,
   .config_path = kit_config_path,
+  .message_data = kit_message_data,
+  .message_metadata = kit_message_metadata,
 };
 
 /* ---- Loading: the host's checks, for what the kit runs --------------------- */

@@ -1,8 +1,7 @@
 /*
  * comphost/message.h - a message read from Message DB, as plugins see it.
  *
- * Part of the comphost SDK. Append-only: new fields go at the end of the
- * struct, never in between (see the ABI rules in comphost/plugin.h).
+ * Part of the comphost SDK. See the ABI rules in comphost/plugin.h.
  */
 #ifndef COMPHOST_MESSAGE_H
 #define COMPHOST_MESSAGE_H
@@ -22,8 +21,14 @@ extern "C" {
  * must copy (strdup, json_deep_copy) whatever it wants to keep.
  *
  * `data` and `metadata` are never NULL: a message stored with SQL NULL there
- * reads as an empty object, `{}`. `time` is the time the store wrote the
- * message, in UTC, as "YYYY-MM-DD HH:MM:SS.ffffff".
+ * reads as an empty object, `{}`. The one exception is opted into: the
+ * handlers of an envelope-only subscription (ch_plugin_desc.envelope_only,
+ * ABI 1.1) may get them NULL, and ask the host for them
+ * (ch_host_api.message_data, message_metadata). `time` is the time the
+ * store wrote the message, in UTC, as "YYYY-MM-DD HH:MM:SS.ffffff".
+ *
+ * The struct never grows: batch handlers get arrays of it, so a field added
+ * here would move every message after the first for a plugin built before.
  */
 typedef struct ch_message {
   const char *id;             /* UUID, lower case */

@@ -17,7 +17,8 @@
  * - Structs change only by appending fields (MINOR + 1). Removing or changing a
  *   field is a new MAJOR. ch_handler, ch_subscription, ch_config_key,
  *   ch_migration and ch_reducer live in arrays, so they never grow: they carry
- *   reserved slots instead, which must be left zero.
+ *   reserved slots instead, which must be left zero. ch_message (message.h)
+ *   is passed in arrays to batch handlers, so it never grows either.
  * - A plugin built against a newer minor may call functions of ch_host_api
  *   only after CH_HOST_HAS(host, fn) says the running host has them.
  *
@@ -51,6 +52,8 @@
  *   ch_host_api.config_path resolves a path setting against the directory
  *   of the configuration file. Tables may end with {0}. The test kit,
  *   comphost/testkit.h, runs a plugin without a host or a database.
+ *   Envelope-only subscriptions (ch_plugin_desc.envelope_only,
+ *   ch_host_api.message_data and .message_metadata).
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -266,6 +269,31 @@ typedef struct ch_plugin_desc {
    */
   const struct ch_route *routes;     /* ends with a NULL pattern */
   const char *mount;
+
+  /*
+   * 1.1: the subscriber ids of the subscriptions whose handlers read only
+   * the envelope of most messages (id, stream_name, type, position,
+   * global_position, time), ending with NULL; may be NULL. Each must be the
+   * subscriber_id of one of this plugin's subscriptions. (ch_subscription
+   * lives in arrays and cannot grow, and its reserved slots stay zero: this
+   * is the one way to mark one.)
+   *
+   * The host then does not decode data and metadata when it reads: every
+   * handler of such a subscription, batch or per message, may get messages
+   * whose `data` and `metadata` are NULL, and reads them with
+   * message_data() and message_metadata(), which decode on first use. The
+   * host decodes metadata itself only for an origin filter.
+   *
+   * A message whose data or metadata cannot be decoded is then a poison
+   * only when something asks for it: the origin filter, or a handler
+   * through message_data()/message_metadata()/follow(). Then it fails for
+   * good whatever the handler returns (parked, or the subscription stops:
+   * on_failure); in a batch handler, the host rolls the batch back and
+   * replays it through the per-message handlers, one message at a time, as
+   * after any failure. A message that nothing asks about is handled like
+   * any other.
+   */
+  const char *const *envelope_only;
   /* ABI 1.2 and later: append here */
 } ch_plugin_desc;
 
@@ -423,6 +451,19 @@ typedef struct ch_host_api {
    * says so). Borrowed until destroy().
    */
   const char *(*config_path)(ch_ctx *ctx, const char *key);
+
+  /*
+   * 1.1: the data (the metadata) of `msg`, decoded now if the host has not
+   * decoded it yet: for the handlers of an envelope-only subscription (see
+   * ch_plugin_desc.envelope_only), where msg->data and msg->metadata may be
+   * NULL. Of any other message it returns msg->data (msg->metadata).
+   * Borrowed like the message, for the duration of the call. NULL when it
+   * cannot be decoded (last_error() says why: the host then fails the
+   * message, whatever the handler returns), or when msg is not a message
+   * the host handed to this call and has no data of its own.
+   */
+  json_t *(*message_data)(ch_ctx *ctx, const ch_message *msg);
+  json_t *(*message_metadata)(ch_ctx *ctx, const ch_message *msg);
   /* append here */
 } ch_host_api;
 
