@@ -317,10 +317,12 @@ static struct pg_conn *api_store_db(ch_ctx *ctx)
  */
 static json_t *message_part(ch_ctx *ctx, const ch_message *msg, unsigned part)
 {
-  ptrdiff_t i = ctx->batch && msg ? chd_mdb_batch_find(ctx->batch, msg) : -1;
+  ptrdiff_t i = ctx && ctx->batch && msg ? chd_mdb_batch_find(ctx->batch, msg) : -1;
   const char *why;
   json_t *j;
 
+  if (!ctx)                  /* outside any call of the host's: the message's own */
+    return msg ? (part == CHD_MDB_DATA ? msg->data : msg->metadata) : NULL;
   ctx->last_error[0] = '\0';
   if (!msg) {
     snprintf(ctx->last_error, sizeof ctx->last_error, "no message given");
