@@ -104,7 +104,8 @@ enum {
   IK_LIBRARY, IK_BATCH_SIZE, IK_POLL_INTERVAL_MS, IK_POSITION_UPDATE_INTERVAL,
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
-  IK_ON_FAILURE, IK_BATCH_BYTES, IK_READ_AHEAD, IK_LISTEN, IK_MOUNT, IK_WORKERS, IK_COUNT
+  IK_ON_FAILURE, IK_BATCH_BYTES, IK_READ_AHEAD, IK_LISTEN, IK_MOUNT, IK_WORKERS,
+  IK_VIEW_SYNCHRONOUS_COMMIT, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -136,6 +137,7 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_LISTEN] = { .name = "listen", .kind = K_OPT_TEXT },
   [IK_MOUNT] = { .name = "mount", .kind = K_OPT_TEXT },
   [IK_WORKERS] = INST_INT(workers, 1, 64),
+  [IK_VIEW_SYNCHRONOUS_COMMIT] = INST_BOOL(view_synchronous_commit),
 };
 
 /* The lines of an instance's host keys, 0 when not set. */
@@ -980,6 +982,16 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
       fail(p, lines->key[IK_POSITION_STORE],
            "[%s] position_store: view_data needs a view database: set [host] view_data"
            " or DATABASE_URL", inst->name);
+      return;
+    }
+    if (!lines->key[IK_VIEW_SYNCHRONOUS_COMMIT]) {
+      inst->view_synchronous_commit = inst->position_store != CHD_POSITION_VIEW_DATA;
+    } else if (!inst->view_synchronous_commit &&
+               inst->position_store != CHD_POSITION_VIEW_DATA) {
+      /* the position commits elsewhere: a crash could keep it and lose the view */
+      fail(p, lines->key[IK_VIEW_SYNCHRONOUS_COMMIT],
+           "[%s] view_synchronous_commit: off needs position_store = view_data (the"
+           " position must commit in the same transaction as the view)", inst->name);
       return;
     }
   }

@@ -91,6 +91,13 @@ typedef struct chd_instance_config {
   bool batch_transaction_set;      /* the file set batch_transaction */
   bool store_transaction;          /* store_transaction: one message-store transaction per
                                       batch, for the batch's writes and position (default false) */
+  bool view_synchronous_commit;    /* view_synchronous_commit: whether the batch's view
+                                      transaction waits for its commit to be on disk.
+                                      Default off (asynchronous) with position_store =
+                                      view_data, where a server crash loses only whole
+                                      transactions that hold their own positions, which
+                                      are then read again; on otherwise, and off is
+                                      refused there */
   bool deterministic_ids;          /* deterministic_ids, default true */
   chd_on_failure on_failure;       /* on_failure = park (default) | stop */
   int64_t batch_bytes;             /* batch_bytes: the most bytes of data and metadata

@@ -118,16 +118,6 @@ static bool api_config_bool(ch_ctx *ctx, const char *key)
   return v;
 }
 
-/* A savepoint around a write in the batch's store transaction; a failure
- * is the write's, so it is the plugin's last error. */
-static int savepoint(ch_ctx *ctx, const char *sql)
-{
-  if (chd_mdb_exec(ctx->mdb, sql) == CHD_STORE_OK)
-    return 0;
-  snprintf(ctx->last_error, sizeof ctx->last_error, "%s", chd_mdb_error(ctx->mdb));
-  return -1;
-}
-
 /* The metadata of a write from a route handler: the plugin's (copied), with
  * the request's traceId and userId where it has none. NULL when metadata is
  * not an object, or out of memory. */
@@ -154,10 +144,23 @@ fail:
   return NULL;
 }
 
+/*
+ * Every write of a plugin notifies its category (mdb.h: push wake-ups), so
+ * that subscribers wake at once even where the store has no notify
+ * trigger; with the trigger, the two notifications fold into one.
+ *
+ * Inside the batch's store transaction, the write looks for its id and its
+ * expected version before writing (chd_mdb_write_opts.checked): a
+ * redelivered write and a version conflict are answered without an error,
+ * which would abort the transaction, and the handler goes on in it. Any
+ * other failed write does abort it: the handler's later statements fail,
+ * the commit fails, and the batch is replayed one message per transaction.
+ */
 static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
                      const json_t *data, const json_t *metadata,
                      int64_t expected_version, int64_t *out_position)
 {
+  chd_mdb_write_opts opts = { .notify = true, .checked = ctx->in_store_tx };
   char id[CHD_UUID_LEN];
   const char *use_id = NULL;
   chd_store_rc rc;
@@ -179,31 +182,13 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
                " or out of memory");
       return CH_RC_INVALID;
     }
-    rc = chd_mdb_write(ctx->mdb, stream_name, NULL, type, data, meta, expected_version,
-                       out_position);
+    rc = chd_mdb_write_with(ctx->mdb, stream_name, NULL, type, data, meta, expected_version,
+                            &opts, out_position);
     json_decref(meta);
     return rc == CHD_STORE_OK ? CH_RC_OK : mdb_failed(ctx, rc);
   }
-  if (ctx->in_store_tx && savepoint(ctx, "SAVEPOINT chd_write") != 0)
-    return CH_RC_ERROR;
-  rc = chd_mdb_write(ctx->mdb, stream_name, use_id, type, data, metadata,
-                     expected_version, out_position);
-  if (ctx->in_store_tx && rc != CHD_STORE_DISCONNECTED) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", chd_mdb_error(ctx->mdb));
-    if (savepoint(ctx, rc == CHD_STORE_OK ? "RELEASE SAVEPOINT chd_write"
-                                        : "ROLLBACK TO SAVEPOINT chd_write") != 0)
-      return CH_RC_ERROR;
-    if (rc != CHD_STORE_OK) {
-      snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
-      if (rc == CHD_STORE_DUPLICATE_ID && use_id) {
-        if (out_position)
-          *out_position = -1;
-        return CH_RC_ALREADY_WRITTEN;
-      }
-      return chd_rc_from_store(rc);
-    }
-  }
+  rc = chd_mdb_write_with(ctx->mdb, stream_name, use_id, type, data, metadata,
+                          expected_version, &opts, out_position);
   if (rc == CHD_STORE_DUPLICATE_ID && use_id) {
     chd_log_fields f = chd_ctx_log_fields(ctx);
     chd_log(CH_LOG_DEBUG, &f, "%s to '%s' was written by an earlier delivery", type,

@@ -45,6 +45,12 @@ struct ch_ctx {
   unsigned write_index;         /* writes made so far in this handler call */
   bool in_store_tx;             /* writes go into the batch's store transaction */
 
+  /* the batch's transactions (sub_store.c) */
+  bool in_view_tx;              /* the view database's is open, */
+  bool view_tx_async;           /* committing asynchronously */
+  bool tx_position_set;         /* a position put in the transaction that holds */
+  int64_t tx_position;          /* it, written with its COMMIT in one round trip */
+
   /* while a route handler runs (applications) */
   struct chd_web_call *web;     /* the request and its response */
   char log_extra[96];           /* "trace_id=..." for log lines */

@@ -254,7 +254,9 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
         fprintf(out, "  route %-6s %s\n", r->method, r->pattern);
     } else if (inst->position_store == CHD_POSITION_VIEW_DATA ? inst->batch_transaction
                                                        : inst->store_transaction)
-      fprintf(out, "  positions: %s, with every batch", store_name(inst));
+      fprintf(out, "  positions: %s, with every batch%s", store_name(inst),
+              inst->position_store == CHD_POSITION_VIEW_DATA &&
+              !inst->view_synchronous_commit ? " (asynchronous commit)" : "");
     else
       fprintf(out, "  positions: %s, every %" PRId64 " messages", store_name(inst),
               inst->position_update_interval);

@@ -66,11 +66,47 @@ static chd_store_rc pg_lag(chd_sub *s, int64_t *lag)
 static chd_store_rc pg_get_position(chd_sub *s, int64_t *position)
 {
   chd_position_store ps;
+  unsigned epoch = s->ctx->view ? chd_viewdb_connects(s->ctx->view) : 0;
   chd_store_rc rc;
 
   positions(s, &ps);
   rc = chd_position_get(&ps, s->desc->stream_name, s->subscriber_id, position);
-  return rc == CHD_STORE_OK ? rc : failed(s, rc, chd_position_error(&ps));
+  if (rc != CHD_STORE_OK)
+    return failed(s, rc, chd_position_error(&ps));
+  s->store_epoch = epoch;
+  return rc;
+}
+
+/*
+ * Positions in the view database commit with the view's changes: when the
+ * view's session was replaced since the position was last read, a commit
+ * may have been lost (asynchronous, before a server crash) or may have
+ * happened although its answer was lost with the connection. Read the
+ * position again. (Positions in the message store commit synchronously;
+ * a lost answer there leads to a redelivery, which deterministic ids
+ * absorb.)
+ */
+static chd_store_rc pg_recheck(chd_sub *s, bool *lost, int64_t *position)
+{
+  chd_store_rc rc;
+
+  *lost = false;
+  if (s->ctx->inst->position_store != CHD_POSITION_VIEW_DATA || !s->ctx->view ||
+      chd_viewdb_connects(s->ctx->view) == s->store_epoch)
+    return CHD_STORE_OK;
+  if (chd_viewdb_broken(s->ctx->view))
+    return failed(s, CHD_STORE_DISCONNECTED, "the view database is not connected");
+  rc = pg_get_position(s, position);
+  *lost = rc == CHD_STORE_OK;
+  return rc;
+}
+
+/* Is the transaction that holds the position open? (subscription.c puts
+ * the position in it just before committing.) */
+static bool position_tx_open(const chd_sub *s)
+{
+  return s->ctx->inst->position_store == CHD_POSITION_VIEW_DATA ? s->ctx->in_view_tx
+                                                                 : s->ctx->in_store_tx;
 }
 
 static chd_store_rc pg_put_position(chd_sub *s, int64_t position)
@@ -78,6 +114,12 @@ static chd_store_rc pg_put_position(chd_sub *s, int64_t position)
   chd_position_store ps;
   chd_store_rc rc;
 
+  if (position_tx_open(s)) {
+    /* written with the COMMIT (pg_commit), in the same round trip */
+    s->ctx->tx_position = position;
+    s->ctx->tx_position_set = true;
+    return CHD_STORE_OK;
+  }
   positions(s, &ps);
   rc = chd_position_put(&ps, s->desc->stream_name, s->subscriber_id, position);
   return rc == CHD_STORE_OK ? rc : failed(s, rc, chd_position_error(&ps));
@@ -104,30 +146,95 @@ static chd_store_rc run(chd_sub *s, const char *sql, bool on_view)
   return rc;
 }
 
+static void end_tx(ch_ctx *ctx)
+{
+  ctx->in_view_tx = false;
+  ctx->view_tx_async = false;
+  ctx->in_store_tx = false;
+  ctx->tx_position_set = false;
+}
+
 static void pg_rollback(chd_sub *s)
 {
   if (chd_sub_view_tx(s) && !chd_viewdb_broken(s->ctx->view))
     chd_viewdb_exec(s->ctx->view, "ROLLBACK");
   if (chd_sub_store_tx(s) && !chd_mdb_broken(s->ctx->mdb))
     chd_mdb_exec(s->ctx->mdb, "ROLLBACK");
-  s->ctx->in_store_tx = false;
+  end_tx(s->ctx);
+}
+
+/*
+ * Does the view transaction commit asynchronously? Only when it holds the
+ * position (view_synchronous_commit, config.h): the view's changes and the
+ * position then commit together into one write-ahead log, so a server crash
+ * can lose only the last of these transactions, each whole, and the
+ * subscription reads again from the position that survived (pg_recheck).
+ * A transaction that ends up without a position commits synchronously
+ * (commit_one).
+ */
+static bool view_async(const chd_sub *s)
+{
+  const chd_instance_config *inst = s->ctx->inst;
+
+  return inst->position_store == CHD_POSITION_VIEW_DATA && !inst->view_synchronous_commit;
 }
 
 static chd_store_rc pg_begin(chd_sub *s)
 {
   chd_store_rc rc;
 
-  if (chd_sub_view_tx(s) && (rc = run(s, "BEGIN", true)) != CHD_STORE_OK)
-    return rc;
+  end_tx(s->ctx);
+  if (chd_sub_view_tx(s)) {
+    /* one statement string: one round trip */
+    rc = run(s, view_async(s) ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN", true);
+    if (rc != CHD_STORE_OK)
+      return rc;
+    s->ctx->in_view_tx = true;
+    s->ctx->view_tx_async = view_async(s);
+  }
   if (chd_sub_store_tx(s)) {
     if ((rc = run(s, "BEGIN", false)) != CHD_STORE_OK) {
       if (chd_sub_view_tx(s))
         chd_viewdb_exec(s->ctx->view, "ROLLBACK");
+      end_tx(s->ctx);
       return rc;
     }
     s->ctx->in_store_tx = true;
   }
   return CHD_STORE_OK;
+}
+
+/* COMMIT the view's (on_view) or the store's transaction; the one holding
+ * the position writes it first, in the same round trip. */
+static chd_store_rc commit_one(chd_sub *s, bool on_view, char *why, size_t size)
+{
+  ch_ctx *ctx = s->ctx;
+  bool holds = (ctx->inst->position_store == CHD_POSITION_VIEW_DATA) == on_view;
+  chd_store_rc rc;
+
+  if (on_view && ctx->view_tx_async && !(holds && ctx->tx_position_set)) {
+    /* no position in it (a parked stream's retry): nothing would replay it */
+    rc = chd_viewdb_exec(ctx->view, "SET LOCAL synchronous_commit = on");
+    if (rc != CHD_STORE_OK) {
+      snprintf(why, size, "view database: %s", chd_viewdb_error(ctx->view));
+      return rc;
+    }
+  }
+  if (holds && ctx->tx_position_set) {
+    chd_position_store ps;
+    positions(s, &ps);
+    rc = chd_position_put_commit(&ps, s->desc->stream_name, s->subscriber_id,
+                                 ctx->tx_position);
+    if (rc != CHD_STORE_OK)
+      snprintf(why, size, "%s: %s", on_view ? "view database" : "message store",
+               chd_position_error(&ps));
+    return rc;
+  }
+  rc = on_view ? chd_viewdb_commit(ctx->view) : chd_mdb_commit(ctx->mdb);
+  if (rc != CHD_STORE_OK)
+    snprintf(why, size, "%s: %s", on_view ? "view database" : "message store",
+             on_view ? chd_viewdb_error(ctx->view) : chd_mdb_error(ctx->mdb));
+  return rc;
 }
 
 /*
@@ -144,22 +251,16 @@ static chd_store_rc pg_commit(chd_sub *s)
 
   for (int pass = 0; pass < 2; pass++) {
     bool on_view = (pass == 0) == view_first;
-    if (on_view && chd_sub_view_tx(s)) {
-      if ((rc = chd_viewdb_commit(ctx->view)) != CHD_STORE_OK) {
-        snprintf(why, sizeof why, "view database: %s", chd_viewdb_error(ctx->view));
-        pg_rollback(s);
-        return failed(s, rc, why);
-      }
-    } else if (!on_view && chd_sub_store_tx(s)) {
+    if (on_view ? !chd_sub_view_tx(s) : !chd_sub_store_tx(s))
+      continue;
+    if (!on_view)
       ctx->in_store_tx = false;
-      if ((rc = chd_mdb_commit(ctx->mdb)) != CHD_STORE_OK) {
-        snprintf(why, sizeof why, "message store: %s", chd_mdb_error(ctx->mdb));
-        pg_rollback(s);
-        return failed(s, rc, why);
-      }
+    if ((rc = commit_one(s, on_view, why, sizeof why)) != CHD_STORE_OK) {
+      pg_rollback(s);
+      return failed(s, rc, why);
     }
   }
-  ctx->in_store_tx = false;
+  end_tx(ctx);
   return CHD_STORE_OK;
 }
 
@@ -295,6 +396,7 @@ const chd_sub_store chd_sub_store_pg = {
   .get_position = pg_get_position,
   .put_position = pg_put_position,
   .mark_stopped = pg_mark_stopped,
+  .recheck = pg_recheck,
   .begin = pg_begin,
   .commit = pg_commit,
   .rollback = pg_rollback,

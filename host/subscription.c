@@ -204,6 +204,38 @@ static bool connections_broken(chd_sub *s)
   return s->store->broken(s);
 }
 
+/*
+ * Go back to the position the store keeps when it may have lost some it
+ * had acknowledged (recheck in subscription.h): what follows it is read and
+ * handled again. Returns 0 when nothing was lost, 1 when the position went
+ * back, -1 when the store could not tell (ask again before going on).
+ */
+static int recheck_position(chd_sub *s)
+{
+  int64_t position;
+  bool lost = false;
+
+  if (!s->store->recheck)
+    return 0;
+  if (s->store->recheck(s, &lost, &position) != CHD_STORE_OK)
+    return -1;
+  if (!lost || position == s->position)
+    return 0;
+  {
+    chd_log_fields f = fields_of(s, NULL);
+    chd_log(CH_LOG_WARN, &f, "the position store holds global position %" PRId64 ", not %"
+            PRId64 ": commits were lost with the connection (a server crash?); reading"
+            " again from there", position, s->position);
+  }
+  s->position = position;
+  s->saved_position = position;
+  s->since_save = 0;
+  s->gap_at = 0;
+  if (chd_status_sub_of(s->index))
+    chd_status_sub_of(s->index)->position = position;
+  return 1;
+}
+
 /* Reconnect whatever is broken. Returns -1 when told to stop meanwhile. */
 static int recover(chd_sub *s)
 {
@@ -361,7 +393,8 @@ typedef enum outcome {
   DONE,       /* handled, skipped, filtered out or parked: go on */
   FAILED,     /* failed for good */
   STOPPING,   /* told to stop */
-  AGAIN       /* could not record a park: read it again later */
+  AGAIN       /* could not record a park, or the store lost positions:
+                 read it again later */
 } outcome;
 
 /* CH_SKIP: log it with the message and count it. */
@@ -401,6 +434,8 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
     if (tx && tx_begin(s) != 0) {
       if (recover(s) != 0)
         return STOPPING;
+      if (move && recheck_position(s) != 0)
+        return AGAIN;          /* read again from where the store is */
       continue;
     }
     if (fn)
@@ -446,6 +481,8 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
       /* a database went away: not the handler's fault, not a retry */
       if (recover(s) != 0)
         return STOPPING;
+      if (move && recheck_position(s) != 0)
+        return AGAIN;
       continue;
     }
     if (r == CH_RETRY) {
@@ -915,6 +952,11 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   if (s->state == CHD_SUB_STOPPED) {
     drop_ahead(s);
     return 0;
+  }
+  if (recheck_position(s) < 0) {
+    chd_log_fields f = fields_of(s, NULL);
+    chd_log(CH_LOG_ERROR, &f, "cannot read the position again: %s", s->error);
+    return -1;
   }
   if (chd_now_ms() >= s->next_park_check_ms && park_check(s) != 0)
     return -1;

@@ -28,7 +28,10 @@
  * writes and its position commit together. When a handler fails inside a
  * batch, the host rolls back and replays the batch one message per
  * transaction, so the good prefix commits and the position stops exactly
- * before the failing message.
+ * before the failing message. When the store may have lost positions it
+ * had acknowledged (recheck: a server crash after asynchronous commits),
+ * the subscription goes back to the position it kept and handles what
+ * follows again.
  *
  * Decoding. A batch is read without decoding data and metadata. For a
  * subscription that is not envelope-only, every message is decoded right
@@ -101,6 +104,12 @@ typedef struct chd_sub_store {
   chd_store_rc (*get_position)(chd_sub *s, int64_t *position);
   chd_store_rc (*put_position)(chd_sub *s, int64_t position);
   chd_store_rc (*mark_stopped)(chd_sub *s, const ch_message *m, const char *reason);
+  /* Whether the position store may have lost positions it acknowledged
+   * since the last call (or get_position): a commit whose answer was lost
+   * with the connection, or an asynchronous commit before a server crash.
+   * Then *lost is true and *position the position it holds now. May be
+   * NULL: nothing acknowledged is ever lost. */
+  chd_store_rc (*recheck)(chd_sub *s, bool *lost, int64_t *position);
 
   /* The batch's transactions (chd_sub_view_tx, chd_sub_store_tx); commit
    * commits the one that holds the position last, and rolls back all on a
@@ -150,6 +159,7 @@ struct chd_sub {
   ch_ctx *ctx;
   const chd_sub_store *store;
   void *store_arg;             /* for the store's own use */
+  unsigned store_epoch;        /* the store's too: sub_store.c, recheck */
   char error[1024];            /* the store's last failure */
   /* how the loop waits between retries (chd_sub_nap; tests: injectable) */
   int (*nap)(int64_t ms, const volatile sig_atomic_t *stop);

@@ -160,10 +160,33 @@ static void apply_poison(chd_sub *s, const chd_worker_args *a)
            a->poison_reason ? a->poison_reason : "it crashed the worker repeatedly");
 }
 
+/*
+ * Listen for writes to each subscription's category (mdb.h: push
+ * wake-ups). A subscription that cannot listen still polls.
+ */
+static void listen_all(chd_sub *subs, size_t n, ch_ctx *ctx)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (chd_mdb_listen(ctx->mdb, subs[i].desc->stream_name) != CHD_STORE_OK) {
+      chd_log_fields f = { ctx->inst->name, subs[i].subscriber_id, NULL, NULL };
+      chd_log(CH_LOG_WARN, &f, "cannot listen for writes to %s: %s; it polls every"
+              " %" PRId64 " ms", subs[i].desc->stream_name, chd_mdb_error(ctx->mdb),
+              ctx->inst->poll_interval_ms);
+    }
+  }
+}
+
+/*
+ * The worker's loop: read each subscription when it is due; in between,
+ * wait on the message store's connection, so that a notification of a
+ * write to a subscription's category makes it due at once. Polling stays:
+ * a notification that was lost costs at most poll_interval_ms.
+ */
 static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
 {
   for (size_t i = 0; i < n; i++)
     subs[i].next_poll_ms = 0;
+  listen_all(subs, n, ctx);
   while (!stop_requested) {
     int64_t now = chd_now_ms(), wake = now + 1000;
     bool worked = false;
@@ -174,6 +197,10 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
       bool did = false;
       if (s->state != CHD_SUB_RUNNING)
         continue;
+      if (chd_mdb_notified(ctx->mdb, s->desc->stream_name))
+        for (size_t j = i; j < n; j++)   /* every subscription of that category */
+          if (!strcmp(subs[j].desc->stream_name, s->desc->stream_name))
+            subs[j].next_poll_ms = now;
       if (now >= s->next_poll_ms) {
         if (chd_sub_tick(s, &did) != 0) {
           /* the store went away: reconnect, then read again */
@@ -189,10 +216,10 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
       if (s->next_poll_ms < wake)
         wake = s->next_poll_ms;
     }
-    if (!worked && !stop_requested) {
-      int64_t left = wake - chd_now_ms();
-      chd_sleep_ms(left);         /* a signal ends it early */
-    }
+    /* while catching up, only take the notifications libpq has read with
+     * the answers; when idle, wait for one (a signal ends it early) */
+    if (!stop_requested)
+      chd_mdb_wait(ctx->mdb, worked ? 0 : wake - chd_now_ms());
   }
 }
 

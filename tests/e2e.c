@@ -463,15 +463,32 @@ void ch_e2e_write_many(const ch_e2e_db *db, const char *category, const char *ty
   ch_e2e_exec(db->store_url, sql);
 }
 
+/* Run `scripts/dev-db <command>` of the tree that runs the dev cluster. */
+static void dev_db(const char *command)
+{
+  const char *script = getenv("COMPHOST_DEV_DB_SCRIPT");
+  char cmd[1024];
+
+  if (script && *script)
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", script, command);
+  else
+    snprintf(cmd, sizeof cmd, "'%s/scripts/dev-db' %s >/dev/null", COMPHOST_SOURCE_DIR,
+             command);
+  assert_int_equal(system(cmd), 0);
+}
+
 void ch_e2e_restart_server(int down_ms)
 {
-  char cmd[512];
-
-  snprintf(cmd, sizeof cmd, "'%s/scripts/dev-db' stop >/dev/null", COMPHOST_SOURCE_DIR);
-  assert_int_equal(system(cmd), 0);
+  dev_db("stop");
   ch_e2e_sleep_ms(down_ms);
-  snprintf(cmd, sizeof cmd, "'%s/scripts/dev-db' start >/dev/null", COMPHOST_SOURCE_DIR);
-  assert_int_equal(system(cmd), 0);
+  dev_db("start");
+}
+
+void ch_e2e_crash_server(int down_ms)
+{
+  dev_db("crash");
+  ch_e2e_sleep_ms(down_ms);
+  dev_db("start");
 }
 
 bool ch_e2e_process_alive(pid_t pid)

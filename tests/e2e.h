@@ -93,8 +93,12 @@ void ch_e2e_write_many(const ch_e2e_db *db, const char *category, const char *ty
  * `comphost check`. The hosts and commands started here call it. */
 void ch_e2e_session_secret(void);
 
-/* Stop and start the dev database server (scripts/dev-db). */
+/* Stop and start the dev database server (scripts/dev-db of this tree, or
+ * the script COMPHOST_DEV_DB_SCRIPT names: the tree that runs the cluster). */
 void ch_e2e_restart_server(int down_ms);
+/* The same with a crash (scripts/dev-db crash: pg_ctl stop -m immediate):
+ * what was committed but not yet flushed is lost, and the start recovers. */
+void ch_e2e_crash_server(int down_ms);
 
 void ch_e2e_sleep_ms(int ms);
 

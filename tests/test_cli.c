@@ -496,6 +496,8 @@ static void test_trace_and_its_index(void **state)
     doc = parse(&r);
     assert_true(json_is_true(json_object_get(doc, "created")));
     assert_true(jint(doc, "bytes") > 0);
+    assert_string_equal(jstr(doc, "notify_trigger"), "comphost_notify");
+    assert_true(json_is_true(json_object_get(doc, "notify_created")));
     json_decref(doc);
     release(&r);
   }
@@ -503,9 +505,22 @@ static void test_trace_and_its_index(void **state)
     const char *argv[] = { "migrate-store", "-c", cfg, "--admin-url", admin, NULL };
     r = run(argv);
     assert_int_equal(r.code, 0);
-    assert_non_null(strstr(r.out, "is there already"));
+    assert_non_null(strstr(r.out, "index message_store.messages_trace_id is there already"));
+    assert_non_null(strstr(r.out, "trigger comphost_notify is there already"));
     release(&r);
   }
+  {
+    const char *argv[] = { "migrate-store", "-c", cfg, "--admin-url", admin, "--no-notify",
+                           "--json", NULL };
+    r = run(argv);
+    assert_int_equal(r.code, 0);
+    doc = parse(&r);
+    assert_null(json_object_get(doc, "notify_trigger"));
+    json_decref(doc);
+    release(&r);
+  }
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM pg_trigger WHERE"
+                              " tgname = 'comphost_notify'"), 1);
   assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM pg_indexes WHERE"
                               " schemaname = 'message_store' AND indexname = 'messages_trace_id'"),
                    1);

@@ -572,6 +572,18 @@ static void test_enums_and_bools(void **state)
   assert_false(cfg.instances[0].read_ahead);
   assert_true(cfg.instances[0].store_transaction);
   assert_false(cfg.instances[0].deterministic_ids);
+
+  /* asynchronous view commits: the default with view_data positions only,
+   * and refused where the position commits elsewhere */
+  load_ok(STORE "view_data = vd\n[a]\nposition_store = view_data\n[b]\n");
+  assert_false(cfg.instances[0].view_synchronous_commit);
+  assert_true(cfg.instances[1].view_synchronous_commit);
+  load_ok(STORE "view_data = vd\n[a]\nposition_store = view_data\n"
+          "view_synchronous_commit = on\n");
+  assert_true(cfg.instances[0].view_synchronous_commit);
+  load_fails(STORE "view_data = vd\n[a]\nview_synchronous_commit = off\n",
+             ":5: [a] view_synchronous_commit: off needs position_store = view_data (the"
+             " position must commit in the same transaction as the view)");
 }
 
 static void test_empty_values(void **state)

@@ -212,6 +212,58 @@ static void test_duplicate_id(void **state)
                    CHD_STORE_DUPLICATE_ID);
 }
 
+/* Inside a transaction, a checked write answers a reused id and a wrong
+ * version without aborting it; a write with commit commits in the same
+ * call. */
+static void test_checked_writes_keep_the_transaction(void **state)
+{
+  chd_mdb_write_opts checked = { .notify = true, .checked = true };
+  chd_mdb_write_opts commit = { .commit = true };
+  char stream[128], id[CHD_UUID_LEN];
+  const chd_mdb_conflict *c;
+  int64_t pos = -9, v;
+  (void)state;
+
+  stream_of("checked", stream, sizeof stream);
+  chd_uuid_v4(id);
+  assert_int_equal(chd_mdb_exec(db, "BEGIN"), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_write_with(db, stream, id, "A", NULL, NULL, -1, &checked, &pos),
+                   CHD_STORE_OK);
+  assert_int_equal(pos, 0);
+  /* the same id again: found before writing, even with a wrong version */
+  assert_int_equal(chd_mdb_write_with(db, stream, id, "A", NULL, NULL, -1, &checked, NULL),
+                   CHD_STORE_DUPLICATE_ID);
+  assert_non_null(strstr(chd_mdb_error(db), "already in the store"));
+  /* a wrong version: a conflict, with what the stream is at */
+  assert_int_equal(chd_mdb_write_with(db, stream, NULL, "B", NULL, NULL, 5, &checked, NULL),
+                   CHD_STORE_CONFLICT);
+  c = chd_mdb_conflict_info(db);
+  assert_non_null(c);
+  assert_int_equal(c->expected_version, 5);
+  assert_int_equal(c->actual_version, 0);
+  assert_non_null(strstr(chd_mdb_error(db), "expected version 5, stream is at 0"));
+  /* the transaction goes on: one more write, and the commit with it */
+  assert_int_equal(chd_mdb_write_with(db, stream, NULL, "B", NULL, NULL, 0, &commit, &pos),
+                   CHD_STORE_OK);
+  assert_int_equal(pos, 1);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &v), CHD_STORE_OK);
+  assert_int_equal(v, 1);
+  /* committed: a ROLLBACK now finds no transaction, and changes nothing */
+  assert_int_equal(chd_mdb_exec(db, "ROLLBACK"), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &v), CHD_STORE_OK);
+  assert_int_equal(v, 1);
+
+  /* a failing write with commit: the transaction is aborted, nothing is in */
+  assert_int_equal(chd_mdb_exec(db, "BEGIN"), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_write_with(db, stream, NULL, "C", NULL, NULL, 1, NULL, NULL),
+                   CHD_STORE_OK);
+  assert_int_equal(chd_mdb_write_with(db, stream, NULL, "D", NULL, NULL, 7, &commit, NULL),
+                   CHD_STORE_CONFLICT);
+  assert_int_equal(chd_mdb_exec(db, "ROLLBACK"), CHD_STORE_OK);
+  assert_int_equal(chd_mdb_stream_version(db, stream, &v), CHD_STORE_OK);
+  assert_int_equal(v, 1);
+}
+
 static void test_write_refuses_bad_input(void **state)
 {
   char stream[128];
@@ -732,6 +784,7 @@ int main(void)
     cmocka_unit_test(test_expected_version_n),
     cmocka_unit_test(test_conflict_on_empty_stream_reports_minus_one),
     cmocka_unit_test(test_duplicate_id),
+    cmocka_unit_test(test_checked_writes_keep_the_transaction),
     cmocka_unit_test(test_write_refuses_bad_input),
     cmocka_unit_test(test_category_reads),
     cmocka_unit_test(test_category_refuses_bad_input),

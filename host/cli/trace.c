@@ -1,15 +1,18 @@
 /*
  * trace.c - `comphost trace`: every message of one traceId, and
- * `comphost migrate-store`: the index that makes it fast.
+ * `comphost migrate-store`: the index that makes it fast, and the trigger
+ * that wakes subscribers.
  *
  *   comphost trace -c FILE TRACE_ID [--limit N] [--json]
- *   comphost migrate-store -c FILE [--admin-url URL] [--json]
+ *   comphost migrate-store -c FILE [--admin-url URL] [--no-notify] [--json]
  *
  * Message DB indexes messages by id, stream and category, not by metadata:
  * without help, finding one traceId reads the whole table. migrate-store
- * creates the trace index of mdb.h (CONCURRENTLY: writers are not blocked).
- * It needs the owner of the messages table (the message_store role of
- * Message DB cannot create indexes): --admin-url gives such a connection.
+ * creates the trace index of mdb.h (CONCURRENTLY: writers are not blocked),
+ * and, unless --no-notify, the notify trigger of mdb.h, through which every
+ * writer wakes the host's subscribers at once instead of at their next
+ * poll. Both need the owner of the messages table (the message_store role
+ * of Message DB cannot create them): --admin-url gives such a connection.
  * trace works without the index, reading every message, and says so.
  */
 #include <getopt.h>
@@ -122,10 +125,12 @@ out:
 static void migrate_usage(FILE *out)
 {
   fprintf(out,
-          "usage: comphost migrate-store -c FILE [--admin-url URL] [--json]\n"
+          "usage: comphost migrate-store -c FILE [--admin-url URL] [--no-notify] [--json]\n"
           "Create the store's index on metadata->>'traceId' (for `comphost trace`), if it\n"
-          "is not there, without blocking writers. It needs the owner of the messages\n"
-          "table: give its connection with --admin-url (default: the message store's).\n");
+          "is not there, without blocking writers; and, unless --no-notify, the trigger\n"
+          "that notifies the categories written, which wakes subscribers at once. Both\n"
+          "need the owner of the messages table: give its connection with --admin-url\n"
+          "(default: the message store's).\n");
 }
 
 int chd_cli_migrate_store(int argc, char **argv)
@@ -133,12 +138,13 @@ int chd_cli_migrate_store(int argc, char **argv)
   static const struct option longs[] = {
     { "config", required_argument, NULL, 'c' },
     { "admin-url", required_argument, NULL, 'a' },
+    { "no-notify", no_argument, NULL, 'n' },
     { "json", no_argument, NULL, 'j' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *config = NULL, *admin = NULL, *url;
-  bool as_json = false, created = false;
+  bool as_json = false, created = false, notify = true, trigger_created = false;
   int64_t bytes = 0, started;
   chd_config cfg;
   chd_mdb *db;
@@ -149,6 +155,7 @@ int chd_cli_migrate_store(int argc, char **argv)
     switch (c) {
     case 'c': config = optarg; break;
     case 'a': admin = optarg; break;
+    case 'n': notify = false; break;
     case 'j': as_json = true; break;
     case 'h': migrate_usage(stdout); return 0;
     default: migrate_usage(stderr); return CHD_CLI_USAGE;
@@ -193,18 +200,32 @@ int chd_cli_migrate_store(int argc, char **argv)
     }
     created = true;
   }
+  if (notify && chd_mdb_notify_trigger_create(db, &trigger_created) != CHD_STORE_OK) {
+    rc = chd_cli_fail("%s", chd_mdb_error(db));
+    goto out;
+  }
   if (as_json) {
-    chd_cli_json_line(json_pack("{s:s, s:b, s:I, s:f}", "index",
-                                CHD_MDB_TRACE_INDEX, "created", created,
-                                "bytes", (json_int_t)bytes,
-                                "seconds", (double)(chd_now_us() - started) / 1e6));
-  } else if (created) {
-    printf("created index " CHD_MDB_TRACE_INDEX " on metadata->>'traceId'"
-           " in %.2f s (%.1f MB)\n", (double)(chd_now_us() - started) / 1e6,
-           (double)bytes / 1048576.0);
+    json_t *doc = json_pack("{s:s, s:b, s:I, s:f}", "index", CHD_MDB_TRACE_INDEX,
+                            "created", created, "bytes", (json_int_t)bytes,
+                            "seconds", (double)(chd_now_us() - started) / 1e6);
+    if (notify) {
+      json_object_set_new(doc, "notify_trigger", json_string(CHD_MDB_NOTIFY_TRIGGER));
+      json_object_set_new(doc, "notify_created", json_boolean(trigger_created));
+    }
+    chd_cli_json_line(doc);
   } else {
-    printf("index " CHD_MDB_TRACE_INDEX " is there already (%.1f MB)\n",
-           (double)bytes / 1048576.0);
+    if (created)
+      printf("created index " CHD_MDB_TRACE_INDEX " on metadata->>'traceId'"
+             " in %.2f s (%.1f MB)\n", (double)(chd_now_us() - started) / 1e6,
+             (double)bytes / 1048576.0);
+    else
+      printf("index " CHD_MDB_TRACE_INDEX " is there already (%.1f MB)\n",
+             (double)bytes / 1048576.0);
+    if (notify && trigger_created)
+      printf("created trigger " CHD_MDB_NOTIFY_TRIGGER " on message_store.messages:"
+             " writers wake subscribers at once\n");
+    else if (notify)
+      printf("trigger " CHD_MDB_NOTIFY_TRIGGER " is there already\n");
   }
 
 out:

@@ -5,7 +5,9 @@
  *                  [--expected-version N] [--id UUID] [--json]
  *
  * The id is a new random UUID unless given; metadata.traceId is a new one
- * unless the metadata has one. Prints where the message went.
+ * unless the metadata has one. Like a plugin's write, it wakes the
+ * subscribers of the stream's category (mdb.h: push wake-ups). Prints where
+ * the message went.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -120,7 +122,10 @@ int chd_cli_write(int argc, char **argv)
     rc = CHD_CLI_FAILED;
     goto out;
   }
-  wrc = chd_mdb_write(db, stream, id, type, data, meta, expected, &position);
+  {
+    chd_mdb_write_opts opts = { .notify = true };
+    wrc = chd_mdb_write_with(db, stream, id, type, data, meta, expected, &opts, &position);
+  }
   if (wrc != CHD_STORE_OK) {
     rc = wrc == CHD_STORE_INVALID ? chd_cli_usage("%s", chd_mdb_error(db))
                                 : chd_cli_fail("%s", chd_mdb_error(db));

@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "pq.h"
 #include "stream_name.h"
 #include "uuid.h"
@@ -30,6 +33,26 @@
   "   + coalesce(octet_length(q.metadata), 0) AS size) AS z) AS t"               \
   " WHERE total - size < " bound "::bigint ORDER BY global_position"
 
+/* The channel notified for category `c`, an SQL expression (mdb.h):
+ * "mdb:<c>", or "mdb:<md5 of c>" when that would pass 63 bytes. */
+#define CHANNEL(c) \
+  "CASE WHEN octet_length(" c ") <= 59 THEN 'mdb:' || " c \
+  " ELSE 'mdb:' || pg_catalog.md5(" c ") END"
+#define WRITE_CALL \
+  "write_message($1::varchar, $2::varchar, $3::varchar, $4::jsonb, $5::jsonb, $6::bigint)"
+#define NOTIFY_COLUMNS \
+  ", pg_catalog.pg_notify(" CHANNEL("message_store.category($2::varchar)") ", '')," \
+  " pg_catalog.pg_notify('mdb:$all', '')"
+/* Look before writing (chd_mdb_write_opts.checked): column 0 is the
+ * position, NULL when nothing was written because column 1 says the id is
+ * there already or column 2, the stream's version, is not the expected one. */
+#define CHECKED_WRITE(notify) \
+  "SELECT CASE WHEN c.dup OR c.version <> $6::bigint THEN NULL ELSE " WRITE_CALL " END," \
+  " c.dup, c.version" notify                                                          \
+  " FROM (SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1::varchar::uuid) AS dup," \
+  "  CASE WHEN $6::bigint IS NULL THEN NULL"                                           \
+  "  ELSE coalesce(stream_version($2::varchar), -1) END AS version) AS c"
+
 /* The statements, prepared on every (re)connection. Parameters are typed
  * explicitly and passed positionally: Message DB's documented parameter names
  * do not match its code. */
@@ -38,9 +61,7 @@ static const struct statement {
   const char *sql;
   int nparams;
 } statements[] = {
-  { "chd_write",
-    "SELECT write_message($1::varchar, $2::varchar, $3::varchar, $4::jsonb,"
-    " $5::jsonb, $6::bigint)", 6 },
+  { "chd_write", "SELECT " WRITE_CALL, 6 },
   { "chd_stream",
     "SELECT " MESSAGE_COLUMNS " FROM get_stream_messages($1::varchar,"
     " $2::bigint, $3::bigint)", 3 },
@@ -71,16 +92,30 @@ static const struct statement {
     BOUNDED("SELECT " ALL_COLUMNS " FROM messages WHERE global_position >= $1::bigint"
             " ORDER BY global_position"
             " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", "$3"), 3 },
+  /* the writes of chd_mdb_write_with(), by its options */
+  { "chd_write_notify", "SELECT " WRITE_CALL NOTIFY_COLUMNS, 6 },
+  { "chd_write_checked", CHECKED_WRITE(""), 6 },
+  { "chd_write_checked_notify", CHECKED_WRITE(NOTIFY_COLUMNS), 6 },
 };
 
 enum {
   ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL,
-  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED
+  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED, ST_WRITE_NOTIFY, ST_WRITE_CHECKED,
+  ST_WRITE_CHECKED_NOTIFY
+};
+
+/* A category listened to (chd_mdb_listen). */
+struct listening {
+  char *category;
+  char *channel;              /* its channel; NULL until first connected */
+  bool notified;
 };
 
 struct chd_mdb {
   chd_pq pq;
   char *session_sql;          /* run on every new session, or NULL */
+  struct listening *listens;
+  size_t listen_count;
   bool has_conflict;
   chd_mdb_conflict conflict;
   char *conflict_stream;
@@ -115,6 +150,11 @@ void chd_mdb_free(chd_mdb *db)
   chd_pq_release(&db->pq);
   free(db->conflict_stream);
   free(db->session_sql);
+  for (size_t i = 0; i < db->listen_count; i++) {
+    free(db->listens[i].category);
+    free(db->listens[i].channel);
+  }
+  free(db->listens);
   free(db);
 }
 
@@ -194,6 +234,28 @@ static chd_store_rc check_version(chd_mdb *db)
   return rc;
 }
 
+/* LISTEN on l's channel, which the server names (CHANNEL), on the
+ * connection as it is. */
+static chd_store_rc listen_on(chd_mdb *db, struct listening *l)
+{
+  const char *params[1] = { l->category };
+  PGresult *res = PQexecParams(db->pq.conn, "SELECT " CHANNEL("$1::text") ", 'LISTEN '"
+                               " || quote_ident(" CHANNEL("$1::text") ")",
+                               1, NULL, params, NULL, NULL, 0);
+  chd_store_rc rc = CHD_STORE_OK;
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    rc = chd_pq_result_error(&db->pq, res, "naming the channel to listen on");
+  } else {
+    if (!l->channel && !(l->channel = strdup(PQgetvalue(res, 0, 0))))
+      rc = fail(db, CHD_STORE_ERROR, "out of memory");
+    if (rc == CHD_STORE_OK)
+      rc = chd_pq_exec(&db->pq, PQgetvalue(res, 0, 1));
+  }
+  PQclear(res);
+  return rc;
+}
+
 /* Run one statement of the session's setup; on failure, disconnect. */
 static chd_store_rc setup(chd_mdb *db, const char *sql)
 {
@@ -232,6 +294,8 @@ chd_store_rc chd_mdb_connect(chd_mdb *db)
                 db->pq.describe, PQresultErrorMessage(res));
     PQclear(res);
   }
+  for (size_t i = 0; rc == CHD_STORE_OK && i < db->listen_count; i++)
+    rc = listen_on(db, &db->listens[i]);
   if (rc != CHD_STORE_OK) {
     chd_pq_disconnect(&db->pq);
     return rc;
@@ -312,17 +376,57 @@ static void record_conflict(chd_mdb *db, const char *stream_name,
   db->has_conflict = true;
 }
 
+/* The failure of a write whose statement failed: a conflict, a reused id
+ * or anything else, in db's error; res is not cleared. */
+static chd_store_rc write_failed(chd_mdb *db, PGresult *res, const char *stream_name,
+                                 const char *id, const char *type, int64_t expected_version)
+{
+  const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+  char what[300];
+
+  if (PQstatus(db->pq.conn) != CONNECTION_BAD && state && !strcmp(state, "P0001") &&
+      primary && !strncmp(primary, "Wrong expected version", 22)) {
+    record_conflict(db, stream_name, expected_version, primary);
+    return fail(db, CHD_STORE_CONFLICT,
+                "version conflict writing %s to '%s': expected version %" PRId64
+                ", stream is at %" PRId64,
+                type, stream_name, expected_version, db->conflict.actual_version);
+  }
+  if (PQstatus(db->pq.conn) != CONNECTION_BAD && state && !strcmp(state, "23505") &&
+      constraint && !strcmp(constraint, "messages_id"))
+    return fail(db, CHD_STORE_DUPLICATE_ID,
+                "message id %s is already in the store (writing %s to '%s')",
+                id, type, stream_name);
+  snprintf(what, sizeof what, "writing %s to '%s'", type, stream_name);
+  return result_error(db, res, what);
+}
+
 chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
                          const char *type, const json_t *data,
                          const json_t *metadata, int64_t expected_version,
                          int64_t *out_position)
 {
+  return chd_mdb_write_with(db, stream_name, id, type, data, metadata, expected_version,
+                            NULL, out_position);
+}
+
+chd_store_rc chd_mdb_write_with(chd_mdb *db, const char *stream_name, const char *id,
+                                const char *type, const json_t *data,
+                                const json_t *metadata, int64_t expected_version,
+                                const chd_mdb_write_opts *opts, int64_t *out_position)
+{
+  static const chd_mdb_write_opts plain;
   char idbuf[CHD_UUID_LEN], evbuf[24];
   char *data_text = NULL, *meta_text = NULL;
   const char *params[6];
   PGresult *res;
   chd_store_rc rc;
+  int st;
 
+  if (!opts)
+    opts = &plain;
   if (!stream_name || !*stream_name)
     return fail(db, CHD_STORE_INVALID, "cannot write a message: no stream name");
   if (chd_stream_is_all(stream_name))
@@ -360,41 +464,44 @@ chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
   params[4] = meta_text;
   params[5] = expected_version == CH_VERSION_ANY ? NULL : fmt_i64(evbuf, expected_version);
 
-  res = exec_prepared(db, ST_WRITE, params);
+  st = opts->checked ? (opts->notify ? ST_WRITE_CHECKED_NOTIFY : ST_WRITE_CHECKED)
+                     : (opts->notify ? ST_WRITE_NOTIFY : ST_WRITE);
+  if (opts->commit) {
+    char what[300];
+    snprintf(what, sizeof what, "writing %s to '%s'", type, stream_name);
+    rc = chd_pq_then_commit(&db->pq, NULL, statements[st].name, statements[st].nparams,
+                            params, what, &res);
+  } else {
+    res = exec_prepared(db, st, params);
+    rc = PQresultStatus(res) == PGRES_TUPLES_OK ? CHD_STORE_OK : CHD_STORE_ERROR;
+  }
   free(data_text);
   free(meta_text);
 
-  if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-    if (out_position && parse_i64(PQgetvalue(res, 0, 0), out_position) != 0)
-      *out_position = -1;
-    PQclear(res);
-    db->pq.error[0] = '\0';
-    return CHD_STORE_OK;
-  }
-
-  {
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-
-    if (state && !strcmp(state, "P0001") && primary &&
-        !strncmp(primary, "Wrong expected version", 22)) {
-      record_conflict(db, stream_name, expected_version, primary);
-      rc = fail(db, CHD_STORE_CONFLICT,
-                "version conflict writing %s to '%s': expected version %" PRId64
-                ", stream is at %" PRId64,
-                type, stream_name, expected_version, db->conflict.actual_version);
-    } else if (state && !strcmp(state, "23505") && constraint &&
-               !strcmp(constraint, "messages_id")) {
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    rc = write_failed(db, res, stream_name, id, type, expected_version);
+  } else if (opts->checked && PQgetisnull(res, 0, 0)) {
+    /* looked and did not write: the id is there, or the version is another */
+    if (!strcmp(PQgetvalue(res, 0, 1), "t")) {
       rc = fail(db, CHD_STORE_DUPLICATE_ID,
                 "message id %s is already in the store (writing %s to '%s')",
                 id, type, stream_name);
     } else {
-      char what[300];
-      snprintf(what, sizeof what, "writing %s to '%s'", type, stream_name);
-      rc = result_error(db, res, what);
+      char text[100];
+      snprintf(text, sizeof text, "Stream Version: %s", PQgetvalue(res, 0, 2));
+      record_conflict(db, stream_name, expected_version, text);
+      rc = fail(db, CHD_STORE_CONFLICT,
+                "version conflict writing %s to '%s': expected version %" PRId64
+                ", stream is at %" PRId64,
+                type, stream_name, expected_version, db->conflict.actual_version);
     }
+  } else if (rc == CHD_STORE_OK) {
+    /* written (and, with opts->commit, committed) */
+    if (out_position && parse_i64(PQgetvalue(res, 0, 0), out_position) != 0)
+      *out_position = -1;
+    db->pq.error[0] = '\0';
   }
+  /* else: written, and the commit failed (the error is in db's) */
   PQclear(res);
   return rc;
 }
@@ -1037,9 +1144,10 @@ chd_store_rc chd_mdb_trace_index(chd_mdb *db, int *state, int64_t *bytes)
   return rc;
 }
 
-/* A statement of the index's upkeep; the server's primary message only,
- * with a hint when the role may not do it. */
-static chd_store_rc index_ddl(chd_mdb *db, const char *sql, const char *doing)
+/* A statement that takes the owner of the messages table (the trace index,
+ * the notify trigger); the server's primary message only, with a hint when
+ * the role may not do it. */
+static chd_store_rc owner_ddl(chd_mdb *db, const char *sql, const char *doing)
 {
   PGresult *res;
   chd_store_rc rc = ensure_connected(db);
@@ -1063,7 +1171,7 @@ static chd_store_rc index_ddl(chd_mdb *db, const char *sql, const char *doing)
 
 chd_store_rc chd_mdb_trace_index_create(chd_mdb *db)
 {
-  return index_ddl(db, "CREATE INDEX CONCURRENTLY IF NOT EXISTS " TRACE_INDEX
+  return owner_ddl(db, "CREATE INDEX CONCURRENTLY IF NOT EXISTS " TRACE_INDEX
                    " ON message_store.messages ((metadata->>'traceId'))"
                    " WHERE metadata->>'traceId' IS NOT NULL",
                    "creating the index " CHD_MDB_TRACE_INDEX);
@@ -1071,7 +1179,7 @@ chd_store_rc chd_mdb_trace_index_create(chd_mdb *db)
 
 chd_store_rc chd_mdb_trace_index_drop(chd_mdb *db)
 {
-  return index_ddl(db, "DROP INDEX CONCURRENTLY " CHD_MDB_TRACE_INDEX,
+  return owner_ddl(db, "DROP INDEX CONCURRENTLY " CHD_MDB_TRACE_INDEX,
                    "dropping the invalid index " CHD_MDB_TRACE_INDEX);
 }
 
@@ -1092,5 +1200,140 @@ chd_store_rc chd_mdb_try_lock(chd_mdb *db, int64_t key, bool *got)
   else
     *got = !strcmp(PQgetvalue(res, 0, 0), "t");
   PQclear(res);
+  return rc;
+}
+
+/* ---- push wake-ups ---- */
+
+chd_store_rc chd_mdb_listen(chd_mdb *db, const char *category)
+{
+  struct listening *grown, *l;
+
+  if (!category || !*category)
+    return fail(db, CHD_STORE_INVALID, "cannot listen: no category");
+  for (size_t i = 0; i < db->listen_count; i++)
+    if (!strcmp(db->listens[i].category, category))
+      return CHD_STORE_OK;
+  grown = realloc(db->listens, (db->listen_count + 1) * sizeof *grown);
+  if (!grown)
+    return fail(db, CHD_STORE_ERROR, "out of memory");
+  db->listens = grown;
+  l = &db->listens[db->listen_count];
+  memset(l, 0, sizeof *l);
+  if (!(l->category = strdup(category)))
+    return fail(db, CHD_STORE_ERROR, "out of memory");
+  db->listen_count++;
+  if (chd_pq_broken(&db->pq))
+    return CHD_STORE_OK;          /* the next connect listens */
+  return listen_on(db, l);
+}
+
+/* Take the notifications libpq has read; returns how many were of channels
+ * listened to. */
+static int take_notifies(chd_mdb *db)
+{
+  PGnotify *n;
+  int taken = 0;
+
+  if (!db->pq.conn)
+    return 0;
+  while ((n = PQnotifies(db->pq.conn)) != NULL) {
+    for (size_t i = 0; i < db->listen_count; i++) {
+      struct listening *l = &db->listens[i];
+      if (l->channel && !strcmp(n->relname, l->channel)) {
+        l->notified = true;
+        taken++;
+      }
+    }
+    PQfreemem(n);
+  }
+  return taken;
+}
+
+int chd_mdb_wait(chd_mdb *db, int64_t timeout_ms)
+{
+  int64_t end = chd_now_ms() + timeout_ms;
+  int taken = take_notifies(db);
+
+  while (taken == 0) {
+    int64_t left = end - chd_now_ms();
+    int sock = chd_pq_broken(&db->pq) ? -1 : PQsocket(db->pq.conn);
+    struct pollfd p;
+
+    if (left <= 0)
+      break;
+    if (sock < 0 || db->listen_count == 0) {
+      chd_sleep_ms(left);           /* a signal ends it early */
+      break;
+    }
+    p.fd = sock;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) <= 0)
+      break;                        /* timed out, or a signal */
+    /* anything the server sent: notifications, or the end of the connection
+     * (then libpq marks it broken and the next statement reconnects) */
+    if (!PQconsumeInput(db->pq.conn))
+      break;
+    taken = take_notifies(db);
+  }
+  return taken;
+}
+
+bool chd_mdb_notified(chd_mdb *db, const char *category)
+{
+  for (size_t i = 0; i < db->listen_count; i++) {
+    struct listening *l = &db->listens[i];
+    if (!strcmp(l->category, category)) {
+      bool was = l->notified;
+      l->notified = false;
+      return was;
+    }
+  }
+  return false;
+}
+
+chd_store_rc chd_mdb_notify_trigger(chd_mdb *db, bool *present)
+{
+  int64_t n = 0;
+  chd_store_rc rc = one_int(db, "SELECT count(*) FROM pg_catalog.pg_trigger t"
+                            " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+                            " JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace"
+                            " WHERE s.nspname = 'message_store' AND c.relname = 'messages'"
+                            " AND t.tgname = '" CHD_MDB_NOTIFY_TRIGGER "'", 0, NULL, &n,
+                            "looking for the trigger " CHD_MDB_NOTIFY_TRIGGER);
+
+  *present = n > 0;
+  return rc;
+}
+
+/* The trigger's function: one notification per category of the statement's
+ * new rows, and one for "$all"; PostgreSQL folds repeats within a
+ * transaction. Every name is qualified: it runs with the writer's
+ * search_path. */
+#define NOTIFY_FUNCTION                                                                  \
+  "CREATE OR REPLACE FUNCTION message_store." CHD_MDB_NOTIFY_TRIGGER "()"                \
+  " RETURNS trigger LANGUAGE plpgsql AS $chd$ BEGIN"                                     \
+  " PERFORM pg_catalog.pg_notify(" CHANNEL("n.c") ", '') FROM (SELECT DISTINCT"          \
+  " message_store.category(stream_name) AS c FROM chd_new_messages) AS n;"               \
+  " PERFORM pg_catalog.pg_notify('mdb:$all', ''); RETURN NULL; END $chd$"
+#define NOTIFY_TRIGGER                                                                   \
+  "CREATE TRIGGER " CHD_MDB_NOTIFY_TRIGGER " AFTER INSERT ON message_store.messages"      \
+  " REFERENCING NEW TABLE AS chd_new_messages FOR EACH STATEMENT"                        \
+  " EXECUTE FUNCTION message_store." CHD_MDB_NOTIFY_TRIGGER "()"
+
+chd_store_rc chd_mdb_notify_trigger_create(chd_mdb *db, bool *created)
+{
+  bool present = false;
+  chd_store_rc rc = chd_mdb_notify_trigger(db, &present);
+
+  *created = false;
+  if (rc != CHD_STORE_OK)
+    return rc;
+  /* the function is replaced every time (no lock on the table), the
+   * trigger added once; one statement string is one transaction */
+  rc = owner_ddl(db, present ? NOTIFY_FUNCTION : NOTIFY_FUNCTION "; " NOTIFY_TRIGGER,
+                 "creating the trigger " CHD_MDB_NOTIFY_TRIGGER);
+  *created = rc == CHD_STORE_OK && !present;
   return rc;
 }

@@ -163,6 +163,30 @@ chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
                          const json_t *metadata, int64_t expected_version,
                          int64_t *out_position);
 
+/* How chd_mdb_write_with() writes. Zero-initialise for chd_mdb_write()'s
+ * way, then set what you need. */
+typedef struct chd_mdb_write_opts {
+  bool notify;    /* wake the listeners of the stream's category and of "$all"
+                     (chd_mdb_listen()); delivered when the transaction
+                     commits, at once outside one */
+  bool checked;   /* for a write inside a transaction: look for the id and
+                     the expected version first, so that a reused id or a
+                     wrong version is answered (CHD_STORE_DUPLICATE_ID,
+                     CHD_STORE_CONFLICT) without the error that would abort
+                     the transaction. A writer of the same stream or id that
+                     commits in between still gets the error, which aborts it */
+  bool commit;    /* COMMIT the open transaction with the write, in the same
+                     round trip (chd_pq_then_commit()); on any failure the
+                     transaction is aborted or rolled back. Not with checked
+                     (a write refused after looking would still commit) */
+} chd_mdb_write_opts;
+
+/* chd_mdb_write() with options; opts may be NULL. */
+chd_store_rc chd_mdb_write_with(chd_mdb *db, const char *stream_name, const char *id,
+                                const char *type, const json_t *data,
+                                const json_t *metadata, int64_t expected_version,
+                                const chd_mdb_write_opts *opts, int64_t *out_position);
+
 /*
  * Read up to batch_size messages of one entity stream, from stream position
  * from_position (inclusive), in stream order. A stream with no message gives
@@ -254,6 +278,49 @@ chd_store_rc chd_mdb_read_trace(chd_mdb *db, const char *trace_id, int64_t limit
 chd_store_rc chd_mdb_trace_index(chd_mdb *db, int *state, int64_t *bytes);
 chd_store_rc chd_mdb_trace_index_create(chd_mdb *db);
 chd_store_rc chd_mdb_trace_index_drop(chd_mdb *db);
+
+/*
+ * Push wake-ups. A write of a message to category C notifies the channel
+ * "mdb:C" (when C is longer than 59 bytes, "mdb:" and the md5 of C: a
+ * channel name has at most 63) and the channel "mdb:$all", with an empty
+ * payload, when its transaction commits. PostgreSQL folds identical
+ * notifications of one transaction, so a transaction notifies once per
+ * category it wrote to, however many messages. Two sources: the trigger
+ * below (every writer), and writes with chd_mdb_write_opts.notify (the
+ * host's own).
+ *
+ * Nothing may depend on a notification for correctness: one sent while a
+ * listener is disconnected is lost. Listeners read on a timer as well.
+ */
+
+/* Listen for writes to `category` ("$all": to any), on this connection and
+ * on every later one. Not connected, it listens at the next connect. */
+chd_store_rc chd_mdb_listen(chd_mdb *db, const char *category);
+
+/*
+ * Wait up to timeout_ms for a notification of a category listened to, a
+ * signal, or the connection's end. Notifications that came in meanwhile
+ * (with the answers of other statements) are taken first, without waiting.
+ * Without a usable connection, it sleeps. Returns how many notifications
+ * of categories listened to it took (0: it timed out or was interrupted).
+ */
+int chd_mdb_wait(chd_mdb *db, int64_t timeout_ms);
+
+/* Whether a write to `category` was notified since the last call for it;
+ * the call clears it. */
+bool chd_mdb_notified(chd_mdb *db, const char *category);
+
+/*
+ * The notify trigger, CHD_MDB_NOTIFY_TRIGGER on message_store.messages: a
+ * statement-level AFTER INSERT trigger that notifies the categories the
+ * statement wrote (from its transition table) and "$all". *present tells
+ * whether it is there. Creating it (with its function, also named
+ * CHD_MDB_NOTIFY_TRIGGER, in schema message_store) takes the owner of the
+ * table; *created is false when it was there already.
+ */
+#define CHD_MDB_NOTIFY_TRIGGER "comphost_notify"
+chd_store_rc chd_mdb_notify_trigger(chd_mdb *db, bool *present);
+chd_store_rc chd_mdb_notify_trigger_create(chd_mdb *db, bool *created);
 
 /* Try the session's exclusive advisory lock `key`: *got tells whether it
  * was taken (sublock.h). */

@@ -168,27 +168,60 @@ chd_store_rc chd_position_get(chd_position_store *ps, const char *category,
   return read_last(ps, stream, record_type(ps), position, NULL, 0);
 }
 
-chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
-                              const char *subscriber_id, int64_t position)
+#define PUT_ROW \
+  "INSERT INTO comphost_positions (subscriber_id, position)"                      \
+  " VALUES ($1, $2::bigint) ON CONFLICT (subscriber_id) DO UPDATE"                \
+  " SET position = EXCLUDED.position, updated_at = now()"
+
+/* Save the position; with `commit`, COMMIT the open transaction with it. */
+static chd_store_rc put(chd_position_store *ps, const char *category,
+                        const char *subscriber_id, int64_t position, bool commit)
 {
   char stream[320], pos[24];
+  chd_store_rc rc;
 
   if (ps->where == CHD_POSITION_VIEW_DATA) {
     const char *params[2] = { subscriber_id, pos };
     PGresult *res;
-    chd_store_rc rc;
 
     snprintf(pos, sizeof pos, "%" PRId64, position);
-    rc = view_query(ps, "INSERT INTO comphost_positions (subscriber_id, position)"
-                    " VALUES ($1, $2::bigint) ON CONFLICT (subscriber_id) DO UPDATE"
-                    " SET position = EXCLUDED.position, updated_at = now()",
-                    2, params, "saving the position", &res);
-    PQclear(res);
-    return rc;
+    if (!commit) {
+      rc = view_query(ps, PUT_ROW, 2, params, "saving the position", &res);
+      PQclear(res);
+      return rc;
+    }
+    if (!ps->view)
+      return fail(ps, CHD_STORE_DISCONNECTED, "saving the position: no view database");
+    rc = chd_viewdb_then_commit(ps->view, PUT_ROW, 2, params, "saving the position");
+    return rc == CHD_STORE_OK ? rc : fail(ps, rc, "%s", chd_viewdb_error(ps->view));
   }
   chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
-  return write_record(ps, stream, record_type(ps),
-                      json_pack("{s:I}", "position", (json_int_t)position));
+  if (!commit)
+    return write_record(ps, stream, record_type(ps),
+                        json_pack("{s:I}", "position", (json_int_t)position));
+  {
+    chd_mdb_write_opts opts = { .commit = true };
+    json_t *data = json_pack("{s:I}", "position", (json_int_t)position);
+
+    if (!data)
+      return fail(ps, CHD_STORE_ERROR, "out of memory");
+    rc = chd_mdb_write_with(ps->mdb, stream, NULL, record_type(ps), data, NULL,
+                            CH_VERSION_ANY, &opts, NULL);
+    json_decref(data);
+    return rc == CHD_STORE_OK ? rc : store_failed(ps, rc);
+  }
+}
+
+chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
+                              const char *subscriber_id, int64_t position)
+{
+  return put(ps, category, subscriber_id, position, false);
+}
+
+chd_store_rc chd_position_put_commit(chd_position_store *ps, const char *category,
+                                     const char *subscriber_id, int64_t position)
+{
+  return put(ps, category, subscriber_id, position, true);
 }
 
 chd_store_rc chd_position_mark_stopped(chd_position_store *ps, const char *subscriber_id,

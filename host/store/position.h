@@ -79,6 +79,13 @@ chd_store_rc chd_position_get(chd_position_store *ps, const char *category,
 chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
                               const char *subscriber_id, int64_t position);
 
+/* Save `position` for `subscriber_id` inside the transaction open on the
+ * position's connection (the view database's, or the message store's) and
+ * COMMIT it, in one round trip. On failure the transaction is aborted or
+ * rolled back. */
+chd_store_rc chd_position_put_commit(chd_position_store *ps, const char *category,
+                                     const char *subscriber_id, int64_t position);
+
 /* Record that `subscriber_id` stopped at msg, with its position then and
  * `reason`. */
 chd_store_rc chd_position_mark_stopped(chd_position_store *ps, const char *subscriber_id,

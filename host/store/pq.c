@@ -211,3 +211,69 @@ chd_store_rc chd_pq_commit(chd_pq *pq)
   PQclear(res);
   return rc;
 }
+
+chd_store_rc chd_pq_then_commit(chd_pq *pq, const char *sql, const char *prepared, int n,
+                                const char *const *params, const char *doing,
+                                PGresult **res)
+{
+  PGconn *c = pq->conn;
+  PGresult *commit = NULL;
+  int query = 0;
+  chd_store_rc rc;
+
+  *res = NULL;
+  if (!c)
+    return chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "%s: not connected to the %s", doing,
+                       pq->what);
+  if (!PQenterPipelineMode(c))
+    return chd_pq_fail(pq, PQstatus(c) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED
+                                                         : CHD_STORE_ERROR,
+                       "%s: %s", doing, PQerrorMessage(c));
+  if (!(sql ? PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)
+            : PQsendQueryPrepared(c, prepared, n, params, NULL, NULL, 0)) ||
+      !PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c)) {
+    /* half a pipeline sent: the connection is of no use any more */
+    chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "%s: %s", doing, PQerrorMessage(c));
+    chd_pq_disconnect(pq);
+    return CHD_STORE_DISCONNECTED;
+  }
+  /* the statement's result and a NULL, the commit's and a NULL, the sync */
+  for (int guard = 0; guard < 16; guard++) {
+    PGresult *r = PQgetResult(c);
+
+    if (!r) {
+      if (PQstatus(c) == CONNECTION_BAD)
+        break;
+      query++;
+      continue;
+    }
+    if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (query == 0 && !*res)
+      *res = r;
+    else if (query == 1 && !commit)
+      commit = r;
+    else
+      PQclear(r);
+  }
+  if (PQstatus(c) != CONNECTION_BAD)
+    PQexitPipelineMode(c);
+
+  if (PQstatus(c) == CONNECTION_BAD)
+    rc = chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "lost connection to %s at %s during %s: %s",
+                     pq->what, pq->describe, doing, PQerrorMessage(c));
+  else if (!*res || (PQresultStatus(*res) != PGRES_TUPLES_OK &&
+                     PQresultStatus(*res) != PGRES_COMMAND_OK))
+    rc = chd_pq_result_error(pq, *res, doing);
+  else if (!commit || PQresultStatus(commit) != PGRES_COMMAND_OK)
+    rc = chd_pq_result_error(pq, commit, "commit");
+  else if (strcmp(PQcmdStatus(commit), "COMMIT") != 0)
+    rc = chd_pq_fail(pq, CHD_STORE_ERROR,
+                     "the transaction was rolled back (a statement in it failed)");
+  else
+    rc = CHD_STORE_OK;
+  PQclear(commit);
+  return rc;
+}

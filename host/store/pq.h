@@ -76,6 +76,21 @@ chd_store_rc chd_pq_exec(chd_pq *pq, const char *sql);
  * transaction (PostgreSQL then rolls back). */
 chd_store_rc chd_pq_commit(chd_pq *pq);
 
+/*
+ * One statement and then COMMIT, sent together and answered in one round
+ * trip (libpq's pipeline mode): `sql` with n text parameters, or the
+ * prepared statement `prepared` when sql is NULL. *res gets the statement's
+ * result, for the caller to read and PQclear() (NULL when none came).
+ * Returns CHD_STORE_OK when the statement succeeded and the transaction
+ * committed. Otherwise the transaction is aborted or rolled back (a ROLLBACK
+ * after it is harmless): CHD_STORE_DISCONNECTED when the connection broke,
+ * else CHD_STORE_ERROR, with "<doing> failed: ..." (the statement's error)
+ * or the commit's error in pq->error.
+ */
+chd_store_rc chd_pq_then_commit(chd_pq *pq, const char *sql, const char *prepared, int n,
+                                const char *const *params, const char *doing,
+                                PGresult **res);
+
 /* True when a libpq connection error says the server refused us for a
  * reason that asking again does not change (no such role or database, a
  * wrong password), not when it is starting, stopping or full. */

@@ -10,6 +10,7 @@
 
 struct chd_viewdb {
   chd_pq pq;
+  unsigned connects;            /* successful connections so far */
 };
 
 /* Serialises migrations of every instance against one view database. */
@@ -44,7 +45,16 @@ void chd_viewdb_set_interrupt(chd_viewdb *v, const volatile sig_atomic_t *flag)
 
 chd_store_rc chd_viewdb_connect(chd_viewdb *v)
 {
-  return chd_pq_connect(&v->pq);
+  chd_store_rc rc = chd_pq_connect(&v->pq);
+
+  if (rc == CHD_STORE_OK)
+    v->connects++;
+  return rc;
+}
+
+unsigned chd_viewdb_connects(const chd_viewdb *v)
+{
+  return v->connects;
 }
 
 static chd_store_rc connect_cb(void *arg)
@@ -88,6 +98,16 @@ chd_store_rc chd_viewdb_exec(chd_viewdb *v, const char *sql)
 chd_store_rc chd_viewdb_commit(chd_viewdb *v)
 {
   return chd_pq_commit(&v->pq);
+}
+
+chd_store_rc chd_viewdb_then_commit(chd_viewdb *v, const char *sql, int n,
+                                    const char *const *params, const char *doing)
+{
+  PGresult *res;
+  chd_store_rc rc = chd_pq_then_commit(&v->pq, sql, NULL, n, params, doing, &res);
+
+  PQclear(res);
+  return rc;
 }
 
 chd_store_rc chd_viewdb_exec_locked(chd_viewdb *v, const char *sql)

@@ -58,11 +58,23 @@ chd_store_rc chd_viewdb_ensure(chd_viewdb *v);
 PGconn *chd_viewdb_conn(chd_viewdb *v);
 bool chd_viewdb_broken(const chd_viewdb *v);
 
+/* How many times the client connected. A change tells that the session was
+ * replaced since: whatever it had in flight, and whatever the server had
+ * acknowledged without writing it to disk (an asynchronous commit before a
+ * crash), may be lost. */
+unsigned chd_viewdb_connects(const chd_viewdb *v);
+
 /* The text of the last error, "" if none. */
 const char *chd_viewdb_error(const chd_viewdb *v);
 
 /* Run a statement without result rows that matter. */
 chd_store_rc chd_viewdb_exec(chd_viewdb *v, const char *sql);
+
+/* Run `sql` with n text parameters and then COMMIT the open transaction, in
+ * one round trip (chd_pq_then_commit()); `doing` names the statement in the
+ * error. On failure the transaction is aborted or rolled back. */
+chd_store_rc chd_viewdb_then_commit(chd_viewdb *v, const char *sql, int n,
+                                    const char *const *params, const char *doing);
 
 /* Run `sql` under the lock that serialises migrations of every instance
  * against one view database (for the host's own tables). */

@@ -14,6 +14,14 @@
  *   Slow      sleep data.ms, then record
  *   FailUnless  return CH_FAIL unless the file data.file exists, then record
  *   Skip      return CH_SKIP with data.reason
+ *   Forward   when data.plugin is this plugin's name, write Forwarded to
+ *             the stream data.to, with data.origin as originStreamName;
+ *             then record it
+ *   WriteAt   write At to data.stream expecting version data.expected; on a
+ *             version conflict, read the stream's version and write at that
+ *             (logged); then record it
+ *   WriteBad  write a message the database refuses (a NUL in its data),
+ *             ignore the failure, as a careless handler would, and record it
  *   (others)  no handler
  * `fxorigin` records what comes from the origin category `fxsource`, and
  * `fxbatch` records Count messages in batches and fails on Fail.
@@ -169,6 +177,64 @@ failed:
   return rc == CH_RC_UNAVAILABLE ? CH_RETRY : CH_FAIL;
 }
 
+static ch_result on_forward(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  const char *who = json_string_value(json_object_get(m->data, "plugin"));
+  const char *to = json_string_value(json_object_get(m->data, "to"));
+  const char *origin = json_string_value(json_object_get(m->data, "origin"));
+  (void)state;
+
+  if (who && to && !strcmp(who, FX_NAME)) {
+    json_t *meta = ch_host->follow(ctx, m, origin);
+    int rc = ch_host->write(ctx, to, "Forwarded", m->data, meta, CH_VERSION_ANY, NULL);
+    json_decref(meta);
+    if (rc < 0) {
+      ch_host->set_error(ctx, "write failed: %s", ch_host->last_error(ctx));
+      return CH_RETRY;
+    }
+  }
+  return record(ctx, FX_PREFIX ":run", m);
+}
+
+static ch_result on_write_at(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  const char *stream = json_string_value(json_object_get(m->data, "stream"));
+  int64_t expected = data_int(m, "expected"), version = -1;
+  int rc;
+  (void)state;
+
+  if (!stream)
+    return CH_SKIP;
+  rc = ch_host->write(ctx, stream, "At", m->data, NULL, expected, NULL);
+  if (rc == CH_RC_CONFLICT) {
+    /* the transaction, if any, must still be usable */
+    ch_host->log(ctx, CH_LOG_INFO, "conflict: %s", ch_host->last_error(ctx));
+    if (ch_host->stream_version(ctx, stream, &version) != CH_RC_OK) {
+      ch_host->set_error(ctx, "cannot read the version: %s", ch_host->last_error(ctx));
+      return CH_FAIL;
+    }
+    rc = ch_host->write(ctx, stream, "At", m->data, NULL, version, NULL);
+    if (rc >= 0)
+      ch_host->log(ctx, CH_LOG_INFO, "wrote At at version %" PRId64 " after the conflict",
+                   version + 1);
+  }
+  if (rc < 0) {
+    ch_host->set_error(ctx, "write failed: %s", ch_host->last_error(ctx));
+    return CH_FAIL;
+  }
+  return record(ctx, FX_PREFIX ":run", m);
+}
+
+static ch_result on_write_bad(ch_ctx *ctx, void *state, const ch_message *m)
+{
+  json_t *bad = json_pack("{s:s%}", "text", "a\0b", (size_t)3);
+  (void)state;
+
+  ch_host->write(ctx, "fxbad-1", "Bad", bad, NULL, CH_VERSION_ANY, NULL);
+  json_decref(bad);
+  return record(ctx, FX_PREFIX ":run", m);
+}
+
 static ch_result on_slow(ch_ctx *ctx, void *state, const ch_message *m)
 {
   int64_t ms = data_int(m, "ms");
@@ -215,6 +281,9 @@ static const ch_handler run_handlers[] = {
   { "Slow", on_slow, { 0 } },
   { "FailUnless", on_fail_unless, { 0 } },
   { "Skip", on_skip, { 0 } },
+  { "Forward", on_forward, { 0 } },
+  { "WriteAt", on_write_at, { 0 } },
+  { "WriteBad", on_write_bad, { 0 } },
   { NULL, NULL, { 0 } },
 };
 
