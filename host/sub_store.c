@@ -86,16 +86,20 @@ static chd_store_rc pg_get_position(chd_sub *s, int64_t *position)
  * a lost answer there leads to a redelivery, which deterministic ids
  * absorb.)
  */
+static int pg_recover(chd_sub *s);
+
 static chd_store_rc pg_recheck(chd_sub *s, bool *lost, int64_t *position)
 {
   chd_store_rc rc;
 
   *lost = false;
-  if (s->ctx->inst->position_store != CHD_POSITION_VIEW_DATA || !s->ctx->view ||
-      chd_viewdb_connects(s->ctx->view) == s->store_epoch)
+  if (s->ctx->inst->position_store != CHD_POSITION_VIEW_DATA || !s->ctx->view)
     return CHD_STORE_OK;
-  if (chd_viewdb_broken(s->ctx->view))
-    return failed(s, CHD_STORE_DISCONNECTED, "the view database is not connected");
+  /* a view known to be down: reconnect now, the position depends on it */
+  if (chd_viewdb_broken(s->ctx->view) && pg_recover(s) != 0)
+    return failed(s, CHD_STORE_INTERRUPTED, "stopped while reconnecting to the view database");
+  if (chd_viewdb_connects(s->ctx->view) == s->store_epoch)
+    return CHD_STORE_OK;
   rc = pg_get_position(s, position);
   *lost = rc == CHD_STORE_OK;
   return rc;

@@ -955,6 +955,8 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   }
   if (recheck_position(s) < 0) {
     chd_log_fields f = fields_of(s, NULL);
+    if (ctx->stop && *ctx->stop)
+      return 0;                /* stopped while reconnecting */
     chd_log(CH_LOG_ERROR, &f, "cannot read the position again: %s", s->error);
     return -1;
   }

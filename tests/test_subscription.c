@@ -2,7 +2,8 @@
  * test_subscription.c - the consumer loop (subscription.c) on an in-memory
  * store, without PostgreSQL: gaps of $all, retries and their backoff,
  * failures that park a stream or stop the subscription, the replay of a
- * batch after a failure, CH_SKIP, and how often the position is saved.
+ * batch after a failure, CH_SKIP, how often the position is saved, and the
+ * way back after the store lost acknowledged commits.
  *
  * The in-memory store (struct mem) holds the messages of the category (or
  * of $all), the saved position, a transaction of its own that holds the
@@ -62,6 +63,7 @@ typedef struct mem {
   chd_mdb_batch ahead;                /* ... what it read */
   int ahead_reads, ahead_taken, ahead_dropped;
   int64_t ahead_froms[MAX_MESSAGES];
+  bool lost;                          /* recheck: commits were lost */
 } mem;
 
 static mem store;
@@ -282,6 +284,15 @@ static chd_store_rc mem_put_position(chd_sub *s, int64_t position)
   return CHD_STORE_OK;
 }
 
+static chd_store_rc mem_recheck(chd_sub *s, bool *lost, int64_t *position)
+{
+  (void)s;
+  *lost = store.lost;
+  *position = store.saved;
+  store.lost = false;
+  return CHD_STORE_OK;
+}
+
 static chd_store_rc mem_mark_stopped(chd_sub *s, const ch_message *m, const char *reason)
 {
   (void)s;
@@ -405,6 +416,7 @@ static const chd_sub_store mem_store = {
   .get_position = mem_get_position,
   .put_position = mem_put_position,
   .mark_stopped = mem_mark_stopped,
+  .recheck = mem_recheck,
   .begin = mem_begin,
   .commit = mem_commit,
   .rollback = mem_rollback,
@@ -1288,6 +1300,38 @@ static void test_read_ahead_and_a_crash_loop(void **state)
   assert_int_equal(sub.position, 20);
 }
 
+/* The store lost a commit it had acknowledged (an asynchronous commit, then
+ * a server crash): the subscription goes back to the position it kept and
+ * handles what follows again. */
+static void test_lost_commits_are_handled_again(void **state)
+{
+  (void)state;
+  for (int64_t gp = 1; gp <= 6; gp++)
+    add_message("thing-a", gp);
+  inst.batch_size = 3;
+  inst.store_transaction = true;
+  start();
+
+  tick();
+  tick();
+  assert_int_equal(sub.position, 6);
+  assert_int_equal(store.saved, 6);
+  store.saved = 3;                            /* the second batch was lost */
+  store.lost = true;
+  add_message("thing-a", 7);
+  tick();
+  assert_int_equal(sub.position, 6);
+  assert_int_equal(store.saved, 6);
+  for (int64_t gp = 4; gp <= 6; gp++)
+    assert_int_equal(calls[gp], 2);
+  assert_int_equal(calls[7], 0);
+  tick();
+  assert_int_equal(sub.position, 7);
+  assert_int_equal(calls[3], 1);
+  tick();                                     /* nothing lost this time */
+  assert_int_equal(calls[7], 1);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1321,6 +1365,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_read_ahead_after_a_replay, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_ahead_and_a_gap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_ahead_and_a_crash_loop, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_lost_commits_are_handled_again, setup, teardown),
   };
 
   chd_log_set_level(CH_LOG_ERROR);
