@@ -772,6 +772,27 @@ static void test_lost_connection_reconnects(void **state)
   assert_int_equal(chd_mdb_write(db, stream, NULL, "During", NULL, NULL, CH_VERSION_ANY, NULL),
                    CHD_STORE_DISCONNECTED);
   assert_int_equal(write_simple(stream, "After", 2), 1);
+
+  /* a transaction lost with its session: a read reconnects, but writes that
+   * belong to the transaction, and its COMMIT, refuse to go on without it */
+  assert_int_equal(chd_mdb_exec(db, "BEGIN"), CHD_STORE_OK);
+  killer = PQconnectdb(ch_test_store_url());
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", PQbackendPID(chd_mdb_conn(db)));
+  PQclear(PQexec(killer, sql));
+  PQfinish(killer);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_STORE_DISCONNECTED);
+  assert_int_equal(chd_mdb_read_stream(db, stream, 0, 10, &b), CHD_STORE_OK);
+  chd_mdb_batch_release(&b);
+  {
+    chd_mdb_write_opts checked = { .checked = true }, commit = { .commit = true };
+    assert_int_equal(chd_mdb_write_with(db, stream, NULL, "Lost", NULL, NULL, CH_VERSION_ANY,
+                                        &checked, NULL), CHD_STORE_DISCONNECTED);
+    assert_non_null(strstr(chd_mdb_error(db), "the transaction was lost"));
+    assert_int_equal(chd_mdb_write_with(db, stream, NULL, "Lost", NULL, NULL, CH_VERSION_ANY,
+                                        &commit, NULL), CHD_STORE_DISCONNECTED);
+    assert_int_equal(chd_mdb_commit(db), CHD_STORE_DISCONNECTED);
+  }
+  assert_int_equal(write_simple(stream, "Last", 3), 2);   /* nothing of "Lost" */
 }
 
 int main(void)

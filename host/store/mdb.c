@@ -441,9 +441,14 @@ chd_store_rc chd_mdb_write_with(chd_mdb *db, const char *stream_name, const char
     return fail(db, CHD_STORE_INVALID,
                 "cannot write to '%s': expected version %" PRId64 " is below -1",
                 stream_name, expected_version);
-  rc = ensure_connected(db);
-  if (rc != CHD_STORE_OK)
+  db->has_conflict = false;
+  if (opts->checked || opts->commit) {
+    if (!chd_pq_in_transaction(&db->pq))
+      return fail(db, CHD_STORE_DISCONNECTED, "cannot write %s to '%s': the transaction was"
+                  " lost with the connection to the message store", type, stream_name);
+  } else if ((rc = ensure_connected(db)) != CHD_STORE_OK) {
     return rc;
+  }
 
   if (!id) {
     chd_uuid_v4(idbuf);

@@ -164,7 +164,11 @@ chd_store_rc chd_mdb_write(chd_mdb *db, const char *stream_name, const char *id,
                          int64_t *out_position);
 
 /* How chd_mdb_write_with() writes. Zero-initialise for chd_mdb_write()'s
- * way, then set what you need. */
+ * way, then set what you need. With checked or commit the write belongs to
+ * the transaction open on the connection: it never reconnects (the
+ * transaction would not survive it), and a session without a transaction,
+ * one that replaced the session that had begun it, gives
+ * CHD_STORE_DISCONNECTED instead of a write committed on its own. */
 typedef struct chd_mdb_write_opts {
   bool notify;    /* wake the listeners of the stream's category and of "$all"
                      (chd_mdb_listen()); delivered when the transaction

@@ -193,14 +193,33 @@ chd_store_rc chd_pq_exec(chd_pq *pq, const char *sql)
   return rc;
 }
 
+bool chd_pq_in_transaction(const chd_pq *pq)
+{
+  PGTransactionStatusType t = pq->conn ? PQtransactionStatus(pq->conn) : PQTRANS_UNKNOWN;
+
+  return t == PQTRANS_INTRANS || t == PQTRANS_INERROR;
+}
+
+/* Before a COMMIT: a session that has no transaction lost it, with the
+ * connection it replaced (a COMMIT there would only warn). */
+static chd_store_rc transaction_open(chd_pq *pq, const char *doing)
+{
+  if (!pq->conn)
+    return chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "%s: not connected to the %s", doing,
+                       pq->what);
+  if (!chd_pq_in_transaction(pq))
+    return chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "%s: the transaction was lost with the"
+                       " connection to the %s", doing, pq->what);
+  return CHD_STORE_OK;
+}
+
 chd_store_rc chd_pq_commit(chd_pq *pq)
 {
   PGresult *res;
-  chd_store_rc rc = CHD_STORE_OK;
+  chd_store_rc rc = transaction_open(pq, "commit");
 
-  if (!pq->conn)
-    return chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "commit: not connected to the %s",
-                       pq->what);
+  if (rc != CHD_STORE_OK)
+    return rc;
   res = PQexec(pq->conn, "COMMIT");
   if (PQresultStatus(res) != PGRES_COMMAND_OK)
     rc = chd_pq_result_error(pq, res, "commit");
@@ -222,9 +241,8 @@ chd_store_rc chd_pq_then_commit(chd_pq *pq, const char *sql, const char *prepare
   chd_store_rc rc;
 
   *res = NULL;
-  if (!c)
-    return chd_pq_fail(pq, CHD_STORE_DISCONNECTED, "%s: not connected to the %s", doing,
-                       pq->what);
+  if ((rc = transaction_open(pq, doing)) != CHD_STORE_OK)
+    return rc;
   if (!PQenterPipelineMode(c))
     return chd_pq_fail(pq, PQstatus(c) == CONNECTION_BAD ? CHD_STORE_DISCONNECTED
                                                          : CHD_STORE_ERROR,

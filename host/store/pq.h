@@ -72,8 +72,13 @@ chd_store_rc chd_pq_result_error(chd_pq *pq, const PGresult *res, const char *do
 /* Run `sql`, which returns no rows that matter. */
 chd_store_rc chd_pq_exec(chd_pq *pq, const char *sql);
 
+/* Is a transaction open on the connection (begun, perhaps aborted)? False
+ * also after a reconnection replaced the session that had begun it. */
+bool chd_pq_in_transaction(const chd_pq *pq);
+
 /* COMMIT; CHD_STORE_ERROR also when a failed statement had aborted the
- * transaction (PostgreSQL then rolls back). */
+ * transaction (PostgreSQL then rolls back), CHD_STORE_DISCONNECTED when no
+ * transaction is open any more (lost with its session). */
 chd_store_rc chd_pq_commit(chd_pq *pq);
 
 /*
@@ -83,9 +88,10 @@ chd_store_rc chd_pq_commit(chd_pq *pq);
  * result, for the caller to read and PQclear() (NULL when none came).
  * Returns CHD_STORE_OK when the statement succeeded and the transaction
  * committed. Otherwise the transaction is aborted or rolled back (a ROLLBACK
- * after it is harmless): CHD_STORE_DISCONNECTED when the connection broke,
- * else CHD_STORE_ERROR, with "<doing> failed: ..." (the statement's error)
- * or the commit's error in pq->error.
+ * after it is harmless): CHD_STORE_DISCONNECTED when the connection broke
+ * or no transaction is open any more (nothing is sent then: the statement
+ * would commit on its own), else CHD_STORE_ERROR, with "<doing> failed: ..."
+ * (the statement's error) or the commit's error in pq->error.
  */
 chd_store_rc chd_pq_then_commit(chd_pq *pq, const char *sql, const char *prepared, int n,
                                 const char *const *params, const char *doing,
