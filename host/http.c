@@ -84,28 +84,15 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
 chd_http *chd_http_start(const char *listen, chd_http_handler handler, void *arg,
                          char *err, size_t errlen)
 {
-  struct addrinfo hints, *ai = NULL;
-  char host[64], port_text[8];
+  struct addrinfo *ai = NULL;
+  char host[64];
   unsigned flags = MHD_USE_ERROR_LOG;
   const union MHD_DaemonInfo *info;
   chd_http *h;
-  int port, gai;
+  int port;
 
-  if (chd_parse_listen(listen, host, sizeof host, &port) != 0) {
-    snprintf(err, errlen, "http_listen '%s' is not HOST:PORT", listen);
+  if (chd_parse_listen_addr(listen, "http_listen", host, &port, &ai, err, errlen) != 0)
     return NULL;
-  }
-  if (!strcmp(host, "localhost"))
-    snprintf(host, sizeof host, "127.0.0.1");
-  snprintf(port_text, sizeof port_text, "%d", port);
-  memset(&hints, 0, sizeof hints);
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  hints.ai_socktype = SOCK_STREAM;
-  if ((gai = getaddrinfo(host, port_text, &hints, &ai)) != 0) {
-    snprintf(err, errlen, "http_listen '%s': '%s' is not an IP address (%s)", listen, host,
-             gai_strerror(gai));
-    return NULL;
-  }
   h = calloc(1, sizeof *h);
   if (!h) {
     freeaddrinfo(ai);

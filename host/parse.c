@@ -2,8 +2,11 @@
 #include "parse.h"
 
 #include <ctype.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 int chd_parse_int64(const char *s, int64_t *out)
 {
@@ -85,5 +88,34 @@ int chd_parse_listen(const char *s, char *host, size_t host_size, int *port)
   memcpy(host, h, hlen);
   host[hlen] = '\0';
   *port = (int)n;
+  return 0;
+}
+
+int chd_parse_listen_addr(const char *listen, const char *key, char host_out[64],
+                          int *port_out, struct addrinfo **out, char *err, size_t errlen)
+{
+  struct addrinfo hints;
+  char own[64], *host = host_out ? host_out : own, port_text[8];
+  int port, gai;
+
+  *out = NULL;
+  if (chd_parse_listen(listen, host, 64, &port) != 0) {
+    snprintf(err, errlen, "%s '%s' is not HOST:PORT", key, listen);
+    return -1;
+  }
+  if (!strcmp(host, "localhost"))
+    snprintf(host, 64, "127.0.0.1");
+  if (port_out)
+    *port_out = port;
+  snprintf(port_text, sizeof port_text, "%d", port);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+  hints.ai_socktype = SOCK_STREAM;
+  if ((gai = getaddrinfo(host, port_text, &hints, out)) != 0) {
+    snprintf(err, errlen, "%s '%s': '%s' is not an IP address (%s)", key, listen, host,
+             gai_strerror(gai));
+    *out = NULL;
+    return -1;
+  }
   return 0;
 }

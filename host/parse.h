@@ -22,4 +22,15 @@ int chd_parse_bool(const char *s, bool *out);
  * (host_size bytes with its NUL) and the port (0 to 65535). */
 int chd_parse_listen(const char *s, char *host, size_t host_size, int *port);
 
+/*
+ * The address to listen on for `listen` (as chd_parse_listen; localhost is
+ * 127.0.0.1), resolved numerically into *out (the caller freeaddrinfo()s
+ * it); the host as used (64 bytes) and the port into `host` and *port when
+ * they are not NULL. Returns 0, or -1 with a reason naming the setting
+ * `key` in err.
+ */
+struct addrinfo;
+int chd_parse_listen_addr(const char *listen, const char *key, char host[64], int *port,
+                          struct addrinfo **out, char *err, size_t errlen);
+
 #endif /* CHD_PARSE_H */

@@ -826,74 +826,20 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ---- the worker ------------------------------------------------------------- */
 
-static void write_all(int fd, const char *s, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, s, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return;
-    s += w;
-    n -= (size_t)w;
-  }
-}
-
 static int refuse(const chd_web_worker_args *a, const char *why)
 {
-  chd_log_fields f = { w_inv->cfg.instances[a->site->apps[0]].name, NULL, NULL, NULL };
-
-  chd_log(CH_LOG_ERROR, &f, "%s", why);
-  if (a->ready_fd >= 0) {
-    write_all(a->ready_fd, "F", 1);
-    write_all(a->ready_fd, why, strlen(why));
-  }
-  return CHD_EXIT_CONFIG;
-}
-
-static int handshake(const chd_web_worker_args *a)
-{
-  char c = 0;
-  ssize_t r = -1;
-
-  if (a->ready_fd < 0)
-    return 0;
-  write_all(a->ready_fd, "R", 1);
-  close(a->ready_fd);
-  while (!stop_requested) {
-    struct pollfd pfd = { a->go_fd, POLLIN, 0 };
-    if (poll(&pfd, 1, 100) > 0) {
-      r = read(a->go_fd, &c, 1);
-      break;
-    }
-  }
-  close(a->go_fd);
-  return r == 1 && c == 'G' && !stop_requested ? 0 : -1;
+  return chd_worker_refuse(a->ready_fd, w_inv->cfg.instances[a->site->apps[0]].name, why);
 }
 
 static struct MHD_Daemon *listen_on(const char *listen, char *err, size_t errlen)
 {
-  struct addrinfo hints, *ai = NULL;
+  struct addrinfo *ai = NULL;
   struct MHD_Daemon *d;
-  char host[64], port_text[8];
   unsigned flags = MHD_USE_ERROR_LOG;
-  int port, gai;
+  int port;
 
-  if (chd_parse_listen(listen, host, sizeof host, &port) != 0) {
-    snprintf(err, errlen, "listen '%s' is not HOST:PORT", listen);
+  if (chd_parse_listen_addr(listen, "listen", NULL, &port, &ai, err, errlen) != 0)
     return NULL;
-  }
-  if (!strcmp(host, "localhost"))
-    snprintf(host, sizeof host, "127.0.0.1");
-  snprintf(port_text, sizeof port_text, "%d", port);
-  memset(&hints, 0, sizeof hints);
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  hints.ai_socktype = SOCK_STREAM;
-  if ((gai = getaddrinfo(host, port_text, &hints, &ai)) != 0) {
-    snprintf(err, errlen, "listen '%s': '%s' is not an IP address (%s)", listen, host,
-             gai_strerror(gai));
-    return NULL;
-  }
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   w_mhd_message[0] = '\0';
@@ -1006,7 +952,7 @@ int chd_web_worker_run(const chd_web_worker_args *a)
     rc = refuse(a, err);
     goto out;
   }
-  if (handshake(a) != 0) {
+  if (chd_worker_handshake(a->ready_fd, a->go_fd, &stop_requested) != 0) {
     rc = CHD_EXIT_OK;
     goto out;
   }

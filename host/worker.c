@@ -51,40 +51,43 @@ static void write_all(int fd, const char *p, size_t n)
   }
 }
 
-/* Tell the supervisor we cannot run, and why. */
-static int refuse(const chd_worker_args *a, const char *why)
+int chd_worker_refuse(int ready_fd, const char *instance, const char *why)
 {
-  chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
+  chd_log_fields f = { instance, NULL, NULL, NULL };
 
   chd_log(CH_LOG_ERROR, &f, "%s", why);
-  if (a->ready_fd >= 0) {
-    write_all(a->ready_fd, "F", 1);
-    write_all(a->ready_fd, why, strlen(why));
+  if (ready_fd >= 0) {
+    write_all(ready_fd, "F", 1);
+    write_all(ready_fd, why, strlen(why));
   }
   return CHD_EXIT_CONFIG;
 }
 
-/* Report ready and wait for the go. Returns 0, or -1 when the supervisor
- * gave up on us (or asked us to stop). */
-static int handshake(const chd_worker_args *a)
+int chd_worker_handshake(int ready_fd, int go_fd, const volatile sig_atomic_t *stop)
 {
   char c = 0;
   ssize_t r;
 
-  if (a->ready_fd < 0)
+  if (ready_fd < 0)
     return 0;
-  write_all(a->ready_fd, "R", 1);
-  close(a->ready_fd);
+  write_all(ready_fd, "R", 1);
+  close(ready_fd);
   /* poll in slices: a SIGTERM that came before we block must count too */
-  for (r = -1; !stop_requested;) {
-    struct pollfd p = { a->go_fd, POLLIN, 0 };
+  for (r = -1; !*stop;) {
+    struct pollfd p = { go_fd, POLLIN, 0 };
     if (poll(&p, 1, 100) > 0) {
-      r = read(a->go_fd, &c, 1);
+      r = read(go_fd, &c, 1);
       break;
     }
   }
-  close(a->go_fd);
-  return r == 1 && c == 'G' && !stop_requested ? 0 : -1;
+  close(go_fd);
+  return r == 1 && c == 'G' && !*stop ? 0 : -1;
+}
+
+/* Tell the supervisor we cannot run, and why. */
+static int refuse(const chd_worker_args *a, const char *why)
+{
+  return chd_worker_refuse(a->ready_fd, a->inst->name, why);
 }
 
 static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_t errlen)
@@ -270,7 +273,7 @@ int chd_worker_run(const chd_worker_args *a)
     goto out;
   }
   started = true;
-  if (handshake(a) != 0) {
+  if (chd_worker_handshake(a->ready_fd, a->go_fd, &stop_requested) != 0) {
     rc = CHD_EXIT_OK;
     goto out;
   }

@@ -12,6 +12,7 @@
 #ifndef CHD_WORKER_H
 #define CHD_WORKER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -37,5 +38,17 @@ typedef struct chd_worker_args {
 
 /* Run the instance until told to stop. Returns the process exit code. */
 int chd_worker_run(const chd_worker_args *a);
+
+/*
+ * The supervisor's handshake, for every kind of worker (web_server.c too).
+ * chd_worker_refuse logs `why` for `instance` and, when ready_fd >= 0,
+ * reports 'F' and the reason on it; it returns CHD_EXIT_CONFIG.
+ * chd_worker_handshake reports 'R' on ready_fd and waits for 'G' on go_fd
+ * (closing both), giving up when *stop becomes non-zero; returns 0, or -1
+ * when the supervisor gave up on the worker. Without a handshake
+ * (ready_fd < 0) it returns 0 at once.
+ */
+int chd_worker_refuse(int ready_fd, const char *instance, const char *why);
+int chd_worker_handshake(int ready_fd, int go_fd, const volatile sig_atomic_t *stop);
 
 #endif /* CHD_WORKER_H */
