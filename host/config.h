@@ -107,6 +107,8 @@ typedef struct chd_instance_config {
   bool read_ahead;                 /* read_ahead, default true: while a whole batch is
                                       handled, read the next one on a second connection
                                       (subscription.h) */
+  bool notify_writes;              /* notify_writes, default true: the plugin's writes
+                                      notify their category (host_api.c) */
 
   /* applications (comphost/web.h) */
   char *listen;                    /* listen: "HOST:PORT" of the site; NULL: none */

@@ -5,7 +5,7 @@
  * - the notify trigger of `comphost migrate-store` notifies each category
  *   once per transaction, and wakes an idle subscriber at once;
  * - without the trigger, a plugin's write through the host wakes the
- *   subscribers of its category;
+ *   subscribers of its category, unless notify_writes = false;
  * - notifications lost while a connection was down cost a poll, no more;
  * - store transactions without savepoints: a redelivered write and a
  *   version conflict leave the transaction usable; a write the database
@@ -283,6 +283,32 @@ static void test_host_writes_wake_without_the_trigger(void **state)
   assert_false(has_trigger());
 }
 
+/* notify_writes = false: the same write wakes nobody; the other worker
+ * finds it at its next poll. */
+static void test_writes_without_notify(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "quiet.ini",
+                                     "[fx]\nlibrary = fx_runtime\npoll_interval_ms = 20\n"
+                                     "notify_writes = false\n"
+                                     "[fx2]\nlibrary = fx_runtime2\n"
+                                     "poll_interval_ms = 2000\n");
+  int64_t ms;
+  (void)state;
+
+  assert_false(has_trigger());
+  ch_e2e_host_start(&h, &db, ini, "quiet.log");
+  assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
+  ch_e2e_sleep_ms(300);
+  write_one("fxrun-1", "Forward", "{\"plugin\": \"fx-runtime\", \"to\": \"fxorigin-1\","
+                                  " \"origin\": \"fxsource-1\"}");
+  ms = ms_until_seen("subscriber = 'fx2:origin'", 1);
+  print_message("the reply was handled by the other worker %d ms after the command was"
+                " written\n", (int)ms);
+  assert_true(ms >= FAST_MS);
+  stop_cleanly(&h);
+}
+
 /* A notification sent while the host's connection was gone is lost: the
  * message comes with the next poll; after the reconnection the host
  * listens again. */
@@ -507,6 +533,7 @@ int main(void)
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_trigger_wakes_an_idle_subscriber, setup, teardown),
     cmocka_unit_test_setup_teardown(test_host_writes_wake_without_the_trigger, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_writes_without_notify, setup, teardown),
     cmocka_unit_test_setup_teardown(test_polling_delivers_what_notifications_missed, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_store_transaction_conflicts_and_redeliveries, setup,
