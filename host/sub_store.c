@@ -198,10 +198,11 @@ static bool view_async(const chd_sub *s)
  * position_update_interval messages, all on the view session, which then
  * commits asynchronously as a whole (SET synchronous_commit = off, by
  * pg_get_position on every new session). The position's commit follows
- * the commits of the messages it covers in the one write-ahead log, so a
- * crash that loses it loses them too, or keeps them: what follows the
- * surviving position is handled again, as after any crash in this mode (at
- * least once). A reconnected session commits synchronously until then.
+ * the commits of the messages it covers in the one write-ahead log, and a
+ * crash loses only a suffix of the log: a position that survives has its
+ * messages' commits with it. What follows it is handled again, as after
+ * any crash in this mode (at least once). A reconnected session commits
+ * synchronously until pg_get_position has run on it.
  */
 static bool view_session_async(const chd_sub *s)
 {
