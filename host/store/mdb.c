@@ -149,6 +149,11 @@ void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag)
   db->pq.interrupt = flag;
 }
 
+void chd_mdb_set_app_name(chd_mdb *db, const char *name)
+{
+  chd_pq_set_app_name(&db->pq, name);
+}
+
 int chd_mdb_set_session_sql(chd_mdb *db, const char *sql)
 {
   char *copy = sql ? strdup(sql) : NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease.h"
 #include "park.h"
 #include "pq.h"
 
@@ -168,8 +169,9 @@ chd_store_rc chd_position_get(chd_position_store *ps, const char *category,
   return read_last(ps, stream, record_type(ps), position, NULL, 0);
 }
 
-chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
-                              const char *subscriber_id, int64_t position)
+/* The put itself, on the connection of ps->where. */
+static chd_store_rc put(chd_position_store *ps, const char *category,
+                        const char *subscriber_id, int64_t position)
 {
   char stream[320], pos[24];
 
@@ -189,6 +191,54 @@ chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
   chd_position_stream(ps->format, category, subscriber_id, stream, sizeof stream);
   return write_record(ps, stream, record_type(ps),
                       json_pack("{s:I}", "position", (json_int_t)position));
+}
+
+/* A statement of the fenced put's own transaction. */
+static chd_store_rc tx_exec(chd_position_store *ps, const char *sql)
+{
+  chd_store_rc rc = ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_exec(ps->view, sql)
+                                                        : chd_mdb_exec(ps->mdb, sql);
+
+  if (rc != CHD_STORE_OK)
+    fail(ps, rc, "%s", ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_error(ps->view)
+                                                           : chd_mdb_error(ps->mdb));
+  return rc;
+}
+
+chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
+                              const char *subscriber_id, int64_t position)
+{
+  PGconn *conn;
+  bool own_tx;
+  chd_store_rc rc;
+
+  if (!ps->fence)
+    return put(ps, category, subscriber_id, position);
+  conn = ps->where == CHD_POSITION_VIEW_DATA ? (ps->view ? chd_viewdb_conn(ps->view) : NULL)
+                                             : chd_mdb_conn(ps->mdb);
+  if (!conn || PQstatus(conn) != CONNECTION_OK)
+    return fail(ps, CHD_STORE_DISCONNECTED, "saving the position: no connection");
+  own_tx = PQtransactionStatus(conn) == PQTRANS_IDLE;
+  if (own_tx && (rc = tx_exec(ps, "BEGIN")) != CHD_STORE_OK)
+    return rc;
+  rc = chd_lease_check(conn, ps->fence, ps->error, sizeof ps->error);
+  if (rc == CHD_STORE_OK)
+    rc = put(ps, category, subscriber_id, position);
+  if (own_tx) {
+    if (rc == CHD_STORE_OK) {
+      rc = ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_commit(ps->view)
+                                               : chd_mdb_commit(ps->mdb);
+      if (rc != CHD_STORE_OK)
+        fail(ps, rc, "%s", ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_error(ps->view)
+                                                               : chd_mdb_error(ps->mdb));
+    } else if (PQstatus(conn) == CONNECTION_OK) {
+      char why[sizeof ps->error];
+      snprintf(why, sizeof why, "%s", ps->error);
+      tx_exec(ps, "ROLLBACK");
+      snprintf(ps->error, sizeof ps->error, "%s", why);
+    }
+  }
+  return rc;
 }
 
 chd_store_rc chd_position_mark_stopped(chd_position_store *ps, const char *subscriber_id,

@@ -42,6 +42,11 @@ void chd_viewdb_set_interrupt(chd_viewdb *v, const volatile sig_atomic_t *flag)
   v->pq.interrupt = flag;
 }
 
+void chd_viewdb_set_app_name(chd_viewdb *v, const char *name)
+{
+  chd_pq_set_app_name(&v->pq, name);
+}
+
 chd_store_rc chd_viewdb_connect(chd_viewdb *v)
 {
   return chd_pq_connect(&v->pq);
