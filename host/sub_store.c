@@ -22,26 +22,37 @@ static chd_store_rc mdb_result(chd_sub *s, chd_store_rc rc)
   return rc == CHD_STORE_OK ? rc : failed(s, rc, chd_mdb_error(s->ctx->mdb));
 }
 
-/* The position store of the instance, on the ctx's connections. */
+static const chd_sub_pg_arg *arg_of(const chd_sub *s)
+{
+  return s->store_arg;
+}
+
+/* The position store of the instance, on the ctx's connections, fenced by
+ * the slot's lease when it has one. */
 static void positions(chd_sub *s, chd_position_store *ps)
 {
   chd_position_store_init(ps, s->ctx->inst->position_store, s->ctx->inst->position_format,
                           s->ctx->mdb, s->ctx->view);
+  ps->fence = arg_of(s) ? arg_of(s)->fence : NULL;
 }
 
 static chd_store_rc pg_read(chd_sub *s, int64_t from, chd_mdb_batch *out)
 {
   const chd_instance_config *inst = s->ctx->inst;
+  chd_mdb *db = arg_of(s) && arg_of(s)->read ? arg_of(s)->read : s->ctx->mdb;
+  chd_mdb_category_opts o = { NULL, s->member, inst->group_size, inst->batch_bytes };
+  chd_store_rc rc;
 
   if (chd_stream_is_all(s->desc->stream_name))
     return mdb_result(s, chd_mdb_read_all(s->ctx->mdb, from, inst->batch_size,
                                           inst->batch_bytes, out));
-  {
-    chd_mdb_category_opts o = { NULL, inst->group_member, inst->group_size,
-                                inst->batch_bytes };
-    return mdb_result(s, chd_mdb_read_category(s->ctx->mdb, s->desc->stream_name, from,
-                                               inst->batch_size, &o, out));
+  rc = chd_mdb_read_category(db, s->desc->stream_name, from, inst->batch_size, &o, out);
+  if (rc != CHD_STORE_OK && db != s->ctx->mdb) {
+    char why[1100];
+    snprintf(why, sizeof why, "reading the replica: %s", chd_mdb_error(db));
+    return failed(s, rc, why);
   }
+  return mdb_result(s, rc);
 }
 
 static chd_store_rc pg_snapshot(chd_sub *s, int64_t *xmin, int64_t *xmax)
@@ -54,7 +65,7 @@ static chd_store_rc pg_lag(chd_sub *s, int64_t *lag)
   const chd_instance_config *inst = s->ctx->inst;
 
   return mdb_result(s, chd_mdb_lag(s->ctx->mdb, s->desc->stream_name, s->position,
-                                   inst->group_member, inst->group_size, CHD_LAG_BOUND, lag));
+                                   s->member, inst->group_size, CHD_LAG_BOUND, lag));
 }
 
 static chd_store_rc pg_get_position(chd_sub *s, int64_t *position)

@@ -30,7 +30,7 @@ int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop)
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
                           char *buf, size_t size)
 {
-  if (inst->group_size > 0)
+  if (inst->group_size > 0 && !inst->group_auto)
     snprintf(buf, size, "%s:%" PRId64, desc->subscriber_id, inst->group_member);
   else
     snprintf(buf, size, "%s", desc->subscriber_id);
@@ -109,18 +109,30 @@ static int load_parked(chd_sub *s, char *err, size_t errlen)
 int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
                  void *store_arg, char *err, size_t errlen)
 {
+  return chd_sub_init_slot(s, ctx, index, ctx->inst->group_member, index, store, store_arg,
+                           err, errlen);
+}
+
+int chd_sub_init_slot(chd_sub *s, ch_ctx *ctx, int index, int64_t member, int status_index,
+                      const chd_sub_store *store, void *store_arg, char *err, size_t errlen)
+{
   const ch_subscription *desc = &ctx->plugin->desc.subscriptions[index];
 
   memset(s, 0, sizeof *s);
   s->ctx = ctx;
   s->desc = desc;
-  s->index = index;
+  s->index = status_index;
+  s->member = member;
   s->store = store;
   s->store_arg = store_arg;
   s->nap = chd_sub_nap;
   s->gap_timeout_ms = CHD_GAP_TIMEOUT_MS;
   chd_park_set_init(&s->parked);
-  chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
+  if (ctx->inst->group_size > 0)
+    snprintf(s->subscriber_id, sizeof s->subscriber_id, "%s:%" PRId64, desc->subscriber_id,
+             member);
+  else
+    chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
   if (chd_stream_is_all(desc->stream_name) && ctx->inst->group_size > 0) {
     snprintf(err, errlen, "subscription '%s' reads $all: consumer groups need a category",
              s->subscriber_id);
@@ -255,7 +267,14 @@ static void advance(chd_sub *s, int64_t global_position, int64_t count, int64_t 
  * when one is open. */
 static int save_position(chd_sub *s, int64_t position)
 {
-  if (s->store->put_position(s, position) != CHD_STORE_OK)
+  chd_store_rc rc = s->store->put_position(s, position);
+
+  if (rc == CHD_STORE_FENCED && s->state == CHD_SUB_RUNNING) {
+    chd_log_fields f = fields_of(s, NULL);
+    s->state = CHD_SUB_LOST;
+    chd_log(CH_LOG_WARN, &f, "%s; handling nothing more of %s", s->error, s->subscriber_id);
+  }
+  if (rc != CHD_STORE_OK)
     return -1;
   s->saved_position = position;
   s->since_save = 0;
@@ -407,6 +426,8 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
       if ((pos_tx && !saved) || tx_commit(s) != 0) {
         if (pos_tx && !saved)
           tx_rollback(s);
+        if (s->state == CHD_SUB_LOST)
+          return STOPPING;      /* the slot is someone else's now */
         snprintf(ctx->error, sizeof ctx->error, "%s", s->error);
         r = CH_RETRY;
       } else {
@@ -487,6 +508,8 @@ static outcome handle_alone(chd_sub *s, const ch_message *m, const char *decode_
   char reason[1400];
   outcome o;
 
+  if (s->state != CHD_SUB_RUNNING)
+    return STOPPING;            /* lost its slot meanwhile */
   if (chd_park_holds(&s->parked, m)) {
     pass_parked(s, m);
     advance(s, m->global_position, 1, !own_record(s, m), false);
@@ -606,6 +629,8 @@ static void handle_batch_tx(chd_sub *s, const chd_mdb_batch *b)
     tx_rollback(s);
   }
 
+  if (s->state == CHD_SUB_LOST)
+    return;         /* fenced: nothing of the batch was committed */
   if (connections_broken(s)) {
     recover(s);     /* the batch is read again on the next tick */
     return;
@@ -795,7 +820,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   bool full;
 
   *did_work = false;
-  if (s->state == CHD_SUB_STOPPED)
+  if (s->state != CHD_SUB_RUNNING)
     return 0;
   if (chd_now_ms() >= s->next_park_check_ms && park_check(s) != 0)
     return -1;

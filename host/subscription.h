@@ -53,7 +53,10 @@
 
 typedef enum chd_sub_state {
   CHD_SUB_RUNNING = 0,
-  CHD_SUB_STOPPED = 1        /* after a FAIL: handles nothing more */
+  CHD_SUB_STOPPED = 1,       /* after a FAIL: handles nothing more */
+  CHD_SUB_LOST = 2           /* its slot's lease was taken over (put_position
+                                answered CHD_STORE_FENCED): handles nothing
+                                more, and the batch in hand was not committed */
 } chd_sub_state;
 
 typedef struct chd_sub chd_sub;
@@ -75,7 +78,8 @@ typedef struct chd_sub_store {
   chd_store_rc (*lag)(chd_sub *s, int64_t *lag);
 
   /* The position store (position.h), keyed by s->subscriber_id. put runs
-   * inside the batch's transaction when one is open. */
+   * inside the batch's transaction when one is open; CHD_STORE_FENCED when
+   * the slot's lease is gone (the subscription is then lost). */
   chd_store_rc (*get_position)(chd_sub *s, int64_t *position);
   chd_store_rc (*put_position)(chd_sub *s, int64_t position);
   chd_store_rc (*mark_stopped)(chd_sub *s, const ch_message *m, const char *reason);
@@ -111,6 +115,16 @@ typedef struct chd_sub_store {
  * position store (sub_store.c). */
 extern const chd_sub_store chd_sub_store_pg;
 
+struct chd_lease_fence;
+
+/* What chd_sub_store_pg takes as store_arg (NULL: none of it). Borrowed. */
+typedef struct chd_sub_pg_arg {
+  chd_mdb *read;               /* the category reads' connection (a replica:
+                                  [host] message_store_read), NULL: ctx->mdb */
+  const struct chd_lease_fence *fence;  /* the slot's lease, which every put of
+                                  its position checks (lease.h), or NULL */
+} chd_sub_pg_arg;
+
 struct chd_sub {
   ch_ctx *ctx;
   const chd_sub_store *store;
@@ -120,7 +134,10 @@ struct chd_sub {
   int (*nap)(int64_t ms, const volatile sig_atomic_t *stop);
   int64_t gap_timeout_ms;      /* CHD_GAP_TIMEOUT_MS */
   const ch_subscription *desc;
-  int index;                   /* in the plugin's table */
+  int index;                   /* its status record (status.h): its index in the
+                                  plugin's table, or for a slot of group_member =
+                                  auto CHD_STATUS_MAX_SUBS + the slot's record */
+  int64_t member;              /* the consumer group member it reads (0: no group) */
   char subscriber_id[256];     /* effective: with ":<member>" in a consumer group */
   char position_stream[320];   /* message_store position store */
   int64_t position;            /* global position of the last message done */
@@ -163,6 +180,13 @@ struct chd_sub {
 int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
                  void *store_arg, char *err, size_t errlen);
 
+/* The same for slot `member` of a consumer group shared through leases
+ * (group_member = auto, group.h): subscription `index` of the plugin, its
+ * subscriber id "<id>:<member>", its counters in status record
+ * `status_index`. */
+int chd_sub_init_slot(chd_sub *s, ch_ctx *ctx, int index, int64_t member, int status_index,
+                      const chd_sub_store *store, void *store_arg, char *err, size_t errlen);
+
 /*
  * Read one batch and handle it. *did_work is true when the read returned
  * messages. Returns 0; -1 when the message store connection was lost (the
@@ -185,7 +209,9 @@ bool chd_sub_store_tx(const chd_sub *s);
  * waking early when *stop is set. Returns -1 if stopped. */
 int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop);
 
-/* The effective subscriber id of subscription `desc` for an instance. */
+/* The effective subscriber id of subscription `desc` for an instance: with
+ * group_member = auto, the group's id, to which each slot adds ":<slot>"
+ * (group.h). */
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
                           char *buf, size_t size);
 

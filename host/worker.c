@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "group.h"
 #include "host_api.h"
 #include "sublock.h"
 #include "subscription.h"
@@ -87,7 +88,39 @@ static int handshake(const chd_worker_args *a)
   return r == 1 && c == 'G' && !stop_requested ? 0 : -1;
 }
 
-static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_t errlen)
+/* The replica for category reads ([host] message_store_read), or NULL. */
+static int connect_read(const chd_worker_args *a, const char *app_name, chd_mdb **out,
+                        char *err, size_t errlen)
+{
+  chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
+  chd_store_rc rc;
+
+  *out = NULL;
+  if (!a->cfg->message_store_read)
+    return 0;
+  if (!(*out = chd_mdb_new(a->cfg->message_store_read))) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  chd_mdb_set_interrupt(*out, &stop_requested);
+  chd_mdb_set_app_name(*out, app_name);
+  rc = chd_mdb_connect(*out);
+  if (rc == CHD_STORE_DISCONNECTED) {
+    chd_log(CH_LOG_WARN, &f, "message_store_read: %s; retrying", chd_mdb_error(*out));
+    rc = chd_mdb_reconnect(*out, -1);
+  }
+  if (rc != CHD_STORE_OK) {
+    snprintf(err, errlen, "message_store_read: %s", chd_mdb_error(*out));
+    return -1;
+  }
+  chd_log(CH_LOG_INFO, &f, "category reads go to %s (message_store_read)",
+          chd_mdb_describe(*out));
+  return 0;
+}
+
+/* app_name: the sessions' application_name, or NULL for the default. */
+static int connect_store(ch_ctx *ctx, const chd_worker_args *a, const char *app_name, char *err,
+                         size_t errlen)
 {
   chd_log_fields f = { a->inst->name, NULL, NULL, NULL };
   chd_store_rc rc;
@@ -98,6 +131,7 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
     return -1;
   }
   chd_mdb_set_interrupt(ctx->mdb, &stop_requested);
+  chd_mdb_set_app_name(ctx->mdb, app_name);
   {
     /* hold the subscriber locks on every session: `comphost rebuild` waits */
     char *lock_sql = chd_sublock_session_sql(a->inst, a->plugin);
@@ -126,6 +160,7 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, char *err, size_
       return -1;
     }
     chd_viewdb_set_interrupt(ctx->view, &stop_requested);
+    chd_viewdb_set_app_name(ctx->view, app_name);
     vrc = chd_viewdb_ensure(ctx->view);
     if (vrc == CHD_STORE_INTERRUPTED)
       snprintf(err, errlen, "stopped while connecting to the view database");
@@ -160,7 +195,7 @@ static void apply_poison(chd_sub *s, const chd_worker_args *a)
            a->poison_reason ? a->poison_reason : "it crashed the worker repeatedly");
 }
 
-static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
+static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx, chd_group *group)
 {
   for (size_t i = 0; i < n; i++)
     subs[i].next_poll_ms = 0;
@@ -169,17 +204,25 @@ static void run_loop(chd_sub *subs, size_t n, ch_ctx *ctx)
     bool worked = false;
 
     chd_status_heartbeat();
+    if (group) {
+      /* a batch boundary: renew the leases, balance, claim (group.h) */
+      chd_group_tick(group);
+      now = chd_now_ms();
+      if (chd_group_next_ms(group) < wake)
+        wake = chd_group_next_ms(group);
+    }
     for (size_t i = 0; i < n && !stop_requested; i++) {
       chd_sub *s = &subs[i];
       bool did = false;
-      if (s->state != CHD_SUB_RUNNING)
+      if (s->state != CHD_SUB_RUNNING || (group && !chd_group_valid(group)))
         continue;
       if (now >= s->next_poll_ms) {
         if (chd_sub_tick(s, &did) != 0) {
           /* the store went away: reconnect, then read again */
           chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
           chd_log(CH_LOG_WARN, &f, "reading failed: %s; reconnecting", s->error);
-          if (chd_mdb_reconnect(ctx->mdb, -1) == CHD_STORE_OK)
+          /* in a group, not for long: the leases need looking after */
+          if (chd_mdb_reconnect(ctx->mdb, group ? 1000 : -1) == CHD_STORE_OK)
             chd_log(CH_LOG_INFO, &f, "reconnected to the message store");
           did = false;
         }
@@ -201,6 +244,10 @@ int chd_worker_run(const chd_worker_args *a)
   const ch_plugin_desc *d = &a->plugin->desc;
   size_t n = chd_plugin_subscription_count(a->plugin);
   chd_sub *subs = NULL;
+  chd_group *group = NULL;
+  chd_mdb *read = NULL;
+  chd_sub_pg_arg pg_arg = { NULL, NULL };
+  char owner[CHD_LEASE_OWNER_MAX] = "", app_name[CHD_LEASE_OWNER_MAX + 16] = "";
   ch_ctx ctx;
   char err[1400];
   int rc = CHD_EXIT_CONFIG;
@@ -211,10 +258,17 @@ int chd_worker_run(const chd_worker_args *a)
   chd_ctx_init(&ctx, a->cfg, a->inst, a->plugin);
   ctx.stop = &stop_requested;
 
-  if (connect_store(&ctx, a, err, sizeof err) != 0) {
+  if (a->inst->group_auto) {
+    /* who holds the leases, also in pg_stat_activity */
+    chd_group_owner_id(owner, sizeof owner);
+    snprintf(app_name, sizeof app_name, "comphost %s", owner);
+  }
+  if (connect_store(&ctx, a, app_name[0] ? app_name : NULL, err, sizeof err) != 0 ||
+      connect_read(a, app_name[0] ? app_name : NULL, &read, err, sizeof err) != 0) {
     rc = stop_requested ? CHD_EXIT_OK : refuse(a, err);
     goto out;
   }
+  pg_arg.read = read;
   if (d->init && d->init(&ctx, &ctx.state) != 0) {
     snprintf(err, sizeof err, "init of plugin %s failed: %s", d->name,
              ctx.error[0] ? ctx.error : "(no reason given)");
@@ -222,17 +276,28 @@ int chd_worker_run(const chd_worker_args *a)
     goto out;
   }
   inited = true;
-  subs = calloc(n, sizeof *subs);
-  if (!subs) {
-    rc = refuse(a, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (chd_sub_init(&subs[i], &ctx, (int)i, &chd_sub_store_pg, NULL, err, sizeof err) != 0) {
+  if (a->inst->group_auto) {
+    /* the slots are claimed once running: none is held yet */
+    chd_group_args ga = { owner, read, a->poisoned, a->poisoned_slot, a->poison_reason };
+    if (!(group = chd_group_new(&ctx, &ga, err, sizeof err))) {
       rc = refuse(a, err);
       goto out;
     }
-    apply_poison(&subs[i], a);
+    subs = chd_group_subs(group, &n);
+  } else {
+    subs = calloc(n, sizeof *subs);
+    if (!subs) {
+      rc = refuse(a, "out of memory");
+      goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (chd_sub_init(&subs[i], &ctx, (int)i, &chd_sub_store_pg, &pg_arg, err, sizeof err)
+          != 0) {
+        rc = refuse(a, err);
+        goto out;
+      }
+      apply_poison(&subs[i], a);
+    }
   }
   /* start() belongs to getting ready: a plugin that cannot start stops the
    * whole host before any message is handled */
@@ -247,7 +312,7 @@ int chd_worker_run(const chd_worker_args *a)
     rc = CHD_EXIT_OK;
     goto out;
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !group; i++) {
     chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
     if (chd_status_sub_of((int)i))
       chd_status_sub_of((int)i)->position = subs[i].position;
@@ -257,10 +322,12 @@ int chd_worker_run(const chd_worker_args *a)
   }
 
   chd_status_set_state(CHD_WORKER_RUNNING);
-  run_loop(subs, n, &ctx);
+  run_loop(subs, n, &ctx, group);
   chd_status_set_state(CHD_WORKER_STOPPING);
 
-  for (size_t i = 0; i < n; i++) {
+  if (group)
+    chd_group_leave(group);   /* saves each slot's position and releases it */
+  for (size_t i = 0; i < n && !group; i++) {
     chd_log_fields f = { a->inst->name, subs[i].subscriber_id, NULL, NULL };
     if (chd_sub_save_position(&subs[i]) != 0)
       chd_log(CH_LOG_ERROR, &f, "cannot save the position %" PRId64 ": %s",
@@ -275,9 +342,14 @@ out:
     d->stop(&ctx, ctx.state);
   if (inited && d->destroy)
     d->destroy(&ctx, ctx.state);
-  for (size_t i = 0; subs && i < n; i++)
-    chd_sub_release(&subs[i]);
-  free(subs);
+  if (group) {
+    chd_group_free(group);
+  } else {
+    for (size_t i = 0; subs && i < n; i++)
+      chd_sub_release(&subs[i]);
+    free(subs);
+  }
+  chd_mdb_free(read);
   chd_mdb_free(ctx.mdb);
   chd_viewdb_free(ctx.view);
   return rc;

@@ -2,7 +2,8 @@
  * test_subscription.c - the consumer loop (subscription.c) on an in-memory
  * store, without PostgreSQL: gaps of $all, retries and their backoff,
  * failures that park a stream or stop the subscription, the replay of a
- * batch after a failure, CH_SKIP, and how often the position is saved.
+ * batch after a failure, CH_SKIP, how often the position is saved, and a
+ * consumer group slot whose lease was taken over (fencing).
  *
  * The in-memory store (struct mem) holds the messages of the category (or
  * of $all), the saved position, a transaction of its own that holds the
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "group.h"
 #include "host_api.h"
 #include "subscription.h"
 
@@ -47,6 +49,7 @@ typedef struct mem {
   int64_t stopped_at;
   char stop_reason[512];
   int parks;
+  bool fenced;                        /* the slot's lease is someone else's */
 } mem;
 
 static mem store;
@@ -147,7 +150,11 @@ static void commit_position(int64_t position)
 
 static chd_store_rc mem_put_position(chd_sub *s, int64_t position)
 {
-  (void)s;
+  if (store.fenced) {
+    snprintf(s->error, sizeof s->error, "the lease of slot %" PRId64 " was taken over",
+             s->member);
+    return CHD_STORE_FENCED;
+  }
   if (store.in_tx) {
     store.pending_set = true;
     store.pending = position;
@@ -701,6 +708,89 @@ static void test_resumes_after_the_saved_position(void **state)
   assert_int_equal(delivered[1], 4);
 }
 
+/*
+ * A slot whose lease was taken over (put_position answers FENCED): the
+ * batch commits nothing, is not replayed, retried or parked, and the
+ * subscription handles nothing more.
+ */
+static void test_fenced_batch_commits_nothing(void **state)
+{
+  bool did = false;
+  (void)state;
+  for (int64_t gp = 1; gp <= 5; gp++)
+    add_message("thing-a", gp);
+  inst.store_transaction = true;
+  start();
+  store.fenced = true;
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(store.commits, 0);
+  assert_int_equal(store.put_count, 0);
+  assert_int_equal(store.effect_count, 0);    /* rolled back */
+  assert_int_equal(store.parks, 0);
+  assert_int_equal(nap_count, 0);             /* no retry */
+  for (int64_t gp = 1; gp <= 5; gp++)
+    assert_int_equal(calls[gp], 1);           /* no replay one by one */
+  assert_int_equal(chd_sub_tick(&sub, &did), 0);
+  assert_false(did);
+  assert_int_equal(calls[1], 1);
+}
+
+/* Without a transaction: handling stops at the first position put refused. */
+static void test_fenced_without_transaction(void **state)
+{
+  (void)state;
+  for (int64_t gp = 1; gp <= 6; gp++)
+    add_message("thing-a", gp);
+  inst.position_update_interval = 2;
+  start();
+  store.fenced = true;
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(calls[1], 1);
+  assert_int_equal(calls[2], 1);
+  assert_int_equal(calls[3], 0);
+  assert_int_equal(store.put_count, 0);
+  assert_int_equal(store.parks, 0);
+}
+
+/* A slot of a group shared through leases reads its member and keeps its
+ * own subscriber id; the hosts share the slots evenly. */
+static void test_group_slot(void **state)
+{
+  char err[1024], id[256];
+  (void)state;
+  inst.group_size = 8;
+  inst.group_auto = true;
+  chd_ctx_init(&ctx, &cfg, &inst, &plugin);
+  ctx.stop = &never;
+  assert_int_equal(chd_sub_init_slot(&sub, &ctx, 0, 5, 20, &mem_store, &store, err,
+                                     sizeof err), 0);
+  assert_string_equal(sub.subscriber_id, "test:thing:5");
+  assert_int_equal(sub.member, 5);
+  assert_int_equal(sub.index, 20);
+  assert_int_equal(chd_group_ids(&inst), 8);
+  chd_group_id(&subscriptions[0], &inst, 3, id, sizeof id);
+  assert_string_equal(id, "test:thing:3");
+  chd_sub_effective_id(&subscriptions[0], &inst, id, sizeof id);
+  assert_string_equal(id, "test:thing");
+  /* 8 slots over 3 hosts: 3, 3, 2; over 1: 8; more hosts than slots: 1 or 0 */
+  assert_int_equal(chd_group_target(8, 3, 0), 3);
+  assert_int_equal(chd_group_target(8, 3, 1), 3);
+  assert_int_equal(chd_group_target(8, 3, 2), 2);
+  assert_int_equal(chd_group_target(8, 1, 0), 8);
+  assert_int_equal(chd_group_target(8, 4, 3), 2);
+  assert_int_equal(chd_group_target(2, 3, 1), 1);
+  assert_int_equal(chd_group_target(2, 3, 2), 0);
+  inst.group_auto = false;
+  inst.group_member = 1;
+  assert_int_equal(chd_group_ids(&inst), 1);
+  chd_group_id(&subscriptions[0], &inst, 0, id, sizeof id);
+  assert_string_equal(id, "test:thing:1");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -715,6 +805,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_skip, setup, teardown),
     cmocka_unit_test_setup_teardown(test_position_interval, setup, teardown),
     cmocka_unit_test_setup_teardown(test_resumes_after_the_saved_position, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_batch_commits_nothing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_without_transaction, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_group_slot, setup, teardown),
   };
 
   chd_log_set_level(CH_LOG_ERROR);

@@ -11,6 +11,9 @@
  * It needs the owner of the messages table (the message_store role of
  * Message DB cannot create indexes): --admin-url gives such a connection.
  * trace works without the index, reading every message, and says so.
+ * migrate-store also creates the lease tables of group_member = auto with
+ * message-store positions (lease.h), and lets the configuration's role use
+ * them.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -20,6 +23,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "lease.h"
 
 static void trace_usage(FILE *out)
 {
@@ -124,8 +128,9 @@ static void migrate_usage(FILE *out)
   fprintf(out,
           "usage: comphost migrate-store -c FILE [--admin-url URL] [--json]\n"
           "Create the store's index on metadata->>'traceId' (for `comphost trace`), if it\n"
-          "is not there, without blocking writers. It needs the owner of the messages\n"
-          "table: give its connection with --admin-url (default: the message store's).\n");
+          "is not there, without blocking writers, and the lease tables of group_member =\n"
+          "auto. It needs the owner of the messages table: give its connection with\n"
+          "--admin-url (default: the message store's).\n");
 }
 
 int chd_cli_migrate_store(int argc, char **argv)
@@ -138,7 +143,9 @@ int chd_cli_migrate_store(int argc, char **argv)
     { NULL, 0, NULL, 0 },
   };
   const char *config = NULL, *admin = NULL, *url;
-  bool as_json = false, created = false;
+  bool as_json = false, created = false, leases_created = false;
+  char role[128] = "";
+  chd_lease_store ls;
   int64_t bytes = 0, started;
   chd_config cfg;
   chd_mdb *db;
@@ -171,6 +178,14 @@ int chd_cli_migrate_store(int argc, char **argv)
     chd_config_release(&cfg);
     return rc;
   }
+  if (admin) {
+    /* the hosts' role, to be let use the lease tables */
+    PQconninfoOption *opts = PQconninfoParse(cfg.message_store, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+      if (!strcmp(o->keyword, "user") && o->val)
+        snprintf(role, sizeof role, "%s", o->val);
+    PQconninfoFree(opts);
+  }
   chd_config_release(&cfg);
   started = chd_now_us();
   if (chd_mdb_trace_index(db, &state, &bytes) != CHD_STORE_OK) {
@@ -193,11 +208,18 @@ int chd_cli_migrate_store(int argc, char **argv)
     }
     created = true;
   }
+  chd_lease_store_init(&ls, CHD_POSITION_MESSAGE_STORE, db, NULL);
+  if (chd_lease_store_create(&ls, role, &leases_created) != CHD_STORE_OK) {
+    rc = chd_cli_fail("%s", chd_lease_error(&ls));
+    goto out;
+  }
   if (as_json) {
-    chd_cli_json_line(json_pack("{s:s, s:b, s:I, s:f}", "index",
+    chd_cli_json_line(json_pack("{s:s, s:b, s:I, s:f, s:b, s:s?}", "index",
                                 CHD_MDB_TRACE_INDEX, "created", created,
                                 "bytes", (json_int_t)bytes,
-                                "seconds", (double)(chd_now_us() - started) / 1e6));
+                                "seconds", (double)(chd_now_us() - started) / 1e6,
+                                "lease_tables_created", leases_created,
+                                "lease_tables_role", role[0] ? role : NULL));
   } else if (created) {
     printf("created index " CHD_MDB_TRACE_INDEX " on metadata->>'traceId'"
            " in %.2f s (%.1f MB)\n", (double)(chd_now_us() - started) / 1e6,
@@ -206,6 +228,10 @@ int chd_cli_migrate_store(int argc, char **argv)
     printf("index " CHD_MDB_TRACE_INDEX " is there already (%.1f MB)\n",
            (double)bytes / 1048576.0);
   }
+  if (!as_json)
+    printf("lease tables (group_member = auto): %s%s%s\n",
+           leases_created ? "created" : "there already", role[0] ? "; usable by role " : "",
+           role);
 
 out:
   chd_mdb_free(db);
