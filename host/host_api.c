@@ -333,6 +333,11 @@ static struct pg_conn *api_store_db(ch_ctx *ctx)
   return c && PQstatus(c) == CONNECTION_OK ? c : NULL;
 }
 
+static const char *api_subscriber_id(ch_ctx *ctx)
+{
+  return ctx->subscriber_id;
+}
+
 static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
 {
   static const char *const carried[] = { "traceId", "userId" };
@@ -374,4 +379,5 @@ const ch_host_api chd_host_api = {
   .stream_category = chd_stream_category,
   .stream_id = chd_stream_id,
   .web = &chd_web_api,
+  .subscriber_id = api_subscriber_id,
 };

@@ -321,7 +321,7 @@ static void test_inspect(void **state)
   assert_non_null(strstr(out, "plugin:       fx-runtime\n"));
   assert_non_null(strstr(out, "version:      "));
   assert_non_null(strstr(out, "kind:         "));
-  assert_non_null(strstr(out, "abi:          1.1 (this host: 1.1)\n"));
+  assert_non_null(strstr(out, "abi:          1.2 (this host: 1.2)\n"));
   assert_non_null(strstr(out, "file:         " COMPHOST_TEST_PLUGIN_DIR "/fx_runtime.so\n"));
   assert_non_null(strstr(out, "modified:     20"));
   assert_non_null(strstr(out, "build id:     "));

@@ -445,7 +445,7 @@ static void test_bad_config_and_wrong_abi_refused(void **state)
   assert_int_equal(ch_e2e_run(&db, run, &out), 1);
   assert_non_null(strstr(out, "abi.ini:9: [old] library:"));
   assert_non_null(strstr(out, "built for plugin ABI 2."));
-  assert_non_null(strstr(out, "this host has ABI 1.1"));
+  assert_non_null(strstr(out, "this host has ABI 1.2"));
   free(out);
 }
 
@@ -714,7 +714,7 @@ static void test_check_prints_the_inventory(void **state)
   check[2] = ch_e2e_write_ini(&db, "inv.ini", "[home-page]\nlibrary = " HOME_PAGE "\n"
                                       "position_store = view_data\n");
   assert_int_equal(ch_e2e_run(&db, check, &out), 0);
-  assert_non_null(strstr(out, "[home-page] home-page 1.0.0 (aggregator, ABI 1.1)"));
+  assert_non_null(strstr(out, "[home-page] home-page 1.0.0 (aggregator, ABI 1.2)"));
   assert_non_null(strstr(out, "build id "));
   assert_non_null(strstr(out, "positions: view_data"));
   assert_non_null(strstr(out, "subscription aggregators:home-page: viewing"));

@@ -45,6 +45,7 @@
  * - 1.1: CH_SKIP; ch_plugin_desc.secret_keys; applications
  *   (CH_KIND_APPLICATION, ch_plugin_desc.routes and .mount, ch_host_api.web:
  *   see comphost/web.h).
+ * - 1.2: ch_host_api.subscriber_id.
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -62,7 +63,7 @@ extern "C" {
 
 #define CH_PLUGIN_MAGIC 0x43485031u      /* "CHP1" */
 #define CH_ABI_MAJOR 1u
-#define CH_ABI_MINOR 1u
+#define CH_ABI_MINOR 2u
 
 #if defined(__GNUC__)
 #define CH_EXPORT __attribute__((visibility("default")))
@@ -375,6 +376,16 @@ typedef struct ch_host_api {
    * now (the host reconnects it).
    */
   struct pg_conn *(*store_db)(ch_ctx *ctx);
+
+  /*
+   * 1.2: the subscriber id of the subscription whose message (or batch) is
+   * being handled, as the host keeps its position: in a consumer group with
+   * ":<member>" appended ("aggregators:home-page:3"). Members of a group move
+   * through the category at different speeds, so a guard by global position
+   * must be kept per subscriber id, not per plugin. Borrowed; NULL before
+   * the first handler call.
+   */
+  const char *(*subscriber_id)(ch_ctx *ctx);
   /* append here */
 } ch_host_api;
 
