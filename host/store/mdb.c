@@ -30,6 +30,28 @@
   "   + coalesce(octet_length(q.metadata), 0) AS size) AS z) AS t"               \
   " WHERE total - size < " bound "::bigint ORDER BY global_position"
 
+/*
+ * The consumer group member `member` of `size`, as get_category_messages()
+ * picks it, MOD(@hash_64(cardinal_id(stream_name)), size) = member, written
+ * out in SQL: Message DB's functions are PL/pgSQL, some 10 us a row, and a
+ * member's read passes over the rows of all the other members. A stream
+ * without an id belongs to no member, as there.
+ */
+#define GROUP_FILTER(size, member)                                               \
+  " AND strpos(stream_name, '-') > 0 AND MOD(@(('x' || left(md5(split_part("     \
+  "substring(stream_name FROM strpos(stream_name, '-') + 1), '+', 1)), 16))"     \
+  "::bit(64)::bigint), " size "::bigint) = " member "::bigint"
+/* A category's messages from $2, of group member $5 of $6, correlated to
+ * $4 when not NULL, up to $3 (-1: all), as get_category_messages(). */
+#define CATEGORY_GROUP                                                           \
+  "SELECT " ALL_COLUMNS " FROM messages"                                         \
+  " WHERE category(stream_name) = $1::varchar AND global_position >= $2::bigint" \
+  " AND ($4::varchar IS NULL OR"                                                 \
+  "  category(metadata->>'correlationStreamName') = $4::varchar)"                \
+  GROUP_FILTER("$6", "$5")                                                       \
+  " ORDER BY global_position"                                                    \
+  " LIMIT CASE WHEN $3::bigint < 0 THEN NULL ELSE $3::bigint END"
+
 /* The statements, prepared on every (re)connection. Parameters are typed
  * explicitly and passed positionally: Message DB's documented parameter names
  * do not match its code. */
@@ -71,11 +93,14 @@ static const struct statement {
     BOUNDED("SELECT " ALL_COLUMNS " FROM messages WHERE global_position >= $1::bigint"
             " ORDER BY global_position"
             " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", "$3"), 3 },
+  /* a consumer group member's share of a category (GROUP_FILTER) */
+  { "chd_category_group", CATEGORY_GROUP, 6 },
+  { "chd_category_group_bounded", BOUNDED(CATEGORY_GROUP, "$7"), 7 },
 };
 
 enum {
   ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL,
-  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED
+  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED, ST_CATEGORY_GROUP, ST_CATEGORY_GROUP_BOUNDED
 };
 
 struct chd_mdb {
@@ -598,6 +623,11 @@ chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   params[5] = opts->group_size ? fmt_i64(gsize, opts->group_size) : NULL;
   params[6] = fmt_i64(bytes, opts->max_bytes);
   snprintf(what, sizeof what, "reading category '%s'", category);
+  if (opts->group_size > 0 && opts->max_bytes > 0)
+    return fill_batch(db, exec_prepared(db, ST_CATEGORY_GROUP_BOUNDED, params), what,
+                      params[6], out);
+  if (opts->group_size > 0)
+    return fill_batch(db, exec_prepared(db, ST_CATEGORY_GROUP, params), what, NULL, out);
   if (opts->max_bytes > 0)
     return fill_batch(db, exec_prepared(db, ST_CATEGORY_BOUNDED, params), what, params[6],
                       out);
@@ -766,9 +796,8 @@ chd_store_rc chd_mdb_lag(chd_mdb *db, const char *stream, int64_t position,
   if (group_size > 0)
     return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
                    " WHERE message_store.category(stream_name) = $3"
-                   " AND global_position > $1::bigint"
-                   " AND MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)),"
-                   " $5::bigint) = $4::bigint LIMIT $2::bigint) AS m",
+                   " AND global_position > $1::bigint" GROUP_FILTER("$5", "$4")
+                   " LIMIT $2::bigint) AS m",
                    5, params, lag, what);
   return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
                  " WHERE message_store.category(stream_name) = $3"
