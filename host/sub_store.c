@@ -175,12 +175,28 @@ static bool pg_broken(chd_sub *s)
   return chd_mdb_broken(s->ctx->mdb) || (s->ctx->view && chd_viewdb_broken(s->ctx->view));
 }
 
+/* A slot of a group shared through leases: one attempt per broken
+ * connection, so that the worker's loop gets back to the leases soon (a host
+ * cut off from the database must notice its leases run out). */
+static int recover_slot(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+
+  if (chd_mdb_broken(ctx->mdb) && chd_mdb_connect(ctx->mdb) != CHD_STORE_OK)
+    return -1;
+  if (ctx->view && chd_viewdb_broken(ctx->view) && chd_viewdb_connect(ctx->view) != CHD_STORE_OK)
+    return -1;
+  return 0;
+}
+
 static int pg_recover(chd_sub *s)
 {
   ch_ctx *ctx = s->ctx;
   chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
   chd_store_rc rc;
 
+  if (arg_of(s) && arg_of(s)->fence)
+    return recover_slot(s);
   if (chd_mdb_broken(ctx->mdb)) {
     chd_log(CH_LOG_WARN, &f, "lost the message store: %s; reconnecting",
             chd_mdb_error(ctx->mdb));

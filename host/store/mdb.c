@@ -42,7 +42,11 @@
   "substring(stream_name FROM strpos(stream_name, '-') + 1), '+', 1)), 16))"     \
   "::bit(64)::bigint), " size "::bigint) = " member "::bigint"
 /* A category's messages from $2, of group member $5 of $6, correlated to
- * $4 when not NULL, up to $3 (-1: all), as get_category_messages(). */
+ * $4 when not NULL, up to $3 (-1: all), as get_category_messages(). Not
+ * prepared (exec_planned): a plan made for any position scans the rest of
+ * the category and sorts it; one made for the position at hand walks the
+ * category's index in order and stops at the limit, as Message DB's own
+ * function (dynamic SQL) does. */
 #define CATEGORY_GROUP                                                           \
   "SELECT " ALL_COLUMNS " FROM messages"                                         \
   " WHERE category(stream_name) = $1::varchar AND global_position >= $2::bigint" \
@@ -93,15 +97,17 @@ static const struct statement {
     BOUNDED("SELECT " ALL_COLUMNS " FROM messages WHERE global_position >= $1::bigint"
             " ORDER BY global_position"
             " LIMIT CASE WHEN $2::bigint < 0 THEN NULL ELSE $2::bigint END", "$3"), 3 },
-  /* a consumer group member's share of a category (GROUP_FILTER) */
-  { "chd_category_group", CATEGORY_GROUP, 6 },
-  { "chd_category_group_bounded", BOUNDED(CATEGORY_GROUP, "$7"), 7 },
 };
 
 enum {
   ST_WRITE, ST_STREAM, ST_CATEGORY, ST_LAST, ST_VERSION, ST_SNAPSHOT, ST_ALL,
-  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED, ST_CATEGORY_GROUP, ST_CATEGORY_GROUP_BOUNDED
+  ST_CATEGORY_BOUNDED, ST_ALL_BOUNDED
 };
+
+/* A consumer group member's share of a category (GROUP_FILTER), planned
+ * for its parameters each time (exec_planned): 6 and 7 parameters. */
+static const char category_group[] = CATEGORY_GROUP;
+static const char category_group_bounded[] = BOUNDED(CATEGORY_GROUP, "$7");
 
 struct chd_mdb {
   chd_pq pq;
@@ -291,6 +297,13 @@ static PGresult *exec_prepared(chd_mdb *db, int st, const char *const *params)
 {
   return PQexecPrepared(db->pq.conn, statements[st].name, statements[st].nparams,
                         params, NULL, NULL, 0);
+}
+
+/* A statement planned for its parameters, each time. */
+static PGresult *exec_planned(chd_mdb *db, const char *sql, int nparams,
+                              const char *const *params)
+{
+  return PQexecParams(db->pq.conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
 static char *fmt_i64(char buf[24], int64_t v)
@@ -624,10 +637,10 @@ chd_store_rc chd_mdb_read_category(chd_mdb *db, const char *category,
   params[6] = fmt_i64(bytes, opts->max_bytes);
   snprintf(what, sizeof what, "reading category '%s'", category);
   if (opts->group_size > 0 && opts->max_bytes > 0)
-    return fill_batch(db, exec_prepared(db, ST_CATEGORY_GROUP_BOUNDED, params), what,
+    return fill_batch(db, exec_planned(db, category_group_bounded, 7, params), what,
                       params[6], out);
   if (opts->group_size > 0)
-    return fill_batch(db, exec_prepared(db, ST_CATEGORY_GROUP, params), what, NULL, out);
+    return fill_batch(db, exec_planned(db, category_group, 6, params), what, NULL, out);
   if (opts->max_bytes > 0)
     return fill_batch(db, exec_prepared(db, ST_CATEGORY_BOUNDED, params), what, params[6],
                       out);
