@@ -93,10 +93,10 @@ static chd_status_slot *status_of(const chd_group *g, const slot *sl)
   return &chd_status_self->slots[j];
 }
 
+/* One more on a counter of the worker's status (status.h). */
 static void count(volatile int64_t *counter)
 {
-  if (chd_status_self)
-    (*counter)++;
+  (*counter)++;
 }
 
 size_t chd_group_entries(const chd_instance_config *inst, const ch_plugin_desc *d,
@@ -266,6 +266,8 @@ static void give_up(chd_group *g, slot *sl, const char *why)
   chd_log(CH_LOG_INFO, &f, "gave slot %" PRId64 " of %s up %s; Stopped %s at global position"
           " %" PRId64, sl->member, sl->group, why, s->subscriber_id, s->position);
   drop(g, sl);
+  if (chd_status_self)
+    count(&chd_status_self->slots_given);
 }
 
 /* Our backend on `conn`, looked up again when its pid changed. */

@@ -282,6 +282,8 @@ static double metric(const ch_e2e_host *h, const char *series)
 }
 
 #define OWNED "comphost_group_slots_owned{plugin=\"home-page\",subscriber=\"aggregators:home-page\"}"
+#define GIVEN \
+  "comphost_group_slots_given_total{plugin=\"home-page\",subscriber=\"aggregators:home-page\"}"
 #define TAKEOVERS \
   "comphost_group_takeovers_total{plugin=\"home-page\",subscriber=\"aggregators:home-page\"}"
 
@@ -300,7 +302,7 @@ static void three_hosts(const char *position_store, int events)
   ch_e2e_host h[5];
   int64_t started = now_ms(), mark, wave = events / 4;
   pid_t w1;
-  double owned = 0, takeovers = 0;
+  double owned = 0, takeovers = 0, given = 0;
   PGconn *c;
   PGresult *res;
 
@@ -375,9 +377,11 @@ static void three_hosts(const char *position_store, int events)
       continue;
     owned += metric(&h[k], OWNED);
     takeovers += metric(&h[k], TAKEOVERS);
+    given += metric(&h[k], GIVEN);
   }
   assert_true(owned == SLOTS);
   assert_true(takeovers >= 1);
+  assert_true(given >= 1);                    /* to make room for hosts 1 and 4 */
   {
     const char *argv[] = { "status", "-c", host_ini(3, position_store, LEASE_MS), "--json",
                            NULL };
