@@ -93,12 +93,6 @@ static chd_status_slot *status_of(const chd_group *g, const slot *sl)
   return &chd_status_self->slots[j];
 }
 
-/* One more on a counter of the worker's status (status.h). */
-static void count(volatile int64_t *counter)
-{
-  (*counter)++;
-}
-
 size_t chd_group_entries(const chd_instance_config *inst, const ch_plugin_desc *d,
                          const chd_status *st, chd_group_entry *out, size_t max)
 {
@@ -241,7 +235,7 @@ static void lost(chd_group *g, slot *sl, const char *why)
           sl->member, sl->group, sl->generation, why);
   drop(g, sl);
   if (chd_status_self)
-    count(&chd_status_self->slots_lost);
+    chd_status_self->slots_lost++;
 }
 
 /* Give a slot up at a batch boundary: its position saved (fenced), then its
@@ -267,7 +261,7 @@ static void give_up(chd_group *g, slot *sl, const char *why)
           " %" PRId64, sl->member, sl->group, why, s->subscriber_id, s->position);
   drop(g, sl);
   if (chd_status_self)
-    count(&chd_status_self->slots_given);
+    chd_status_self->slots_given++;
 }
 
 /* Our backend on `conn`, looked up again when its pid changed. */
@@ -477,7 +471,7 @@ static void claim(chd_group *g, slot *sl, const chd_lease_row *row)
             generation, row->owner, -row->expires_in_ms, ended[0] ? "; ended its backends "
             : "", ended);
     if (chd_status_self)
-      count(&chd_status_self->takeovers);
+      chd_status_self->takeovers++;
   } else {
     chd_log(CH_LOG_INFO, &f, "claimed slot %" PRId64 " of %s (generation %" PRId64 ")",
             sl->member, sl->group, generation);

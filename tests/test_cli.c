@@ -496,6 +496,10 @@ static void test_trace_and_its_index(void **state)
     doc = parse(&r);
     assert_true(json_is_true(json_object_get(doc, "created")));
     assert_true(jint(doc, "bytes") > 0);
+    /* and the lease tables of group_member = auto, for the hosts' role */
+    assert_true(json_is_true(json_object_get(doc, "lease_tables_created")));
+    assert_string_equal(json_string_value(json_object_get(doc, "lease_tables_role")),
+                        "message_store");
     json_decref(doc);
     release(&r);
   }
@@ -504,8 +508,11 @@ static void test_trace_and_its_index(void **state)
     r = run(argv);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "is there already"));
+    assert_non_null(strstr(r.out, "lease tables (group_member = auto): there already; usable by"
+                                  " role message_store"));
     release(&r);
   }
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM comphost_leases"), 0);
   assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM pg_indexes WHERE"
                               " schemaname = 'message_store' AND indexname = 'messages_trace_id'"),
                    1);

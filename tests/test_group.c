@@ -607,6 +607,17 @@ static void test_replica_reads(void **state)
   /* positions and leases stayed on the primary */
   assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM comphost_positions"
                               " WHERE subscriber_id LIKE 'aggregators:home-page:%'"), 2);
+  {
+    /* check shows the group and each slot's position */
+    const char *argv[] = { "check", "-c", ch_e2e_write_ini(&db, "replica.ini", body), NULL };
+    char *out = NULL;
+    assert_int_equal(ch_e2e_run(&db, argv, &out), 0);
+    assert_non_null(strstr(out, "group of 2 slots shared through leases (lease timeout 10000"
+                                " ms)"));
+    assert_non_null(strstr(out, "position of slot 0: "));
+    assert_non_null(strstr(out, "position of slot 1: "));
+    free(out);
+  }
   snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", replica);
   ch_e2e_exec(getenv("COMPHOST_DEV_DB_ADMIN_URL"), sql);
 }
