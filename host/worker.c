@@ -118,6 +118,27 @@ static int connect_read(const chd_worker_args *a, const char *app_name, chd_mdb 
   return 0;
 }
 
+/*
+ * What a session of the worker runs first: `then` (or nothing), after, with
+ * group_member = auto, the lease's session setting (chd_lease_session_sql:
+ * the server ends a session of a paused worker that holds row locks).
+ * Returns a malloc'd string, NULL when out of memory.
+ */
+static char *session_sql(const chd_instance_config *inst, const char *then)
+{
+  char lease[128] = "";
+  size_t size;
+  char *sql;
+
+  if (inst->group_auto)
+    chd_lease_session_sql(inst->lease_timeout_ms, lease, sizeof lease);
+  size = sizeof lease + 2 + (then ? strlen(then) : 0);
+  if (!(sql = malloc(size)))
+    return NULL;
+  snprintf(sql, size, "%s%s%s", lease, lease[0] && then ? "; " : "", then ? then : "");
+  return sql;
+}
+
 /* app_name: the sessions' application_name, or NULL for the default. */
 static int connect_store(ch_ctx *ctx, const chd_worker_args *a, const char *app_name, char *err,
                          size_t errlen)
@@ -133,10 +154,14 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, const char *app_
   chd_mdb_set_interrupt(ctx->mdb, &stop_requested);
   chd_mdb_set_app_name(ctx->mdb, app_name);
   {
-    /* hold the subscriber locks on every session: `comphost rebuild` waits */
+    /* hold the subscriber locks on every session: `comphost rebuild` waits;
+     * in a shared group, the server ends a session left in a transaction
+     * (paused) for longer than a lease, so that its row locks go */
     char *lock_sql = chd_sublock_session_sql(a->inst, a->plugin);
-    int set = lock_sql ? chd_mdb_set_session_sql(ctx->mdb, lock_sql) : -1;
+    char *sql = lock_sql ? session_sql(a->inst, lock_sql) : NULL;
+    int set = sql ? chd_mdb_set_session_sql(ctx->mdb, sql) : -1;
     free(lock_sql);
+    free(sql);
     if (set != 0) {
       snprintf(err, errlen, "out of memory");
       return -1;
@@ -161,6 +186,15 @@ static int connect_store(ch_ctx *ctx, const chd_worker_args *a, const char *app_
     }
     chd_viewdb_set_interrupt(ctx->view, &stop_requested);
     chd_viewdb_set_app_name(ctx->view, app_name);
+    if (a->inst->group_auto) {
+      char *sql = session_sql(a->inst, NULL);
+      int set = sql ? chd_viewdb_set_session_sql(ctx->view, sql) : -1;
+      free(sql);
+      if (set != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+      }
+    }
     vrc = chd_viewdb_ensure(ctx->view);
     if (vrc == CHD_STORE_INTERRUPTED)
       snprintf(err, errlen, "stopped while connecting to the view database");

@@ -238,6 +238,44 @@ static void check_records(const char *url)
   assert_int_equal(ch_e2e_int(url, "SELECT count(DISTINCT slot_id) FROM test_commits"), SLOTS);
 }
 
+/*
+ * Stop worker `w` (SIGSTOP) at a moment when its view-database session sits
+ * in a transaction that has changed rows (it has a transaction id: home-page
+ * has updated the home row, and holds its lock): the paused owner that
+ * blocks every other member. Tries until it catches one.
+ */
+static void stop_in_a_transaction(pid_t w, const char *owner)
+{
+  char sql[512];
+  PGconn *c = PQconnectdb(db.view_url);
+
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity AS a JOIN pg_locks AS l"
+           " ON l.pid = a.pid AND l.locktype = 'transactionid' AND l.granted"
+           " WHERE a.application_name = 'comphost %s' AND a.datname = current_database()"
+           " AND a.state = 'idle in transaction'", owner);
+  for (int attempt = 0; attempt < 2000; attempt++) {
+    PGresult *res;
+    bool caught;
+
+    kill(w, SIGSTOP);
+    ch_e2e_sleep_ms(5);            /* what was on its way reaches the server */
+    res = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    caught = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
+    PQclear(res);
+    if (caught) {
+      print_message("caught it after %d attempts\n", attempt + 1);
+      PQfinish(c);
+      return;
+    }
+    kill(w, SIGCONT);
+    ch_e2e_sleep_ms(1 + attempt % 7);
+  }
+  PQfinish(c);
+  fail_msg("worker %d was never caught in a transaction", (int)w);
+}
+
 /* A configuration for host k: the same instance, its own file (and so its
  * own state file), metrics on a free port. */
 static const char *host_ini(int k, const char *position_store, int lease_ms)
@@ -336,9 +374,9 @@ static void three_hosts(const char *position_store, int events)
   assert_int_equal(PQstatus(c), CONNECTION_OK);
   snprintf(sql, sizeof sql, "SELECT string_agg(format('(%%L, %%s)', subscriber_id || ':' || slot,"
            " generation), ', ') FROM comphost_leases WHERE owner = '%s'", w1_owner);
-  print_message("host 1 stopped with %" PRId64 " of %" PRId64 " events counted\n",
-                ch_e2e_int(db.view_url, VIEWED), 2 * wave);
-  kill(w1, SIGSTOP);
+  stop_in_a_transaction(w1, w1_owner);
+  print_message("host 1 stopped in a transaction holding the home row, with %" PRId64
+                " of %" PRId64 " events counted\n", ch_e2e_int(db.view_url, VIEWED), 2 * wave);
   res = PQexec(c, sql);
   assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
   assert_false(PQgetisnull(res, 0, 0));        /* it held slots */
@@ -417,9 +455,12 @@ static void three_hosts(const char *position_store, int events)
               ch_e2e_log_contains(&h[4], "took over slot"));
   assert_true(ch_e2e_log_contains(&h[1], "lost slot") ||
               ch_e2e_log_contains(&h[1], "gave up"));
-  /* the paused worker's sessions were ended by whoever took its slots first */
+  /* the paused worker's sessions were ended: by whoever took its slots
+   * first, or, the one in a transaction, by the server (the lease's
+   * idle_in_transaction_session_timeout) */
   assert_true(ch_e2e_log_contains(&h[2], "ended its backends") ||
-              ch_e2e_log_contains(&h[3], "ended its backends"));
+              ch_e2e_log_contains(&h[3], "ended its backends") ||
+              ch_e2e_log_contains(&h[1], "idle-in-transaction timeout"));
   print_message("done in %.1f s\n", (double)(now_ms() - started) / 1000.0);
 }
 

@@ -547,6 +547,11 @@ chd_store_rc chd_lease_check(PGconn *conn, const chd_lease_fence *f, char *err, 
   return CHD_STORE_FENCED;
 }
 
+void chd_lease_session_sql(int64_t lease_ms, char *buf, size_t size)
+{
+  snprintf(buf, size, "SET idle_in_transaction_session_timeout = %" PRId64, lease_ms);
+}
+
 chd_store_rc chd_lease_backend_of(PGconn *conn, chd_lease_backend *out, char *err,
                                   size_t size)
 {

@@ -173,6 +173,16 @@ chd_store_rc chd_lease_list(chd_lease_store *ls, const char *group, int64_t size
  */
 chd_store_rc chd_lease_check(PGconn *conn, const chd_lease_fence *f, char *err, size_t size);
 
+/*
+ * The statement every session of a slots' holder runs first: the server
+ * ends a session left idle inside a transaction for longer than lease_ms. A
+ * holder stopped in the middle of a batch (SIGSTOP, a stall) leaves its
+ * transaction open, holding row locks that block the other hosts' batches,
+ * and with them the loops that would take its slots over: so the server
+ * itself rolls it back.
+ */
+void chd_lease_session_sql(int64_t lease_ms, char *buf, size_t size);
+
 /* The pid and start time of the backend behind `conn`. */
 chd_store_rc chd_lease_backend_of(PGconn *conn, chd_lease_backend *out, char *err,
                                   size_t size);
