@@ -106,7 +106,7 @@ enum {
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
   IK_ON_FAILURE, IK_BATCH_BYTES, IK_READ_AHEAD, IK_LISTEN, IK_MOUNT, IK_WORKERS,
-  IK_VIEW_SYNCHRONOUS_COMMIT, IK_LEASE_TIMEOUT_MS, IK_COUNT
+  IK_VIEW_SYNCHRONOUS_COMMIT, IK_NOTIFY_WRITES, IK_LEASE_TIMEOUT_MS, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -139,6 +139,7 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_MOUNT] = { .name = "mount", .kind = K_OPT_TEXT },
   [IK_WORKERS] = INST_INT(workers, 1, 64),
   [IK_VIEW_SYNCHRONOUS_COMMIT] = INST_BOOL(view_synchronous_commit),
+  [IK_NOTIFY_WRITES] = INST_BOOL(notify_writes),
   [IK_LEASE_TIMEOUT_MS] = INST_INT(lease_timeout_ms, 1000, 600000),
 };
 
@@ -623,6 +624,7 @@ static void start_instance(struct parser *p, const char *name)
   inst->on_failure = CHD_ON_FAILURE_PARK;
   inst->batch_bytes = CHD_DEFAULT_BATCH_BYTES;
   inst->read_ahead = true;
+  inst->notify_writes = true;
   inst->workers = 1;
   if (!(inst->name = strdup(name)))
     fail(p, 0, "out of memory");

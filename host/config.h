@@ -101,12 +101,13 @@ typedef struct chd_instance_config {
   bool batch_transaction_set;      /* the file set batch_transaction */
   bool store_transaction;          /* store_transaction: one message-store transaction per
                                       batch, for the batch's writes and position (default false) */
-  bool view_synchronous_commit;    /* view_synchronous_commit: whether the batch's view
-                                      transaction waits for its commit to be on disk.
+  bool view_synchronous_commit;    /* view_synchronous_commit: whether the view's commits
+                                      (the batch's transaction, or in per-message mode
+                                      the whole view session) wait to be on disk.
                                       Default off (asynchronous) with position_store =
-                                      view_data, where a server crash loses only whole
-                                      transactions that hold their own positions, which
-                                      are then read again; on otherwise, and off is
+                                      view_data, where a server crash loses only a
+                                      suffix of the log, positions included, which is
+                                      then handled again; on otherwise, and off is
                                       refused there */
   bool deterministic_ids;          /* deterministic_ids, default true */
   chd_on_failure on_failure;       /* on_failure = park (default) | stop */
@@ -116,6 +117,8 @@ typedef struct chd_instance_config {
   bool read_ahead;                 /* read_ahead, default true: while a whole batch is
                                       handled, read the next one on a second connection
                                       (subscription.h) */
+  bool notify_writes;              /* notify_writes, default true: the plugin's writes
+                                      notify their category (host_api.c) */
 
   /* applications (comphost/web.h) */
   char *listen;                    /* listen: "HOST:PORT" of the site; NULL: none */

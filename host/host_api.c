@@ -148,6 +148,7 @@ fail:
  * Every write of a plugin notifies its category (mdb.h: push wake-ups), so
  * that subscribers wake at once even where the store has no notify
  * trigger; with the trigger, the two notifications fold into one.
+ * notify_writes = false leaves it to the trigger, or to polling.
  *
  * Inside the batch's store transaction, the write looks for its id and its
  * expected version before writing (chd_mdb_write_opts.checked): a
@@ -160,7 +161,8 @@ static int api_write(ch_ctx *ctx, const char *stream_name, const char *type,
                      const json_t *data, const json_t *metadata,
                      int64_t expected_version, int64_t *out_position)
 {
-  chd_mdb_write_opts opts = { .notify = true, .checked = ctx->in_store_tx };
+  chd_mdb_write_opts opts = { .notify = ctx->inst->notify_writes,
+                              .checked = ctx->in_store_tx };
   char id[CHD_UUID_LEN];
   const char *use_id = NULL;
   chd_store_rc rc;

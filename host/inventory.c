@@ -262,8 +262,10 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
               inst->position_store == CHD_POSITION_VIEW_DATA &&
               !inst->view_synchronous_commit ? " (asynchronous commit)" : "");
     else
-      fprintf(out, "  positions: %s, every %" PRId64 " messages", store_name(inst),
-              inst->position_update_interval);
+      fprintf(out, "  positions: %s, every %" PRId64 " messages%s", store_name(inst),
+              inst->position_update_interval,
+              inst->position_store == CHD_POSITION_VIEW_DATA &&
+              !inst->view_synchronous_commit ? " (asynchronous commit)" : "");
     if (p->desc.kind != CH_KIND_APPLICATION)
       fprintf(out, "; batch %" PRId64 " (%s), poll %" PRId64 " ms", inst->batch_size,
             inst->batch_transaction ? "one view transaction" : "no transaction",

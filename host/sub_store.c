@@ -91,6 +91,12 @@ static chd_store_rc pg_lag(chd_sub *s, int64_t *lag)
                                    s->member, inst->group_size, CHD_LAG_BOUND, lag));
 }
 
+static bool view_session_async(const chd_sub *s);
+static chd_store_rc run(chd_sub *s, const char *sql, bool on_view);
+
+/* Read the position; a new view session in per-message mode with
+ * asynchronous commit (view_session_async) is set up here, since every new
+ * view session passes through here before a message is handled. */
 static chd_store_rc pg_get_position(chd_sub *s, int64_t *position)
 {
   chd_position_store ps;
@@ -101,6 +107,9 @@ static chd_store_rc pg_get_position(chd_sub *s, int64_t *position)
   rc = chd_position_get(&ps, s->desc->stream_name, s->subscriber_id, position);
   if (rc != CHD_STORE_OK)
     return failed(s, rc, chd_position_error(&ps));
+  if (view_session_async(s) && (rc = run(s, "SET synchronous_commit = off", true)) !=
+      CHD_STORE_OK)
+    return rc;
   s->store_epoch = epoch;
   return rc;
 }
@@ -212,6 +221,33 @@ static bool view_async(const chd_sub *s)
   const chd_instance_config *inst = s->ctx->inst;
 
   return inst->position_store == CHD_POSITION_VIEW_DATA && !inst->view_synchronous_commit;
+}
+
+/*
+ * Per-message mode (no batch transaction) with view_data positions: the
+ * handler's statements commit on their own and the position every
+ * position_update_interval messages, all on the view session, which then
+ * commits asynchronously as a whole (SET synchronous_commit = off, by
+ * pg_get_position on every new session). The position's commit follows
+ * the commits of the messages it covers in the one write-ahead log, so a
+ * crash that loses it loses them too, or keeps them: what follows the
+ * surviving position is handled again, as after any crash in this mode (at
+ * least once). A reconnected session commits synchronously until then.
+ */
+static bool view_session_async(const chd_sub *s)
+{
+  return s->ctx->view && view_async(s) && !chd_sub_view_tx(s);
+}
+
+/* Wait until what the view session committed is on disk: a synchronous
+ * commit of a transaction that writes (txid_current) flushes the log up to
+ * it, the asynchronous commits before it included. */
+static chd_store_rc flush_view(chd_sub *s)
+{
+  if (!view_session_async(s))
+    return CHD_STORE_OK;
+  return run(s, "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT",
+             true);
 }
 
 static chd_store_rc pg_begin(chd_sub *s)
@@ -372,6 +408,11 @@ static chd_store_rc pg_park_add(chd_sub *s, const ch_message *m, const char *rea
 static chd_store_rc pg_park_close(chd_sub *s, const char *stream, chd_park_request request,
                                   int64_t count)
 {
+  chd_store_rc rc;
+
+  /* the retried messages' effects first: nothing would handle them again */
+  if (request == CHD_PARK_RETRY && (rc = flush_view(s)) != CHD_STORE_OK)
+    return rc;
   return mdb_result(s, chd_park_close(&s->parked, s->ctx->mdb, s->subscriber_id, stream,
                                       request, s->position, count));
 }

@@ -5,7 +5,7 @@
  * - the notify trigger of `comphost migrate-store` notifies each category
  *   once per transaction, and wakes an idle subscriber at once;
  * - without the trigger, a plugin's write through the host wakes the
- *   subscribers of its category;
+ *   subscribers of its category, unless notify_writes = false;
  * - notifications lost while a connection was down cost a poll, no more;
  * - store transactions without savepoints: a redelivered write and a
  *   version conflict leave the transaction usable; a write the database
@@ -283,6 +283,32 @@ static void test_host_writes_wake_without_the_trigger(void **state)
   assert_false(has_trigger());
 }
 
+/* notify_writes = false: the same write wakes nobody; the other worker
+ * finds it at its next poll. */
+static void test_writes_without_notify(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "quiet.ini",
+                                     "[fx]\nlibrary = fx_runtime\npoll_interval_ms = 20\n"
+                                     "notify_writes = false\n"
+                                     "[fx2]\nlibrary = fx_runtime2\n"
+                                     "poll_interval_ms = 2000\n");
+  int64_t ms;
+  (void)state;
+
+  assert_false(has_trigger());
+  ch_e2e_host_start(&h, &db, ini, "quiet.log");
+  assert_true(ch_e2e_wait_log(&h, "host running", WAIT));
+  ch_e2e_sleep_ms(300);
+  write_one("fxrun-1", "Forward", "{\"plugin\": \"fx-runtime\", \"to\": \"fxorigin-1\","
+                                  " \"origin\": \"fxsource-1\"}");
+  ms = ms_until_seen("subscriber = 'fx2:origin'", 1);
+  print_message("the reply was handled by the other worker %d ms after the command was"
+                " written\n", (int)ms);
+  assert_true(ms >= FAST_MS);
+  stop_cleanly(&h);
+}
+
 /* A notification sent while the host's connection was gone is lost: the
  * message comes with the next poll; after the reconnection the host
  * listens again. */
@@ -454,6 +480,52 @@ static void test_async_commit_survives_a_server_crash(void **state)
                    20000);
 }
 
+/* The book's loop (batch_transaction = false) with view_data positions:
+ * the view session commits asynchronously as a whole, every new session
+ * too, and a server crash in the middle loses nothing (at least once: what
+ * followed the surviving position is handled again). */
+static void test_per_message_async_commit_survives_a_server_crash(void **state)
+{
+  ch_e2e_host h;
+  const char *ini = ch_e2e_write_ini(&db, "crash1.ini", "[fx]\nlibrary = fx_runtime\n"
+                                     "position_store = view_data\nbatch_transaction = false\n"
+                                     "batch_size = 100\nposition_update_interval = 50\n");
+  const char *distinct = "SELECT count(DISTINCT global_position) FROM fx_seen";
+  char *out = NULL;
+  int64_t before, rows;
+  (void)state;
+
+  {
+    const char *argv[] = { "check", "-c", ini, NULL };
+    assert_int_equal(ch_e2e_run(&db, argv, &out), 0);
+    assert_non_null(strstr(out, "every 50 messages (asynchronous commit)"));
+    free(out);
+  }
+  /* the plugin's table, made first with a column whose default tells how
+   * the inserting session commits */
+  ch_e2e_exec(db.view_url, "CREATE TABLE fx_seen (subscriber text, global_position bigint,"
+              " stream_name text, type text, label text, at timestamptz DEFAULT"
+              " clock_timestamp(), mode text DEFAULT current_setting('synchronous_commit'))");
+  ch_e2e_write_many(&db, "fxrun", "Count", 10000, 300);
+  ch_e2e_host_start(&h, &db, ini, "crash1.log");
+  while (ch_e2e_int(db.view_url, distinct) < 1000)
+    ch_e2e_sleep_ms(5);
+  before = ch_e2e_int(db.view_url, distinct);
+  assert_true(before < 10000);
+  ch_e2e_crash_server(300);
+  assert_int_equal(ch_e2e_wait_int(db.view_url, distinct, 10000, WAIT), 10000);
+  ch_e2e_sleep_ms(500);
+  stop_cleanly(&h);
+  assert_true(ch_e2e_log_contains(&h, "reconnect"));
+  rows = ch_e2e_int(db.view_url, "SELECT count(*) FROM fx_seen");
+  print_message("%lld before the crash; %lld rows for 10000 messages (%lld handled again)\n",
+                (long long)before, (long long)rows, (long long)(rows - 10000));
+  assert_int_equal(ch_e2e_int(db.view_url, distinct), 10000);
+  /* every handler ran on an asynchronous session, the one after the crash too */
+  assert_int_equal(ch_e2e_int(db.view_url, "SELECT count(*) FROM fx_seen WHERE mode <> 'off'"),
+                   0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -461,12 +533,15 @@ int main(void)
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_trigger_wakes_an_idle_subscriber, setup, teardown),
     cmocka_unit_test_setup_teardown(test_host_writes_wake_without_the_trigger, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_writes_without_notify, setup, teardown),
     cmocka_unit_test_setup_teardown(test_polling_delivers_what_notifications_missed, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_store_transaction_conflicts_and_redeliveries, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_refused_write_in_a_store_transaction, setup, teardown),
     cmocka_unit_test_setup_teardown(test_async_commit_survives_a_server_crash, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_per_message_async_commit_survives_a_server_crash, setup,
+                                    teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
