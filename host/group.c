@@ -359,9 +359,10 @@ static int renew(chd_group *g, int64_t started)
   if (rc == 0) {
     g->renewed_ms = started;
     g->valid_until_ms = started + g->lease_ms - g->lease_ms / 10;
-    /* a batch read ahead is used at the slot's next read: none once half
-     * the lease's time is gone without a renewal */
-    g->ahead_until_ms = g->valid_until_ms - g->lease_ms / 2;
+    /* a batch read ahead is used at the slot's next read: none once 40 %
+     * of the lease's time has passed since this renewal (they come every
+     * 25 %: a later one has failed, or is late) */
+    g->ahead_until_ms = started + g->lease_ms * 2 / 5;
     if (g->warned) {
       chd_log_fields f = fields(g, NULL);
       chd_log(CH_LOG_INFO, &f, "renewing the leases again");
