@@ -67,7 +67,7 @@ enum {
   HK_RESTART_BACKOFF_MAX_MS, HK_MAX_CRASH_RESTARTS, HK_HTTP_LISTEN,
   HK_HEALTH_MAX_HEARTBEAT_AGE_MS, HK_STATE_FILE, HK_HEALTH_MAX_STALL_MS, HK_SESSION_SECRET,
   HK_SESSION_SECRET_FILE, HK_COOKIE_SECURE, HK_SESSION_MAX_AGE_S, HK_MAX_BODY_BYTES,
-  HK_REQUEST_TIMEOUT_S, HK_STATIC_DIR, HK_COUNT
+  HK_REQUEST_TIMEOUT_S, HK_STATIC_DIR, HK_MESSAGE_STORE_READ, HK_COUNT
 };
 
 static const struct key_def host_keys[HK_COUNT] = {
@@ -98,6 +98,7 @@ static const struct key_def host_keys[HK_COUNT] = {
   [HK_REQUEST_TIMEOUT_S] = { .name = "request_timeout_s", .kind = K_INT,
     .min = 1, .max = 3600, .offset = offsetof(chd_config, request_timeout_s) },
   [HK_STATIC_DIR] = { .name = "static_dir", .kind = K_OPT_TEXT },
+  [HK_MESSAGE_STORE_READ] = { .name = "message_store_read", .kind = K_CONNINFO },
 };
 
 enum {
@@ -105,7 +106,7 @@ enum {
   IK_GROUP_MEMBER, IK_GROUP_SIZE, IK_POSITION_STORE, IK_POSITION_FORMAT, IK_MAX_RETRIES,
   IK_RETRY_BACKOFF_MS, IK_BATCH_TRANSACTION, IK_STORE_TRANSACTION, IK_DETERMINISTIC_IDS,
   IK_ON_FAILURE, IK_BATCH_BYTES, IK_READ_AHEAD, IK_LISTEN, IK_MOUNT, IK_WORKERS,
-  IK_VIEW_SYNCHRONOUS_COMMIT, IK_NOTIFY_WRITES, IK_COUNT
+  IK_VIEW_SYNCHRONOUS_COMMIT, IK_NOTIFY_WRITES, IK_LEASE_TIMEOUT_MS, IK_COUNT
 };
 
 #define INST_INT(key, lo, hi) \
@@ -139,6 +140,7 @@ static const struct key_def instance_keys[IK_COUNT] = {
   [IK_WORKERS] = INST_INT(workers, 1, 64),
   [IK_VIEW_SYNCHRONOUS_COMMIT] = INST_BOOL(view_synchronous_commit),
   [IK_NOTIFY_WRITES] = INST_BOOL(notify_writes),
+  [IK_LEASE_TIMEOUT_MS] = INST_INT(lease_timeout_ms, 1000, 600000),
 };
 
 /* The lines of an instance's host keys, 0 when not set. */
@@ -388,6 +390,9 @@ static void host_key(struct parser *p, const char *name, const char *value)
   case HK_VIEW_DATA:
     set_string(p, &cfg->view_data, value);
     break;
+  case HK_MESSAGE_STORE_READ:
+    set_string(p, &cfg->message_store_read, value);
+    break;
   case HK_PLUGIN_DIR:
     set_string(p, &p->plugin_dir, value);
     break;
@@ -468,6 +473,10 @@ static void instance_key(struct parser *p, const char *name, const char *value)
     return;
   }
   lines->key[id] = p->line;
+  if (id == IK_GROUP_MEMBER && !strcmp(value, "auto")) {
+    inst->group_auto = true;        /* the slots are claimed through leases */
+    return;
+  }
   if (!parse_value(p, &instance_keys[id], value, &n))
     return;
   switch (id) {
@@ -551,7 +560,16 @@ static void finish_section(struct parser *p)
     return;
   inst = &p->cfg->instances[p->cfg->instance_count - 1];
   lines = &p->lines[p->cfg->instance_count - 1];
-  if (inst->group_size == 0 && inst->group_member > 0)
+  if (inst->group_auto && inst->group_size == 0)
+    fail(p, lines->key[IK_GROUP_MEMBER], "[%s] group_member: auto needs group_size (the"
+         " number of slots the hosts share)", inst->name);
+  else if (inst->group_auto && inst->group_size > CHD_GROUP_AUTO_MAX)
+    fail(p, lines->key[IK_GROUP_SIZE], "[%s] group_size: '%" PRId64 "' is out of range with"
+         " group_member = auto (1..%d)", inst->name, inst->group_size, CHD_GROUP_AUTO_MAX);
+  else if (!inst->group_auto && lines->key[IK_LEASE_TIMEOUT_MS])
+    fail(p, lines->key[IK_LEASE_TIMEOUT_MS], "[%s] lease_timeout_ms: only with group_member"
+         " = auto", inst->name);
+  else if (inst->group_size == 0 && inst->group_member > 0)
     fail(p, lines->key[IK_GROUP_MEMBER], "[%s] group_member: given without group_size",
          inst->name);
   else if (inst->group_size > 0 && inst->group_member >= inst->group_size)
@@ -594,6 +612,8 @@ static void start_instance(struct parser *p, const char *name)
   inst->position_update_interval = 100;
   inst->group_member = 0;
   inst->group_size = 0;
+  inst->group_auto = false;
+  inst->lease_timeout_ms = CHD_DEFAULT_LEASE_TIMEOUT_MS;
   inst->position_store = CHD_POSITION_MESSAGE_STORE;
   inst->position_format = CHD_POSITION_FORMAT_BOOK;
   inst->max_retries = 5;
@@ -910,6 +930,7 @@ static void resolve(struct parser *p, const char *plugin_dir_override)
   }
   chd_conninfo_add_secrets(cfg->message_store);
   chd_conninfo_add_secrets(cfg->view_data);
+  chd_conninfo_add_secrets(cfg->message_store_read);
 
   env = getenv("COMPHOST_PLUGIN_DIR");
   if (plugin_dir_override && *plugin_dir_override)
@@ -1096,6 +1117,7 @@ void chd_config_release(chd_config *cfg)
   free(cfg->path);
   free(cfg->message_store);
   free(cfg->view_data);
+  free(cfg->message_store_read);
   free(cfg->plugin_dir);
   free(cfg->http_listen);
   free(cfg->state_file);

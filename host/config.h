@@ -42,6 +42,11 @@ typedef enum chd_on_failure {
  * under 64 MB whatever the sizes of the messages. */
 #define CHD_DEFAULT_BATCH_BYTES (INT64_C(4) * 1024 * 1024)
 
+/* group_member = auto: at most this many slots (group_size), and the lease
+ * timeout by default. */
+#define CHD_GROUP_AUTO_MAX 64
+#define CHD_DEFAULT_LEASE_TIMEOUT_MS 10000
+
 /* Where the value of a plugin setting came from. */
 typedef enum chd_config_source {
   CHD_FROM_INI = 0,                /* key = value in the instance's section */
@@ -80,6 +85,11 @@ typedef struct chd_instance_config {
   int64_t position_update_interval;/* position_update_interval, default 100 */
   int64_t group_member;            /* group_member, default 0 */
   int64_t group_size;              /* group_size, default 0 = no consumer group */
+  bool group_auto;                 /* group_member = auto: the hosts of this instance
+                                      share the group_size slots through leases
+                                      (group.h); group_member is then 0 and unused */
+  int64_t lease_timeout_ms;        /* lease_timeout_ms, default 10000: a slot whose
+                                      lease was not renewed for this long is taken over */
   chd_position_where position_store;   /* position_store */
   chd_position_format position_format; /* position_format = book | eventide */
   int64_t max_retries;             /* max_retries, default 5: CH_RETRY attempts per message */
@@ -124,6 +134,9 @@ typedef struct chd_config {
   char *path;                      /* the file, as given */
   char *message_store;             /* [host] message_store, or MESSAGE_STORE_CONNECTION_STRING */
   char *view_data;                 /* [host] view_data, or DATABASE_URL; NULL if neither */
+  char *message_store_read;        /* [host] message_store_read: a streaming replica of the
+                                      message store for the subscriptions' category reads;
+                                      NULL: they read the message store */
   char *plugin_dir;                /* resolved; see chd_config_load() */
   ch_log_level log_level;          /* [host] log_level = error|warn|info|debug, default info */
   int64_t shutdown_timeout_ms;     /* [host] shutdown_timeout_ms, default 30000 */

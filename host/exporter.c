@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "group.h"
 #include "subscription.h"
 
 /* A label value: backslash, double quote and newline escaped. */
@@ -77,19 +78,22 @@ static void histogram(FILE *out, const char *name, const char *plugin, const cha
   fprintf(out, " %" PRId64 "\n", cumulative);
 }
 
-/* One sample (or histogram) of `name` per subscription of every instance. */
+/* One sample (or histogram) of `name` per subscription of every instance
+ * (per slot held, with group_member = auto). */
 static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *st,
                         const char *name, sub_field field)
 {
+  chd_group_entry entries[CHD_STATUS_MAX_SLOTS];
+
   for (size_t i = 0; i < inv->count; i++) {
-    const chd_plugin *p = &inv->plugins[i];
     const char *plugin = inv->cfg.instances[i].name;
+    size_t n = chd_group_entries(&inv->cfg.instances[i], &inv->plugins[i].desc, &st[i],
+                                 entries, CHD_STATUS_MAX_SLOTS);
 
-    for (size_t k = 0; p->desc.subscriptions[k].stream_name && k < CHD_STATUS_MAX_SUBS; k++) {
-      const chd_status_sub *ss = &st[i].subs[k];
-      char id[256];
+    for (size_t e = 0; e < n; e++) {
+      const chd_status_sub *ss = entries[e].ss;
+      const char *id = entries[e].id;
 
-      chd_sub_effective_id(&p->desc.subscriptions[k], &inv->cfg.instances[i], id, sizeof id);
       if (field == F_BATCH_HIST || field == F_HANDLER_HIST) {
         histogram(out, name, plugin, id, field == F_BATCH_HIST ? &ss->batch : &ss->handler);
         continue;
@@ -109,6 +113,51 @@ static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *s
       case F_PARKED_STREAMS:  fprintf(out, " %" PRId64 "\n", ss->parked_streams); break;
       case F_PARKED_MESSAGES: fprintf(out, " %" PRId64 "\n", ss->parked_messages); break;
       default:          fprintf(out, " %.3f\n", (double)ss->last_poll_ms / 1000.0); break;
+      }
+    }
+  }
+}
+
+/* The consumer groups shared through leases (group_member = auto). */
+static void group_samples(FILE *out, const chd_inventory *inv, const chd_status *st)
+{
+  static const struct {
+    const char *name, *type, *help;
+  } metrics[] = {
+    { "comphost_group_slots_owned", "gauge",
+      "Slots of the consumer group whose lease this host holds (group_member = auto)." },
+    { "comphost_group_members", "gauge", "Live hosts of the group at the last renewal." },
+    { "comphost_group_takeovers_total", "counter",
+      "Slots claimed after their owner let the lease expire." },
+    { "comphost_group_slots_lost_total", "counter",
+      "Slots taken over by another host, or given up after failed renewals." },
+    { "comphost_group_slots_given_total", "counter",
+      "Slots released to balance the group (or on a clean stop)." },
+  };
+
+  for (size_t m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
+    help(out, metrics[m].name, metrics[m].type, metrics[m].help);
+    for (size_t i = 0; i < inv->count; i++) {
+      const chd_instance_config *inst = &inv->cfg.instances[i];
+      const ch_subscription *subs = inv->plugins[i].desc.subscriptions;
+
+      if (!inst->group_auto)
+        continue;
+      for (size_t k = 0; subs[k].stream_name; k++) {
+        int64_t v = 0;
+
+        if (m == 0) {
+          for (int j = 0; j < st[i].slot_count && j < CHD_STATUS_MAX_SLOTS; j++)
+            v += st[i].slots[j].owned && st[i].slots[j].sub == (int)k;
+        } else if (k > 0) {
+          break;              /* per instance: on its first subscription */
+        } else {
+          v = m == 1 ? st[i].group_members : m == 2 ? st[i].takeovers
+            : m == 3 ? st[i].slots_lost : st[i].slots_given;
+        }
+        fputs(metrics[m].name, out);
+        labels(out, inst->name, subs[k].subscriber_id);
+        fprintf(out, " %" PRId64 "\n", v);
       }
     }
   }
@@ -179,6 +228,7 @@ char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
   help(out, "comphost_subscription_last_poll_timestamp_seconds", "gauge",
        "Unix time of the subscription's last read of the store.");
   sub_samples(out, inv, st, "comphost_subscription_last_poll_timestamp_seconds", F_LAST_POLL);
+  group_samples(out, inv, st);
   help(out, "comphost_batch_duration_seconds", "histogram",
        "Time to read, handle and save one batch that had messages.");
   sub_samples(out, inv, st, "comphost_batch_duration_seconds", F_BATCH_HIST);
@@ -200,16 +250,17 @@ char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
 static bool stalled(const chd_inventory *inv, size_t i, const chd_status *w, int64_t max_stall_ms,
                     char *why, size_t size)
 {
-  const chd_plugin *p = &inv->plugins[i];
+  chd_group_entry entries[CHD_STATUS_MAX_SLOTS];
   int64_t now = chd_now_ms(), wall = chd_wall_ms();
+  size_t n = chd_group_entries(&inv->cfg.instances[i], &inv->plugins[i].desc, w, entries,
+                               CHD_STATUS_MAX_SLOTS);
 
-  for (size_t k = 0; p->desc.subscriptions[k].stream_name && k < CHD_STATUS_MAX_SUBS; k++) {
-    const chd_status_sub *ss = &w->subs[k];
-    char id[256];
+  for (size_t e = 0; e < n; e++) {
+    const chd_status_sub *ss = entries[e].ss;
+    const char *id = entries[e].id;
 
     if (ss->stopped_at > 0)
       continue;                         /* stopped on purpose: the metric says so */
-    chd_sub_effective_id(&p->desc.subscriptions[k], &inv->cfg.instances[i], id, sizeof id);
     if (ss->lag > 0 && ss->moved_ms > 0 && now - ss->moved_ms > max_stall_ms) {
       snprintf(why, size, "[%s] subscription %s is stalled: %" PRId64 " messages behind and"
                " its position %" PRId64 " has not moved for %" PRId64 " ms (bound %" PRId64

@@ -342,6 +342,11 @@ static json_t *api_message_metadata(ch_ctx *ctx, const ch_message *msg)
   return message_part(ctx, msg, CHD_MDB_METADATA);
 }
 
+static const char *api_subscriber_id(ch_ctx *ctx)
+{
+  return ctx->subscriber_id;
+}
+
 /* Eventide's Metadata#follow, with the book's traceId and userId. */
 static json_t *api_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
 {
@@ -445,4 +450,5 @@ const ch_host_api chd_host_api = {
   .web = &chd_web_api,
   .message_data = api_message_data,
   .message_metadata = api_message_metadata,
+  .subscriber_id = api_subscriber_id,
 };

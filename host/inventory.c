@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "group.h"
 #include "log.h"
 #include "mdb.h"
 #include "position.h"
@@ -61,21 +62,24 @@ static int check_instance(chd_inventory *inv, size_t i, char *err, size_t errlen
                : "has no category for the eventide position format");
       return -1;
     }
-    chd_sub_effective_id(&p->desc.subscriptions[s], inst, id, sizeof id);
-    for (size_t j = 0; j <= i; j++) {
-      const chd_plugin *q = &inv->plugins[j];
-      size_t end = j == i ? s : SIZE_MAX;
-      for (size_t t = 0; t < end && q->desc.subscriptions[t].stream_name; t++) {
-        char other[256];
-        chd_sub_effective_id(&q->desc.subscriptions[t], &inv->cfg.instances[j], other,
-                             sizeof other);
-        if (!strcmp(id, other)) {
-          snprintf(err, errlen, "%s:%d: [%s]: subscriber id '%s' is used by [%s] too:"
-                   " each subscription needs its own (run copies of a plugin as"
-                   " consumer group members, with group_member and group_size)",
-                   file, inst->line, inst->name, id, inv->cfg.instances[j].name);
-          return -1;
-        }
+    for (int64_t a = 0; a < chd_group_ids(inst); a++) {
+      chd_group_id(&p->desc.subscriptions[s], inst, a, id, sizeof id);
+      for (size_t j = 0; j <= i; j++) {
+        const chd_plugin *q = &inv->plugins[j];
+        const chd_instance_config *other_inst = &inv->cfg.instances[j];
+        size_t end = j == i ? s : SIZE_MAX;
+        for (size_t t = 0; t < end && q->desc.subscriptions[t].stream_name; t++)
+          for (int64_t b = 0; b < chd_group_ids(other_inst); b++) {
+            char other[256];
+            chd_group_id(&q->desc.subscriptions[t], other_inst, b, other, sizeof other);
+            if (!strcmp(id, other)) {
+              snprintf(err, errlen, "%s:%d: [%s]: subscriber id '%s' is used by [%s] too:"
+                       " each subscription needs its own (run copies of a plugin as"
+                       " consumer group members, with group_member and group_size)",
+                       file, inst->line, inst->name, id, inv->cfg.instances[j].name);
+              return -1;
+            }
+          }
       }
     }
   }
@@ -266,7 +270,10 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
       fprintf(out, "; batch %" PRId64 " (%s), poll %" PRId64 " ms", inst->batch_size,
             inst->batch_transaction ? "one view transaction" : "no transaction",
             inst->poll_interval_ms);
-    if (inst->group_size > 0)
+    if (inst->group_auto)
+      fprintf(out, "; group of %" PRId64 " slots shared through leases (lease timeout %"
+              PRId64 " ms)", inst->group_size, inst->lease_timeout_ms);
+    else if (inst->group_size > 0)
       fprintf(out, "; group member %" PRId64 " of %" PRId64, inst->group_member,
               inst->group_size);
     if (p->desc.kind != CH_KIND_APPLICATION)
@@ -296,20 +303,23 @@ int chd_inventory_print(const chd_inventory *inv, FILE *out, int with_positions)
       if (sub->origin_stream_name)
         fprintf(out, " (origin %s)", sub->origin_stream_name);
       fprintf(out, "\n    handles: %s%s\n", types, sub->handle_batch ? " (and batches)" : "");
-      if (mdb) {
+      for (int64_t j = 0; mdb && j < chd_group_ids(inst); j++) {
         int64_t pos = 0, stopped = 0;
-        char reason[1024];
+        char reason[1024], slot[32] = "";
         chd_position_store ps;
         chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);
+        chd_group_id(sub, inst, j, id, sizeof id);
+        if (inst->group_auto)
+          snprintf(slot, sizeof slot, " of slot %" PRId64, j);
         if (chd_position_inspect(&ps, sub->stream_name, id, &pos, &stopped, reason,
                                  sizeof reason) != CHD_STORE_OK) {
-          fprintf(out, "    position: unavailable: %s\n", chd_position_error(&ps));
+          fprintf(out, "    position%s: unavailable: %s\n", slot, chd_position_error(&ps));
           rc = -1;
         } else if (stopped) {
-          fprintf(out, "    position: %" PRId64 "; STOPPED at global position %" PRId64
-                  ": %s\n", pos, stopped, reason);
+          fprintf(out, "    position%s: %" PRId64 "; STOPPED at global position %" PRId64
+                  ": %s\n", slot, pos, stopped, reason);
         } else {
-          fprintf(out, "    position: %" PRId64 "\n", pos);
+          fprintf(out, "    position%s: %" PRId64 "\n", slot, pos);
         }
       }
     }

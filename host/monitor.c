@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "exporter.h"
+#include "group.h"
 #include "http.h"
 #include "log.h"
 #include "subscription.h"
@@ -82,6 +83,8 @@ static json_t *instance_json(size_t i, int64_t now)
   json_t *subs = json_array();
   json_t *o = json_pack("{s:s, s:i, s:s, s:i}", "plugin", inst->name, "pid", (int)st->pid,
                         "state", chd_worker_state_name(st->state), "restarts", st->restarts);
+  chd_group_entry entries[CHD_STATUS_MAX_SLOTS];
+  size_t n = chd_group_entries(inst, &p->desc, st, entries, CHD_STATUS_MAX_SLOTS);
 
   if (st->heartbeat_ms)
     json_object_set_new(o, "heartbeat_age_ms", json_integer(now - st->heartbeat_ms));
@@ -89,20 +92,29 @@ static json_t *instance_json(size_t i, int64_t now)
     json_object_set_new(o, "last_exit", json_string(st->last_exit));
   if (st->state == CHD_WORKER_RESTARTING)
     json_object_set_new(o, "restart_in_ms", json_integer(st->restart_at_ms - now));
-  for (size_t k = 0; p->desc.subscriptions[k].stream_name && k < CHD_STATUS_MAX_SUBS; k++) {
-    const chd_status_sub *ss = &st->subs[k];
-    char id[256];
+  for (size_t e = 0; e < n; e++) {
+    const chd_status_sub *ss = entries[e].ss;
     json_t *s;
 
-    chd_sub_effective_id(&p->desc.subscriptions[k], inst, id, sizeof id);
-    s = json_pack("{s:s, s:I, s:I, s:I}", "subscriber", id, "position",
+    s = json_pack("{s:s, s:I, s:I, s:I}", "subscriber", entries[e].id, "position",
                   (json_int_t)ss->position, "handled", (json_int_t)ss->handled,
                   "lag", (json_int_t)ss->lag);
     if (ss->moved_ms)
       json_object_set_new(s, "moved_age_ms", json_integer(now - ss->moved_ms));
+    if (entries[e].slot)
+      json_object_set_new(s, "lease", json_pack("{s:I, s:I, s:I}", "generation",
+                          (json_int_t)entries[e].slot->generation, "since_unix_ms",
+                          (json_int_t)entries[e].slot->since_ms, "renewed_unix_ms",
+                          (json_int_t)entries[e].slot->renewed_ms));
     json_array_append_new(subs, s);
   }
   json_object_set_new(o, "subscriptions", subs);
+  if (inst->group_auto)
+    json_object_set_new(o, "group", json_pack("{s:I, s:I, s:I, s:I, s:I}", "slots",
+                        (json_int_t)inst->group_size, "members", (json_int_t)st->group_members,
+                        "takeovers", (json_int_t)st->takeovers, "slots_lost",
+                        (json_int_t)st->slots_lost, "slots_given",
+                        (json_int_t)st->slots_given));
   return o;
 }
 

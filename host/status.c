@@ -37,7 +37,13 @@ void chd_status_begin(int sub_index, const ch_message *msg)
   if (!st)
     return;
   st->heartbeat_ms = chd_now_ms();
-  st->sub_index = sub_index;
+  if (sub_index >= CHD_STATUS_MAX_SUBS && sub_index < CHD_STATUS_MAX_SUBS + CHD_STATUS_MAX_SLOTS) {
+    st->sub_index = st->slots[sub_index - CHD_STATUS_MAX_SUBS].sub;
+    st->slot = st->slots[sub_index - CHD_STATUS_MAX_SUBS].slot;
+  } else {
+    st->sub_index = sub_index;
+    st->slot = -1;
+  }
   st->global_position = msg->global_position;
   snprintf(st->stream, sizeof st->stream, "%s", msg->stream_name);
   snprintf(st->type, sizeof st->type, "%s", msg->type);
@@ -99,9 +105,13 @@ const char *chd_worker_state_name(int state)
 
 chd_status_sub *chd_status_sub_of(int index)
 {
-  if (!chd_status_self || index < 0 || index >= CHD_STATUS_MAX_SUBS)
+  if (!chd_status_self || index < 0)
     return NULL;
-  return &chd_status_self->subs[index];
+  if (index < CHD_STATUS_MAX_SUBS)
+    return &chd_status_self->subs[index];
+  if (index < CHD_STATUS_MAX_SUBS + CHD_STATUS_MAX_SLOTS)
+    return &chd_status_self->slots[index - CHD_STATUS_MAX_SUBS].s;
+  return NULL;
 }
 
 static void log_progress(const chd_log_fields *f, chd_status_sub *ss, int64_t now)

@@ -35,6 +35,9 @@
 
 /* a slot per subscription a plugin may have */
 #define CHD_STATUS_MAX_SUBS CH_MAX_SUBSCRIPTIONS
+/* Consumer-group slots a worker may hold (group_member = auto): its
+ * subscriptions times group_size. */
+#define CHD_STATUS_MAX_SLOTS 64
 
 #define CHD_LAG_BOUND 1000000
 #define CHD_PROGRESS_MIN_LAG 10000
@@ -74,6 +77,22 @@ typedef struct chd_status_sub {
   chd_hist handler;          /* one handler call (a batch handler's: one) */
 } chd_status_sub;
 
+/*
+ * A consumer-group slot of a worker with group_member = auto: which
+ * subscription and slot, whether its lease is held, and its counters as a
+ * subscription's. The status index of slot record j is
+ * CHD_STATUS_MAX_SUBS + j (chd_status_sub_of).
+ */
+typedef struct chd_status_slot {
+  int sub;                   /* the subscription's index in the plugin */
+  int64_t slot;              /* the consumer group member */
+  volatile int owned;        /* 1 while its lease is held */
+  int64_t generation;        /* of the lease */
+  int64_t since_ms;          /* CLOCK_REALTIME of the claim */
+  int64_t renewed_ms;        /* CLOCK_REALTIME of the last renewal */
+  chd_status_sub s;
+} chd_status_slot;
+
 typedef enum chd_worker_state {
   CHD_WORKER_STARTING = 0,   /* connecting, migrating, init, waiting for the go */
   CHD_WORKER_RUNNING = 1,    /* in its loop */
@@ -87,10 +106,20 @@ typedef struct chd_status {
   volatile int64_t heartbeat_ms;     /* CLOCK_MONOTONIC, set every loop */
   volatile int in_handler;           /* 1 while a handler runs */
   volatile int sub_index;            /* of the message in hand, or last one */
+  volatile int64_t slot;             /* its consumer group slot (group_member =
+                                        auto), -1 otherwise */
   volatile int64_t global_position;
   char stream[256];
   char type[128];
   chd_status_sub subs[CHD_STATUS_MAX_SUBS];
+
+  /* group_member = auto (group.h) */
+  volatile int slot_count;           /* records in use in slots[] */
+  chd_status_slot slots[CHD_STATUS_MAX_SLOTS];
+  volatile int64_t group_members;    /* live hosts of the group at the last renewal */
+  volatile int64_t takeovers;        /* slots claimed after their owner let the lease expire */
+  volatile int64_t slots_lost;       /* slots taken over from this worker */
+  volatile int64_t slots_given;      /* slots given up to balance the group */
 
   volatile int in_request;           /* 1 while a route handler runs (sites) */
   char request[256];                 /* "GET /path trace_id=..." of it */
@@ -108,8 +137,9 @@ extern chd_status *chd_status_self;
 chd_status *chd_status_map(size_t count);
 void chd_status_unmap(chd_status *st, size_t count);
 
-/* Worker side: a handler starts on / has finished `msg`. Starting one is
- * also a heartbeat: the loop is between two messages. */
+/* Worker side: a handler starts on / has finished `msg` of the subscription
+ * with status index `sub_index` (chd_status_sub_of). Starting one is also a
+ * heartbeat: the loop is between two messages. */
 void chd_status_begin(int sub_index, const ch_message *msg);
 void chd_status_end(void);
 void chd_status_heartbeat(void);
@@ -121,7 +151,8 @@ void chd_status_set_state(chd_worker_state state);
  * subscription in log lines, `position` is its position now.
  */
 
-/* The shared record of subscription `index`, or NULL. */
+/* The shared record of subscription `index` (below CHD_STATUS_MAX_SUBS), or
+ * of slot record index - CHD_STATUS_MAX_SUBS; NULL for others. */
 chd_status_sub *chd_status_sub_of(int index);
 
 /* A read returned `count` messages, `batch_size` asked for. Returns true

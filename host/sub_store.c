@@ -22,31 +22,59 @@ static chd_store_rc mdb_result(chd_sub *s, chd_store_rc rc)
   return rc == CHD_STORE_OK ? rc : failed(s, rc, chd_mdb_error(s->ctx->mdb));
 }
 
-/* The position store of the instance, on the ctx's connections. */
+static const chd_sub_pg_arg *arg_of(const chd_sub *s)
+{
+  return s->store_arg;
+}
+
+/* The position store of the instance, on the ctx's connections, fenced by
+ * the slot's lease when it has one. */
 static void positions(chd_sub *s, chd_position_store *ps)
 {
   chd_position_store_init(ps, s->ctx->inst->position_store, s->ctx->inst->position_format,
                           s->ctx->mdb, s->ctx->view);
+  ps->fence = arg_of(s) ? arg_of(s)->fence : NULL;
 }
 
 /* Send the subscription's read from `from` on connection db. */
 static chd_store_rc send_read(chd_sub *s, chd_mdb *db, int64_t from)
 {
   const chd_instance_config *inst = s->ctx->inst;
-  chd_mdb_category_opts o = { NULL, inst->group_member, inst->group_size, inst->batch_bytes };
+  chd_mdb_category_opts o = { NULL, s->member, inst->group_size, inst->batch_bytes };
 
   return chd_mdb_send_read(db, s->desc->stream_name, from, inst->batch_size, &o);
+}
+
+/*
+ * The connection of the subscription's reads: for a category, the replica
+ * when there is one ([host] message_store_read); "$all" always on the
+ * message store, whose gaps are judged by the message store's own snapshot
+ * (pg_snapshot).
+ */
+static chd_mdb *read_conn(chd_sub *s)
+{
+  const chd_sub_pg_arg *a = arg_of(s);
+
+  if (a && a->read && !chd_stream_is_all(s->desc->stream_name))
+    return a->read;
+  return s->ctx->mdb;
 }
 
 /* Lazy batches: the subscription decodes what it needs (subscription.h). */
 static chd_store_rc pg_read(chd_sub *s, int64_t from, chd_mdb_batch *out)
 {
-  chd_store_rc rc = send_read(s, s->ctx->mdb, from);
+  chd_mdb *db = read_conn(s);
+  chd_store_rc rc = send_read(s, db, from);
 
   if (rc == CHD_STORE_OK)
-    rc = chd_mdb_take_read(s->ctx->mdb, out);
+    rc = chd_mdb_take_read(db, out);
   else
     memset(out, 0, sizeof *out);
+  if (rc != CHD_STORE_OK && db != s->ctx->mdb) {
+    char why[1100];
+    snprintf(why, sizeof why, "reading the replica: %s", chd_mdb_error(db));
+    return failed(s, rc, why);
+  }
   return mdb_result(s, rc);
 }
 
@@ -60,7 +88,7 @@ static chd_store_rc pg_lag(chd_sub *s, int64_t *lag)
   const chd_instance_config *inst = s->ctx->inst;
 
   return mdb_result(s, chd_mdb_lag(s->ctx->mdb, s->desc->stream_name, s->position,
-                                   inst->group_member, inst->group_size, CHD_LAG_BOUND, lag));
+                                   s->member, inst->group_size, CHD_LAG_BOUND, lag));
 }
 
 static bool view_session_async(const chd_sub *s);
@@ -105,8 +133,11 @@ static chd_store_rc pg_recheck(chd_sub *s, bool *lost, int64_t *position)
   if (s->ctx->inst->position_store != CHD_POSITION_VIEW_DATA || !s->ctx->view)
     return CHD_STORE_OK;
   /* a view known to be down: reconnect now, the position depends on it */
-  if (chd_viewdb_broken(s->ctx->view) && pg_recover(s) != 0)
-    return failed(s, CHD_STORE_INTERRUPTED, "stopped while reconnecting to the view database");
+  if (chd_viewdb_broken(s->ctx->view) && pg_recover(s) != 0) {
+    if (s->ctx->stop && *s->ctx->stop)
+      return failed(s, CHD_STORE_INTERRUPTED, "stopped while reconnecting to the view database");
+    return failed(s, CHD_STORE_DISCONNECTED, "the view database is away");
+  }
   if (chd_viewdb_connects(s->ctx->view) == s->store_epoch)
     return CHD_STORE_OK;
   rc = pg_get_position(s, position);
@@ -312,12 +343,28 @@ static bool pg_broken(chd_sub *s)
   return chd_mdb_broken(s->ctx->mdb) || (s->ctx->view && chd_viewdb_broken(s->ctx->view));
 }
 
+/* A slot of a group shared through leases: one attempt per broken
+ * connection, so that the worker's loop gets back to the leases soon (a host
+ * cut off from the database must notice its leases run out). */
+static int recover_slot(chd_sub *s)
+{
+  ch_ctx *ctx = s->ctx;
+
+  if (chd_mdb_broken(ctx->mdb) && chd_mdb_connect(ctx->mdb) != CHD_STORE_OK)
+    return -1;
+  if (ctx->view && chd_viewdb_broken(ctx->view) && chd_viewdb_connect(ctx->view) != CHD_STORE_OK)
+    return -1;
+  return 0;
+}
+
 static int pg_recover(chd_sub *s)
 {
   ch_ctx *ctx = s->ctx;
   chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
   chd_store_rc rc;
 
+  if (arg_of(s) && arg_of(s)->fence)
+    return recover_slot(s);
   if (chd_mdb_broken(ctx->mdb)) {
     chd_log(CH_LOG_WARN, &f, "lost the message store: %s; reconnecting",
             chd_mdb_error(ctx->mdb));
@@ -393,28 +440,35 @@ static chd_store_rc reader_result(chd_sub *s, chd_store_rc rc)
 /*
  * The worker's reading connection, made on first use. It holds no
  * subscriber locks (sublock.h): it only reads, for subscriptions whose
- * locks the worker's main connection holds.
+ * locks the worker's main connection holds. With a replica for category
+ * reads ([host] message_store_read) it goes there, as those reads do.
  */
 static chd_mdb *reader(chd_sub *s)
 {
   ch_ctx *ctx = s->ctx;
+  const char *url = ctx->cfg->message_store_read ? ctx->cfg->message_store_read
+                                                 : ctx->cfg->message_store;
   chd_log_fields f = { ctx->inst->name, s->subscriber_id, NULL, NULL };
 
   if (ctx->reader)
     return ctx->reader;
-  ctx->reader = chd_mdb_new(ctx->cfg->message_store);
+  ctx->reader = chd_mdb_new(url);
   if (ctx->reader) {
     chd_mdb_set_interrupt(ctx->reader, ctx->stop);
-    chd_log(CH_LOG_DEBUG, &f, "reading ahead on a second connection to the message store");
+    chd_log(CH_LOG_DEBUG, &f, "reading ahead on a second connection to the %s",
+            ctx->cfg->message_store_read ? "replica (message_store_read)" : "message store");
   }
   return ctx->reader;
 }
 
 static chd_store_rc pg_read_ahead(chd_sub *s, int64_t from)
 {
-  chd_mdb *db = reader(s);
+  chd_mdb *db;
 
-  if (!db)
+  if (s->ctx->cfg->message_store_read && chd_stream_is_all(s->desc->stream_name))
+    /* "$all" is read on the message store (read_conn), not ahead on the replica */
+    return failed(s, CHD_STORE_INVALID, "no reading ahead of $all from a replica");
+  if (!(db = reader(s)))
     return failed(s, CHD_STORE_ERROR, "out of memory");
   if (chd_mdb_read_pending(db))
     return failed(s, CHD_STORE_INVALID, "the reading connection is busy");

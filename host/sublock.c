@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "group.h"
 #include "subscription.h"
 
 int64_t chd_sublock_key(const char *subscriber_id)
@@ -22,17 +23,19 @@ int64_t chd_sublock_key(const char *subscriber_id)
 
 char *chd_sublock_session_sql(const chd_instance_config *inst, const chd_plugin *plugin)
 {
-  size_t n = chd_plugin_subscription_count(plugin), size = 16 + n * 64, len;
+  size_t n = chd_plugin_subscription_count(plugin), ids = (size_t)chd_group_ids(inst);
+  size_t size = 16 + n * ids * 64, len;
   char *sql = malloc(size);
 
   if (!sql)
     return NULL;
   len = (size_t)snprintf(sql, size, "SELECT 1");
-  for (size_t i = 0; i < n; i++) {
-    char id[256];
-    chd_sub_effective_id(&plugin->desc.subscriptions[i], inst, id, sizeof id);
-    len += (size_t)snprintf(sql + len, size - len, ", pg_advisory_lock_shared(%" PRId64 ")",
-                            chd_sublock_key(id));
-  }
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < ids; j++) {
+      char id[256];
+      chd_group_id(&plugin->desc.subscriptions[i], inst, (int64_t)j, id, sizeof id);
+      len += (size_t)snprintf(sql + len, size - len, ", pg_advisory_lock_shared(%" PRId64 ")",
+                              chd_sublock_key(id));
+    }
   return sql;
 }

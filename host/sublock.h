@@ -25,8 +25,9 @@ int64_t chd_sublock_key(const char *subscriber_id);
 
 /*
  * The statement a worker runs on each new message-store session:
- * "SELECT pg_advisory_lock_shared(K1), ..." for every subscription of the
- * instance. Returns a malloc'd string, or NULL when out of memory.
+ * "SELECT pg_advisory_lock_shared(K1), ..." for every subscriber id of the
+ * instance (every slot's with group_member = auto, whether held or not).
+ * Returns a malloc'd string, or NULL when out of memory.
  */
 char *chd_sublock_session_sql(const chd_instance_config *inst, const chd_plugin *plugin);
 

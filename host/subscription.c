@@ -30,7 +30,7 @@ int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop)
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
                           char *buf, size_t size)
 {
-  if (inst->group_size > 0)
+  if (inst->group_size > 0 && !inst->group_auto)
     snprintf(buf, size, "%s:%" PRId64, desc->subscriber_id, inst->group_member);
   else
     snprintf(buf, size, "%s", desc->subscriber_id);
@@ -109,19 +109,31 @@ static int load_parked(chd_sub *s, char *err, size_t errlen)
 int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
                  void *store_arg, char *err, size_t errlen)
 {
+  return chd_sub_init_slot(s, ctx, index, ctx->inst->group_member, index, store, store_arg,
+                           err, errlen);
+}
+
+int chd_sub_init_slot(chd_sub *s, ch_ctx *ctx, int index, int64_t member, int status_index,
+                      const chd_sub_store *store, void *store_arg, char *err, size_t errlen)
+{
   const ch_subscription *desc = &ctx->plugin->desc.subscriptions[index];
 
   memset(s, 0, sizeof *s);
   s->ctx = ctx;
   s->desc = desc;
-  s->index = index;
+  s->index = status_index;
+  s->member = member;
   s->store = store;
   s->store_arg = store_arg;
   s->nap = chd_sub_nap;
   s->gap_timeout_ms = CHD_GAP_TIMEOUT_MS;
   chd_park_set_init(&s->parked);
   s->envelope_only = chd_plugin_envelope_only(ctx->plugin, desc);
-  chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
+  if (ctx->inst->group_size > 0)
+    snprintf(s->subscriber_id, sizeof s->subscriber_id, "%s:%" PRId64, desc->subscriber_id,
+             member);
+  else
+    chd_sub_effective_id(desc, ctx->inst, s->subscriber_id, sizeof s->subscriber_id);
   if (chd_stream_is_all(desc->stream_name) && ctx->inst->group_size > 0) {
     snprintf(err, errlen, "subscription '%s' reads $all: consumer groups need a category",
              s->subscriber_id);
@@ -252,11 +264,32 @@ static void tx_rollback(chd_sub *s)
   s->store->rollback(s);
 }
 
+/*
+ * The store answered CHD_STORE_FENCED: the slot's lease (group.h) is
+ * someone else's now, and nothing of the work in hand was committed. The
+ * subscription handles nothing more, and a batch read ahead for it is
+ * dropped: the slot's next holder reads from the position it finds.
+ */
+static void lose_slot(chd_sub *s)
+{
+  chd_log_fields f = fields_of(s, NULL);
+
+  if (s->state != CHD_SUB_RUNNING)
+    return;
+  s->state = CHD_SUB_LOST;
+  drop_ahead(s);
+  chd_log(CH_LOG_WARN, &f, "%s; handling nothing more of %s", s->error, s->subscriber_id);
+}
+
 /* Commit. The store commits the transaction that holds the position last,
  * so a crash between the two commits redelivers rather than skips. */
 static int tx_commit(chd_sub *s)
 {
-  return s->store->commit(s) == CHD_STORE_OK ? 0 : -1;
+  chd_store_rc rc = s->store->commit(s);
+
+  if (rc == CHD_STORE_FENCED)
+    lose_slot(s);
+  return rc == CHD_STORE_OK ? 0 : -1;
 }
 
 /* A record of this subscription's own position: reading it must not lead
@@ -299,7 +332,11 @@ static void advance(chd_sub *s, int64_t global_position, int64_t count, int64_t 
  * when one is open. */
 static int save_position(chd_sub *s, int64_t position)
 {
-  if (s->store->put_position(s, position) != CHD_STORE_OK)
+  chd_store_rc rc = s->store->put_position(s, position);
+
+  if (rc == CHD_STORE_FENCED)
+    lose_slot(s);
+  if (rc != CHD_STORE_OK)
     return -1;
   s->saved_position = position;
   s->since_save = 0;
@@ -462,6 +499,8 @@ static outcome deliver(chd_sub *s, const ch_message *m, bool move, char *reason,
       if ((pos_tx && !saved) || tx_commit(s) != 0) {
         if (pos_tx && !saved)
           tx_rollback(s);
+        if (s->state == CHD_SUB_LOST)
+          return STOPPING;      /* the slot is someone else's now */
         snprintf(ctx->error, sizeof ctx->error, "%s", s->error);
         r = CH_RETRY;
       } else {
@@ -581,6 +620,8 @@ static outcome handle_alone(chd_sub *s, chd_mdb_batch *b, size_t i)
   char reason[1400];
   outcome o;
 
+  if (s->state != CHD_SUB_RUNNING)
+    return STOPPING;            /* lost its slot meanwhile */
   if (chd_park_holds(&s->parked, m)) {
     pass_parked(s, m);
     advance(s, m->global_position, 1, !own_record(s, m), false);
@@ -710,6 +751,8 @@ static void handle_batch_tx(chd_sub *s, chd_mdb_batch *b)
     tx_rollback(s);
   }
 
+  if (s->state == CHD_SUB_LOST)
+    return;         /* fenced: nothing of the batch was committed */
   if (connections_broken(s)) {
     recover(s);     /* the batch is read again on the next tick */
     return;
@@ -936,6 +979,8 @@ static void start_read_ahead(chd_sub *s, const chd_mdb_batch *b)
 
   if (!s->ctx->inst->read_ahead || !s->store->read_ahead)
     return;
+  if (s->ahead_until_ms && chd_now_ms() >= *s->ahead_until_ms)
+    return;                   /* the slot's lease may run out before it is used */
   if (s->store->read_ahead(s, from) == CHD_STORE_OK)
     s->ahead_from = from;
 }
@@ -949,7 +994,7 @@ int chd_sub_tick(chd_sub *s, bool *did_work)
   bool full, cut = false;
 
   *did_work = false;
-  if (s->state == CHD_SUB_STOPPED) {
+  if (s->state != CHD_SUB_RUNNING) {
     drop_ahead(s);
     return 0;
   }

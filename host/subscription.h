@@ -50,7 +50,11 @@
  * not be recorded, a stop) it is dropped and the loop reads from its
  * position as usual. Read earlier than it is used, it is what a read at that
  * time returned: the loop already takes any read at face value from
- * position + 1, so nothing else changes.
+ * position + 1, so nothing else changes. A slot of a consumer group shared
+ * through leases (group.h) reads ahead only while its lease is well within
+ * its time (ahead_until_ms), and drops what it read ahead as soon as a put
+ * finds the lease taken over (CHD_SUB_LOST); a slot given up or lost is
+ * released with its batch read ahead, and one claimed again starts anew.
  *
  * The subscription reaches the store only through a chd_sub_store, a table
  * of functions: the host's (chd_sub_store_pg, sub_store.c) works on the
@@ -76,7 +80,11 @@
 
 typedef enum chd_sub_state {
   CHD_SUB_RUNNING = 0,
-  CHD_SUB_STOPPED = 1        /* after a FAIL: handles nothing more */
+  CHD_SUB_STOPPED = 1,       /* after a FAIL: handles nothing more */
+  CHD_SUB_LOST = 2           /* its slot's lease was taken over (put_position
+                                or commit answered CHD_STORE_FENCED): handles
+                                nothing more, the batch in hand was not
+                                committed, and nothing read ahead is kept */
 } chd_sub_state;
 
 typedef struct chd_sub chd_sub;
@@ -100,7 +108,9 @@ typedef struct chd_sub_store {
   chd_store_rc (*lag)(chd_sub *s, int64_t *lag);
 
   /* The position store (position.h), keyed by s->subscriber_id. put runs
-   * inside the batch's transaction when one is open. */
+   * inside the batch's transaction when one is open (and may only be
+   * written with its commit); CHD_STORE_FENCED when the slot's lease is
+   * gone (the subscription is then lost). */
   chd_store_rc (*get_position)(chd_sub *s, int64_t *position);
   chd_store_rc (*put_position)(chd_sub *s, int64_t position);
   chd_store_rc (*mark_stopped)(chd_sub *s, const ch_message *m, const char *reason);
@@ -113,7 +123,8 @@ typedef struct chd_sub_store {
 
   /* The batch's transactions (chd_sub_view_tx, chd_sub_store_tx); commit
    * commits the one that holds the position last, and rolls back all on a
-   * failure. */
+   * failure: CHD_STORE_FENCED when the position's put found the slot's
+   * lease gone (nothing committed; the subscription is then lost). */
   chd_store_rc (*begin)(chd_sub *s);
   chd_store_rc (*commit)(chd_sub *s);
   void (*rollback)(chd_sub *s);
@@ -155,6 +166,16 @@ typedef struct chd_sub_store {
  * position store (sub_store.c). */
 extern const chd_sub_store chd_sub_store_pg;
 
+struct chd_lease_fence;
+
+/* What chd_sub_store_pg takes as store_arg (NULL: none of it). Borrowed. */
+typedef struct chd_sub_pg_arg {
+  chd_mdb *read;               /* the category reads' connection (a replica:
+                                  [host] message_store_read), NULL: ctx->mdb */
+  const struct chd_lease_fence *fence;  /* the slot's lease, which every put of
+                                  its position checks (lease.h), or NULL */
+} chd_sub_pg_arg;
+
 struct chd_sub {
   ch_ctx *ctx;
   const chd_sub_store *store;
@@ -165,7 +186,10 @@ struct chd_sub {
   int (*nap)(int64_t ms, const volatile sig_atomic_t *stop);
   int64_t gap_timeout_ms;      /* CHD_GAP_TIMEOUT_MS */
   const ch_subscription *desc;
-  int index;                   /* in the plugin's table */
+  int index;                   /* its status record (status.h): its index in the
+                                  plugin's table, or for a slot of group_member =
+                                  auto CHD_STATUS_MAX_SUBS + the slot's record */
+  int64_t member;              /* the consumer group member it reads (0: no group) */
   bool envelope_only;          /* ch_plugin_desc.envelope_only names it */
   char subscriber_id[256];     /* effective: with ":<member>" in a consumer group */
   char position_stream[320];   /* message_store position store */
@@ -191,6 +215,10 @@ struct chd_sub {
   int64_t ahead_from;
   int64_t ahead_used;          /* batches read ahead and handled */
   int64_t ahead_dropped;       /* ... and thrown away */
+  /* a slot of a group shared through leases (group.h): no reading ahead
+   * from this monotonic time on, when its lease may be running out; NULL:
+   * no such limit */
+  const int64_t *ahead_until_ms;
 
   /* parked streams (park.h) */
   chd_park_set parked;
@@ -215,6 +243,13 @@ struct chd_sub {
 int chd_sub_init(chd_sub *s, ch_ctx *ctx, int index, const chd_sub_store *store,
                  void *store_arg, char *err, size_t errlen);
 
+/* The same for slot `member` of a consumer group shared through leases
+ * (group_member = auto, group.h): subscription `index` of the plugin, its
+ * subscriber id "<id>:<member>", its counters in status record
+ * `status_index`. */
+int chd_sub_init_slot(chd_sub *s, ch_ctx *ctx, int index, int64_t member, int status_index,
+                      const chd_sub_store *store, void *store_arg, char *err, size_t errlen);
+
 /*
  * Read one batch and handle it. *did_work is true when the read returned
  * messages. Returns 0; -1 when the message store connection was lost (the
@@ -237,7 +272,9 @@ bool chd_sub_store_tx(const chd_sub *s);
  * waking early when *stop is set. Returns -1 if stopped. */
 int chd_sub_nap(int64_t ms, const volatile sig_atomic_t *stop);
 
-/* The effective subscriber id of subscription `desc` for an instance. */
+/* The effective subscriber id of subscription `desc` for an instance: with
+ * group_member = auto, the group's id, to which each slot adds ":<slot>"
+ * (group.h). */
 void chd_sub_effective_id(const ch_subscription *desc, const chd_instance_config *inst,
                           char *buf, size_t size);
 

@@ -39,6 +39,7 @@ typedef struct slot {
   int64_t crash_position;
   int crash_count;                /* ... and how often in a row */
   int64_t poisoned[CHD_STATUS_MAX_SUBS];
+  int64_t poisoned_slot[CHD_STATUS_MAX_SUBS];
   char poison_reason[512];
 } slot;
 
@@ -173,6 +174,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
     a.ready_fd = ready[1];
     a.go_fd = go[0];
     a.poisoned = sl->poisoned;
+    a.poisoned_slot = sl->poisoned_slot;
     a.poison_reason = sl->poison_reason[0] ? sl->poison_reason : NULL;
     rc = chd_worker_run(&a);
     /* exit, not _exit: leak checkers look at workers too */
@@ -227,7 +229,11 @@ static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_sta
   if (st->in_handler) {
     int sub = st->sub_index;
 
-    chd_sub_effective_id(&d->subscriptions[sub], inst, subscriber, sizeof subscriber);
+    if (inst->group_auto && st->slot >= 0)
+      snprintf(subscriber, sizeof subscriber, "%s:%" PRId64, d->subscriptions[sub].subscriber_id,
+               (int64_t)st->slot);
+    else
+      chd_sub_effective_id(&d->subscriptions[sub], inst, subscriber, sizeof subscriber);
     f.subscriber = subscriber;
     chd_log(CH_LOG_ERROR, &f, "worker %d %s while handling %s at global position %" PRId64
             " of stream %s", (int)sl->pid, how, st->type, st->global_position, st->stream);
@@ -240,6 +246,7 @@ static void on_worker_exit(const chd_inventory *inv, slot *sl, size_t i, chd_sta
     }
     if (sl->crash_count >= inv->cfg.max_crash_restarts && sub < CHD_STATUS_MAX_SUBS) {
       sl->poisoned[sub] = st->global_position;
+      sl->poisoned_slot[sub] = st->slot;
       snprintf(sl->poison_reason, sizeof sl->poison_reason,
                "the worker crashed %d times on %s in %s (last: %s)", sl->crash_count,
                st->type, st->stream, how);

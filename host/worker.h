@@ -33,6 +33,7 @@ typedef struct chd_worker_args {
   /* per subscription: the global position of a message that crashed the
    * worker again and again, so that subscription must not run; 0 if none */
   const int64_t *poisoned;
+  const int64_t *poisoned_slot;  /* its consumer group slot (group_member = auto) */
   const char *poison_reason;
 } chd_worker_args;
 

@@ -498,6 +498,10 @@ static void test_trace_and_its_index(void **state)
     assert_true(jint(doc, "bytes") > 0);
     assert_string_equal(jstr(doc, "notify_trigger"), "comphost_notify");
     assert_true(json_is_true(json_object_get(doc, "notify_created")));
+    /* and the lease tables of group_member = auto, for the hosts' role */
+    assert_true(json_is_true(json_object_get(doc, "lease_tables_created")));
+    assert_string_equal(json_string_value(json_object_get(doc, "lease_tables_role")),
+                        "message_store");
     json_decref(doc);
     release(&r);
   }
@@ -507,6 +511,8 @@ static void test_trace_and_its_index(void **state)
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "index message_store.messages_trace_id is there already"));
     assert_non_null(strstr(r.out, "trigger comphost_notify is there already"));
+    assert_non_null(strstr(r.out, "lease tables (group_member = auto): there already; usable by"
+                                  " role message_store"));
     release(&r);
   }
   {
@@ -516,11 +522,13 @@ static void test_trace_and_its_index(void **state)
     assert_int_equal(r.code, 0);
     doc = parse(&r);
     assert_null(json_object_get(doc, "notify_trigger"));
+    assert_false(json_is_true(json_object_get(doc, "lease_tables_created")));
     json_decref(doc);
     release(&r);
   }
   assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM pg_trigger WHERE"
                               " tgname = 'comphost_notify'"), 1);
+  assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM comphost_leases"), 0);
   assert_int_equal(ch_e2e_int(db.store_url, "SELECT count(*) FROM pg_indexes WHERE"
                               " schemaname = 'message_store' AND indexname = 'messages_trace_id'"),
                    1);

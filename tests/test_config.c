@@ -607,14 +607,16 @@ static void test_unknown_host_key(void **state)
              "plugin_dir, log_level, shutdown_timeout_ms, restart_backoff_max_ms, "
              "max_crash_restarts, http_listen, health_max_heartbeat_age_ms, state_file,"
              " health_max_stall_ms, session_secret, session_secret_file, cookie_secure,"
-             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir)");
+             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir,"
+             " message_store_read)");
   /* instance keys belong to instances */
   load_fails(STORE "batch_size = 5\n[a]\n",
              ":3: [host] batch_size: unknown key (known: message_store, view_data, "
              "plugin_dir, log_level, shutdown_timeout_ms, restart_backoff_max_ms, "
              "max_crash_restarts, http_listen, health_max_heartbeat_age_ms, state_file,"
              " health_max_stall_ms, session_secret, session_secret_file, cookie_secure,"
-             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir)");
+             " session_max_age_s, max_body_bytes, request_timeout_s, static_dir,"
+             " message_store_read)");
 }
 
 static void test_structure_errors(void **state)
@@ -725,6 +727,39 @@ static void test_groups(void **state)
   assert_int_equal(cfg.instances[0].group_size, 0);
   load_ok(STORE "[a]\ngroup_member = 32766\ngroup_size = 32767\n");
   assert_int_equal(cfg.instances[0].group_member, 32766);
+  assert_false(cfg.instances[0].group_auto);
+}
+
+/* group_member = auto: the slots are shared through leases. */
+static void test_group_auto(void **state)
+{
+  const chd_instance_config *a;
+  (void)state;
+
+  load_ok(STORE "[a]\ngroup_member = auto\ngroup_size = 8\n");
+  a = &cfg.instances[0];
+  assert_true(a->group_auto);
+  assert_int_equal(a->group_member, 0);
+  assert_int_equal(a->group_size, 8);
+  assert_int_equal(a->lease_timeout_ms, CHD_DEFAULT_LEASE_TIMEOUT_MS);
+  load_ok(STORE "[a]\ngroup_size = 64\ngroup_member = auto\nlease_timeout_ms = 1000\n");
+  assert_int_equal(cfg.instances[0].lease_timeout_ms, 1000);
+  load_fails(STORE "[a]\ngroup_member = auto\n",
+             ":4: [a] group_member: auto needs group_size (the number of slots the hosts"
+             " share)");
+  load_fails(STORE "[a]\ngroup_member = auto\ngroup_size = 65\n",
+             ":5: [a] group_size: '65' is out of range with group_member = auto (1..64)");
+  load_fails(STORE "[a]\ngroup_member = Auto\ngroup_size = 2\n",
+             ":4: [a] group_member: 'Auto' is not a whole number");
+  load_fails(STORE "[a]\ngroup_member = 1\ngroup_size = 2\nlease_timeout_ms = 5000\n",
+             ":6: [a] lease_timeout_ms: only with group_member = auto");
+  load_fails(STORE "[a]\ngroup_member = auto\ngroup_size = 2\nlease_timeout_ms = 999\n",
+             ":6: [a] lease_timeout_ms: '999' is out of range (1000..600000)");
+  /* a replica for the category reads */
+  load_ok(STORE "message_store_read = host=replica dbname=ms\n[a]\n");
+  assert_string_equal(cfg.message_store_read, "host=replica dbname=ms");
+  load_ok(STORE "message_store_read =\n[a]\n");
+  assert_null(cfg.message_store_read);
 }
 
 static void test_two_instances_of_a_library(void **state)
@@ -1254,6 +1289,7 @@ int main(void)
     TEST(test_duplicates),
     TEST(test_section_names),
     TEST(test_groups),
+    TEST(test_group_auto),
     TEST(test_two_instances_of_a_library),
     TEST(test_missing_pieces),
     TEST(test_plugin_keys),

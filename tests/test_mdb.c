@@ -1,7 +1,9 @@
 /* test_mdb.c - the Message DB client against the dev database. */
 #include "support.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stream_name.h"
@@ -408,6 +410,57 @@ static void test_consumer_group_members_split_the_category(void **state)
   chd_mdb_batch_release(&m1);
 }
 
+/* The members' reads, written out in SQL (mdb.c's GROUP_FILTER), pick the
+ * messages that Message DB's own get_category_messages() picks. */
+static void test_group_reads_match_message_db(void **state)
+{
+  char gcat[64], stream[160], id[CHD_UUID_LEN];
+  size_t total = 0;
+  (void)state;
+
+  ch_test_unique_category("groupSame", gcat, sizeof gcat);
+  for (int i = 0; i < 60; i++) {
+    chd_uuid_v4(id);
+    assert_int_equal(chd_stream_name(gcat, id, stream, sizeof stream), 0);
+    write_simple(stream, "Seen", i);
+    if (i % 5 == 0) {
+      char compound[200];
+      snprintf(compound, sizeof compound, "%s+part-%d", stream, i);
+      write_simple(compound, "Seen", 100 + i);
+    }
+  }
+  write_simple(gcat, "Seen", 999);     /* a stream without an id: no member's */
+  for (int64_t member = 0; member < 5; member++) {
+    char m[24];
+    const char *params[2] = { gcat, m };
+    PGresult *res;
+    chd_mdb_batch b, bounded;
+    chd_mdb_category_opts o = { .group_member = member, .group_size = 5 };
+    chd_mdb_category_opts ob = { .group_member = member, .group_size = 5,
+                                 .max_bytes = 1 << 20 };
+
+    snprintf(m, sizeof m, "%" PRId64, member);
+    res = PQexecParams(chd_mdb_conn(db), "SELECT global_position FROM"
+                       " message_store.get_category_messages($1, 1, -1, NULL, $2::bigint, 5,"
+                       " NULL)", 2, NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(chd_mdb_read_category(db, gcat, 1, -1, &o, &b), CHD_STORE_OK);
+    assert_int_equal(chd_mdb_read_category(db, gcat, 1, 1000, &ob, &bounded), CHD_STORE_OK);
+    assert_int_equal(b.count, (size_t)PQntuples(res));
+    assert_int_equal(bounded.count, b.count);
+    for (size_t i = 0; i < b.count; i++) {
+      assert_int_equal(b.messages[i].global_position,
+                       strtoll(PQgetvalue(res, (int)i, 0), NULL, 10));
+      assert_int_equal(bounded.messages[i].global_position, b.messages[i].global_position);
+    }
+    total += b.count;
+    PQclear(res);
+    chd_mdb_batch_release(&b);
+    chd_mdb_batch_release(&bounded);
+  }
+  assert_int_equal(total, 72);
+}
+
 static void test_read_last(void **state)
 {
   char stream[128], empty[128];
@@ -810,6 +863,7 @@ int main(void)
     cmocka_unit_test(test_category_reads),
     cmocka_unit_test(test_category_refuses_bad_input),
     cmocka_unit_test(test_consumer_group_members_split_the_category),
+    cmocka_unit_test(test_group_reads_match_message_db),
     cmocka_unit_test(test_read_last),
     cmocka_unit_test(test_read_all_is_ordered_across_categories),
     cmocka_unit_test(test_read_dispatches_on_name),

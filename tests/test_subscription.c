@@ -2,8 +2,9 @@
  * test_subscription.c - the consumer loop (subscription.c) on an in-memory
  * store, without PostgreSQL: gaps of $all, retries and their backoff,
  * failures that park a stream or stop the subscription, the replay of a
- * batch after a failure, CH_SKIP, how often the position is saved, and the
- * way back after the store lost acknowledged commits.
+ * batch after a failure, CH_SKIP, how often the position is saved, the
+ * way back after the store lost acknowledged commits, and a consumer group
+ * slot whose lease was taken over (fencing).
  *
  * The in-memory store (struct mem) holds the messages of the category (or
  * of $all), the saved position, a transaction of its own that holds the
@@ -14,6 +15,11 @@
  * The store can also give lazy batches (data and metadata as texts, decoded
  * when asked: envelope-only subscriptions) and read ahead: a read ahead
  * copies what a read returns at that moment, and hands it over later.
+ *
+ * Fencing is as the host's store does it: a position put inside the
+ * batch's transaction is written with its COMMIT, which finds the lease
+ * gone and rolls everything back (CHD_STORE_FENCED); a put on its own
+ * answers CHD_STORE_FENCED.
  */
 #include "support.h"
 
@@ -23,6 +29,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "group.h"
 #include "host_api.h"
 #include "subscription.h"
 
@@ -64,6 +71,8 @@ typedef struct mem {
   int ahead_reads, ahead_taken, ahead_dropped;
   int64_t ahead_froms[MAX_MESSAGES];
   bool lost;                          /* recheck: commits were lost */
+  bool fenced;                        /* the slot's lease is someone else's */
+  int fenced_commits;                 /* commits refused for it */
 } mem;
 
 static mem store;
@@ -272,12 +281,21 @@ static void commit_position(int64_t position)
   store.puts[store.put_count++] = position;
 }
 
+static chd_store_rc fenced(chd_sub *s)
+{
+  snprintf(s->error, sizeof s->error, "the lease of slot %" PRId64 " was taken over",
+           s->member);
+  return CHD_STORE_FENCED;
+}
+
 static chd_store_rc mem_put_position(chd_sub *s, int64_t position)
 {
-  (void)s;
   if (store.in_tx) {
+    /* written with the COMMIT, which checks the lease */
     store.pending_set = true;
     store.pending = position;
+  } else if (store.fenced) {
+    return fenced(s);
   } else {
     commit_position(position);
   }
@@ -316,6 +334,14 @@ static chd_store_rc mem_commit(chd_sub *s)
 {
   if (!store.in_tx)
     return failed_store(s, "COMMIT outside a transaction");
+  if (store.pending_set && store.fenced) {
+    /* the lease checked before the position's put: all rolled back */
+    store.effect_count = store.effects_at_begin;
+    store.in_tx = false;
+    store.pending_set = false;
+    store.fenced_commits++;
+    return fenced(s);
+  }
   if (store.pending_set)
     commit_position(store.pending);
   store.in_tx = false;
@@ -1332,6 +1358,174 @@ static void test_lost_commits_are_handled_again(void **state)
   assert_int_equal(calls[7], 1);
 }
 
+/* ---- a slot of a group shared through leases: fencing ---- */
+
+/*
+ * A slot whose lease was taken over (the commit of the batch's position
+ * answers FENCED): the batch commits nothing, is not replayed, retried or
+ * parked, and the subscription handles nothing more.
+ */
+static void test_fenced_batch_commits_nothing(void **state)
+{
+  bool did = false;
+  (void)state;
+  for (int64_t gp = 1; gp <= 5; gp++)
+    add_message("thing-a", gp);
+  inst.store_transaction = true;
+  start();
+  store.fenced = true;
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(store.fenced_commits, 1);
+  assert_int_equal(store.commits, 0);
+  assert_int_equal(store.put_count, 0);
+  assert_int_equal(store.effect_count, 0);    /* rolled back */
+  assert_int_equal(store.parks, 0);
+  assert_int_equal(nap_count, 0);             /* no retry */
+  for (int64_t gp = 1; gp <= 5; gp++)
+    assert_int_equal(calls[gp], 1);           /* no replay one by one */
+  assert_int_equal(chd_sub_tick(&sub, &did), 0);
+  assert_false(did);
+  assert_int_equal(calls[1], 1);
+  assert_int_equal(store.reads, 1);
+}
+
+/* Without a transaction: handling stops at the first position put refused. */
+static void test_fenced_without_transaction(void **state)
+{
+  (void)state;
+  for (int64_t gp = 1; gp <= 6; gp++)
+    add_message("thing-a", gp);
+  inst.position_update_interval = 2;
+  start();
+  store.fenced = true;
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(calls[1], 1);
+  assert_int_equal(calls[2], 1);
+  assert_int_equal(calls[3], 0);
+  assert_int_equal(store.put_count, 0);
+  assert_int_equal(store.parks, 0);
+}
+
+/*
+ * A batch that failed is replayed one message per transaction; the first
+ * of those commits finds the lease gone: the replay stops there, nothing
+ * is parked, not even the message that failed.
+ */
+static void test_fenced_during_a_replay(void **state)
+{
+  (void)state;
+  for (int64_t gp = 1; gp <= 5; gp++)
+    add_message("thing-a", gp);
+  results[3] = CH_FAIL;
+  inst.store_transaction = true;
+  start();
+  store.fenced = true;
+
+  tick();
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(calls[1], 2);              /* the batch, then its replay */
+  assert_int_equal(calls[2], 1);
+  assert_int_equal(calls[3], 1);
+  assert_int_equal(store.fenced_commits, 1);
+  assert_int_equal(store.put_count, 0);
+  assert_int_equal(store.effect_count, 0);
+  assert_int_equal(store.parks, 0);
+  assert_int_equal(sub.failures, 0);
+}
+
+/*
+ * A batch read ahead for a slot whose lease is found gone is dropped at
+ * once, unused: the slot's next holder reads from the position it finds.
+ */
+static void test_fenced_drops_the_batch_read_ahead(void **state)
+{
+  (void)state;
+  add_messages(25);
+  inst.read_ahead = true;
+  inst.store_transaction = true;
+  start();
+  store.fenced = true;
+
+  assert_true(tick());                        /* 1-10, reads 11- ahead; fenced */
+  assert_int_equal(sub.state, CHD_SUB_LOST);
+  assert_int_equal(store.ahead_reads, 1);
+  assert_false(store.ahead_pending);
+  assert_int_equal(store.ahead_dropped, 1);
+  assert_int_equal(store.ahead_taken, 0);
+  assert_int_equal(sub.ahead_from, 0);
+  assert_false(tick());
+  assert_int_equal(store.ahead_reads, 1);
+  assert_int_equal(calls[11], 0);
+}
+
+/*
+ * A slot reads ahead only while its lease is well within its time
+ * (ahead_until_ms): past it, each batch is read in turn; once the lease is
+ * renewed, reading ahead resumes.
+ */
+static void test_read_ahead_only_while_the_lease_is_fresh(void **state)
+{
+  int64_t until;
+  (void)state;
+  add_messages(35);
+  inst.read_ahead = true;
+  start();
+  until = chd_now_ms() - 1;                   /* renewals failing for a while */
+  sub.ahead_until_ms = &until;
+
+  assert_true(tick());                        /* 1-10 */
+  assert_int_equal(store.ahead_reads, 0);
+  assert_true(tick());                        /* 11-20 */
+  assert_int_equal(store.ahead_reads, 0);
+  until = chd_now_ms() + 60000;               /* renewed */
+  assert_true(tick());                        /* 21-30, reads 31- ahead */
+  assert_int_equal(store.ahead_reads, 1);
+  assert_int_equal(store.ahead_froms[0], 31);
+  assert_true(tick());                        /* 31-35, the batch read ahead */
+  assert_int_equal(store.ahead_taken, 1);
+  assert_int_equal(store.reads, 3);
+  assert_int_equal(sub.position, 35);
+}
+
+/* A slot of a group shared through leases reads its member and keeps its
+ * own subscriber id; the hosts share the slots evenly. */
+static void test_group_slot(void **state)
+{
+  char err[1024], id[256];
+  (void)state;
+  inst.group_size = 8;
+  inst.group_auto = true;
+  chd_ctx_init(&ctx, &cfg, &inst, &plugin);
+  ctx.stop = &never;
+  assert_int_equal(chd_sub_init_slot(&sub, &ctx, 0, 5, 20, &mem_store, &store, err,
+                                     sizeof err), 0);
+  assert_string_equal(sub.subscriber_id, "test:thing:5");
+  assert_int_equal(sub.member, 5);
+  assert_int_equal(sub.index, 20);
+  assert_int_equal(chd_group_ids(&inst), 8);
+  chd_group_id(&subscriptions[0], &inst, 3, id, sizeof id);
+  assert_string_equal(id, "test:thing:3");
+  chd_sub_effective_id(&subscriptions[0], &inst, id, sizeof id);
+  assert_string_equal(id, "test:thing");
+  /* 8 slots over 3 hosts: 3, 3, 2; over 1: 8; more hosts than slots: 1 or 0 */
+  assert_int_equal(chd_group_target(8, 3, 0), 3);
+  assert_int_equal(chd_group_target(8, 3, 1), 3);
+  assert_int_equal(chd_group_target(8, 3, 2), 2);
+  assert_int_equal(chd_group_target(8, 1, 0), 8);
+  assert_int_equal(chd_group_target(8, 4, 3), 2);
+  assert_int_equal(chd_group_target(2, 3, 1), 1);
+  assert_int_equal(chd_group_target(2, 3, 2), 0);
+  inst.group_auto = false;
+  inst.group_member = 1;
+  assert_int_equal(chd_group_ids(&inst), 1);
+  chd_group_id(&subscriptions[0], &inst, 0, id, sizeof id);
+  assert_string_equal(id, "test:thing:1");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1366,6 +1560,13 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_read_ahead_and_a_gap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_read_ahead_and_a_crash_loop, setup, teardown),
     cmocka_unit_test_setup_teardown(test_lost_commits_are_handled_again, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_batch_commits_nothing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_without_transaction, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_during_a_replay, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fenced_drops_the_batch_read_ahead, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_read_ahead_only_while_the_lease_is_fresh, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_group_slot, setup, teardown),
   };
 
   chd_log_set_level(CH_LOG_ERROR);

@@ -107,6 +107,8 @@ static void test_settings_reach_the_plugin(void **state)
   assert_true(ch_test_logged(t, "started as kit"));
   assert_int_equal(ch_test_when(t, "kit:command-1", "Config", NULL, NULL), CH_OK);
   assert_true(ch_test_logged(t, "name=kit greeting=Hello count=3 loud=0 dir=(null)"));
+  /* subscriber_id(), the last field of ABI 1.1: the subscription in hand */
+  assert_true(ch_test_logged(t, "subscriber=kit:commands"));
   assert_false(ch_test_logged(t, "started as kit"));   /* of the last act only */
   ch_test_free(t);
 

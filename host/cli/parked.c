@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "group.h"
 #include "inventory.h"
 #include "park.h"
 #include "position.h"
@@ -80,15 +81,17 @@ static int collect(const chd_inventory *inv, chd_mdb *mdb, chd_viewdb *view,
   for (size_t i = 0; i < inv->count; i++) {
     const chd_instance_config *inst = &inv->cfg.instances[i];
     const chd_plugin *p = &inv->plugins[i];
+    size_t ids = (size_t)chd_group_ids(inst);    /* every slot's with group_member = auto */
 
-    for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++) {
+    for (size_t x = 0; p->desc.subscriptions[x / ids].stream_name; x++) {
+      size_t k = x / ids;
       const char *category = p->desc.subscriptions[k].stream_name;
       char id[256], status[320], reason[600];
       int64_t saved, stopped_at;
       chd_position_store ps;
       chd_park_set set;
 
-      chd_sub_effective_id(&p->desc.subscriptions[k], inst, id, sizeof id);
+      chd_group_id(&p->desc.subscriptions[k], inst, (int64_t)(x % ids), id, sizeof id);
       if (subscriber && strcmp(subscriber, id) != 0)
         continue;
       chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);

@@ -27,6 +27,7 @@
 #include "host_api.h"
 #include "inventory.h"
 #include "position.h"
+#include "group.h"
 #include "sublock.h"
 #include "subscription.h"
 #include "viewdb.h"
@@ -49,18 +50,19 @@ static bool has_view(const chd_inventory *inv)
 static int lock_all(chd_mdb *mdb, const chd_instance_config *inst, const chd_plugin *p,
                     char *busy, size_t size)
 {
-  for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++) {
-    char id[256];
-    bool got;
+  for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++)
+    for (int64_t j = 0; j < chd_group_ids(inst); j++) {
+      char id[256];
+      bool got;
 
-    chd_sub_effective_id(&p->desc.subscriptions[k], inst, id, sizeof id);
-    if (chd_mdb_try_lock(mdb, chd_sublock_key(id), &got) != CHD_STORE_OK)
-      return -1;
-    if (!got) {
-      snprintf(busy, size, "%s", id);
-      return 1;
+      chd_group_id(&p->desc.subscriptions[k], inst, j, id, sizeof id);
+      if (chd_mdb_try_lock(mdb, chd_sublock_key(id), &got) != CHD_STORE_OK)
+        return -1;
+      if (!got) {
+        snprintf(busy, size, "%s", id);
+        return 1;
+      }
     }
-  }
   return 0;
 }
 
@@ -87,7 +89,7 @@ int chd_cli_rebuild(int argc, char **argv)
   ch_ctx ctx;
   json_t *subs = json_array();
   int64_t *before = NULL;
-  size_t nsubs;
+  size_t nsubs, ids, nids;
   int c, rc = 0, locked;
 
   optind = 1;
@@ -129,6 +131,8 @@ int chd_cli_rebuild(int argc, char **argv)
   }
   d = &p->desc;
   nsubs = chd_plugin_subscription_count(p);
+  ids = (size_t)chd_group_ids(inst);    /* every slot's, with group_member = auto */
+  nids = nsubs * ids;
   if (d->kind == CH_KIND_COMPONENT && !force) {
     rc = chd_cli_fail("[%s] runs plugin %s, a component: replaying its commands repeats"
                       " their effects (writes, e-mails); give --force to do it anyway",
@@ -144,8 +148,8 @@ int chd_cli_rebuild(int argc, char **argv)
   if (!yes) {
     rc = chd_cli_fail("rebuild [%s]: this %sresets %zu subscription%s to position 0, to"
                       " replay from the first message; give --yes to do it", name,
-                      d->reset ? "empties the plugin's views (reset()) and " : "", nsubs,
-                      nsubs == 1 ? "" : "s");
+                      d->reset ? "empties the plugin's views (reset()) and " : "", nids,
+                      nids == 1 ? "" : "s");
     goto out;
   }
 
@@ -179,17 +183,18 @@ int chd_cli_rebuild(int argc, char **argv)
       goto out;
     }
   }
-  before = calloc(nsubs ? nsubs : 1, sizeof *before);
+  before = calloc(nids ? nids : 1, sizeof *before);
   if (!before) {
     rc = chd_cli_fail("out of memory");
     goto out;
   }
   chd_position_store_init(&ps, inst->position_store, inst->position_format, ctx.mdb, ctx.view);
-  for (size_t k = 0; k < nsubs; k++) {
+  for (size_t i = 0; i < nids; i++) {
+    size_t k = i / ids;
     char id[256], reason[1024];
     int64_t stopped;
-    chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
-    if (chd_position_inspect(&ps, d->subscriptions[k].stream_name, id, &before[k], &stopped,
+    chd_group_id(&d->subscriptions[k], inst, (int64_t)(i % ids), id, sizeof id);
+    if (chd_position_inspect(&ps, d->subscriptions[k].stream_name, id, &before[i], &stopped,
                              reason, sizeof reason) != CHD_STORE_OK) {
       rc = chd_cli_fail("reading the position of %s: %s", id, chd_position_error(&ps));
       goto out;
@@ -215,9 +220,10 @@ int chd_cli_rebuild(int argc, char **argv)
       goto out;
     }
     if (inst->position_store == CHD_POSITION_VIEW_DATA) {
-      for (size_t k = 0; k < nsubs; k++) {
+      for (size_t i = 0; i < nids; i++) {
+        size_t k = i / ids;
         char id[256];
-        chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
+        chd_group_id(&d->subscriptions[k], inst, (int64_t)(i % ids), id, sizeof id);
         if (chd_position_reset(&ps, d->subscriptions[k].stream_name, id) != CHD_STORE_OK) {
           rc = chd_cli_fail("resetting the position of %s, nothing changed: %s", id,
                             chd_position_error(&ps));
@@ -248,10 +254,11 @@ int chd_cli_rebuild(int argc, char **argv)
       snprintf(err, sizeof err, "%s", chd_mdb_error(ctx.mdb));
       goto store_failed;
     }
-    for (size_t k = 0; k < nsubs; k++) {
+    for (size_t i = 0; i < nids; i++) {
+      size_t k = i / ids;
       char id[256];
 
-      chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
+      chd_group_id(&d->subscriptions[k], inst, (int64_t)(i % ids), id, sizeof id);
       if (chd_position_reset(&ps, d->subscriptions[k].stream_name, id) != CHD_STORE_OK) {
         snprintf(err, sizeof err, "%s", chd_position_error(&ps));
         chd_mdb_exec(ctx.mdb, "ROLLBACK");
@@ -264,12 +271,13 @@ int chd_cli_rebuild(int argc, char **argv)
     }
   }
 
-  for (size_t k = 0; k < nsubs; k++) {
+  for (size_t i = 0; i < nids; i++) {
+    size_t k = i / ids;
     char id[256];
-    chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
+    chd_group_id(&d->subscriptions[k], inst, (int64_t)(i % ids), id, sizeof id);
     json_array_append_new(subs, json_pack("{s:s, s:s, s:I, s:i}", "subscriber", id, "category",
                                           d->subscriptions[k].stream_name, "position_before",
-                                          (json_int_t)before[k], "position", 0));
+                                          (json_int_t)before[i], "position", 0));
   }
   if (as_json) {
     chd_cli_json_line(json_pack("{s:s, s:s, s:s, s:b, s:s, s:O}", "instance", name,
@@ -285,10 +293,11 @@ int chd_cli_rebuild(int argc, char **argv)
       printf("  reset(): its views are empty\n");
     else
       printf("  no reset(): its views are as they were\n");
-    for (size_t k = 0; k < nsubs; k++) {
+    for (size_t i = 0; i < nids; i++) {
+      size_t k = i / ids;
       char id[256];
-      chd_sub_effective_id(&d->subscriptions[k], inst, id, sizeof id);
-      printf("  %s: position %" PRId64 " -> 0 (%s)\n", id, before[k],
+      chd_group_id(&d->subscriptions[k], inst, (int64_t)(i % ids), id, sizeof id);
+      printf("  %s: position %" PRId64 " -> 0 (%s)\n", id, before[i],
              inst->position_store == CHD_POSITION_VIEW_DATA ? "view_data" : "message_store");
     }
     printf("the host replays it from global position 1 when it starts\n");

@@ -9,7 +9,10 @@
  * position was saved, and a stop if one is recorded. From the state file of
  * a host running this configuration on this machine (monitor.h): each
  * worker's state, pid and restarts, and the position it has reached, which
- * is ahead of the saved one between two saves.
+ * is ahead of the saved one between two saves. For an instance with
+ * group_member = auto, a row per slot, and from the lease table (any
+ * machine's hosts) which host holds each slot, since when, and how long ago
+ * it renewed the lease.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,7 +25,9 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "group.h"
 #include "inventory.h"
+#include "lease.h"
 #include "monitor.h"
 #include "position.h"
 #include "status.h"
@@ -92,6 +97,89 @@ static void duration(int64_t ms, char *buf, size_t size)
     snprintf(buf, size, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
 }
 
+/* "850 ms", "12.3 s", then as duration(). */
+static void age(int64_t ms, char *buf, size_t size)
+{
+  if (ms < 0)
+    snprintf(buf, size, "-");
+  else if (ms < 1000)
+    snprintf(buf, size, "%" PRId64 " ms", ms);
+  else if (ms < 60000)
+    snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
+  else
+    duration(ms, buf, size);
+}
+
+/* A consumer group shared through leases: its slots' owners. */
+typedef struct group {
+  char plugin[64], subscriber[256];
+  int64_t size, lease_ms, members;
+  chd_lease_row *rows;
+  size_t n;
+} group;
+
+static void print_groups(const group *groups, size_t n)
+{
+  for (size_t g = 0; g < n; g++) {
+    const group *gr = &groups[g];
+    int w_owner = 5;
+
+    for (size_t r = 0; r < gr->n; r++)
+      if ((int)strlen(gr->rows[r].owner) > w_owner)
+        w_owner = (int)strlen(gr->rows[r].owner);
+    printf("\ngroup %s of [%s]: %" PRId64 " slots, %" PRId64 " live host%s, lease timeout %"
+           PRId64 " ms\n", gr->subscriber, gr->plugin, gr->size, gr->members,
+           gr->members == 1 ? "" : "s", gr->lease_ms);
+    printf("  %4s  %-*s  %10s  %-24s  %8s  %9s\n", "SLOT", w_owner, "OWNER", "GENERATION",
+           "SINCE", "HELD", "LEASE AGE");
+    for (size_t r = 0; r < gr->n; r++) {
+      const chd_lease_row *l = &gr->rows[r];
+      char held[24], lease_age[24];
+      if (!l->owner[0]) {
+        printf("  %4" PRId64 "  %-*s  %10" PRId64 "\n", l->slot, w_owner, "(free)",
+               l->generation);
+        continue;
+      }
+      duration(l->held_ms, held, sizeof held);
+      age(l->renewed_ms_ago, lease_age, sizeof lease_age);
+      printf("  %4" PRId64 "  %-*s  %10" PRId64 "  %-24s  %8s  %9s%s\n", l->slot, w_owner,
+             l->owner, l->generation, l->acquired_at, held, lease_age,
+             l->expired ? "  EXPIRED" : "");
+    }
+  }
+}
+
+static json_t *groups_json(const group *groups, size_t n)
+{
+  json_t *a = json_array();
+
+  for (size_t g = 0; g < n; g++) {
+    const group *gr = &groups[g];
+    json_t *leases = json_array();
+
+    for (size_t r = 0; r < gr->n; r++) {
+      const chd_lease_row *l = &gr->rows[r];
+      json_t *o = json_pack("{s:I, s:I}", "slot", (json_int_t)l->slot, "generation",
+                            (json_int_t)l->generation);
+      json_object_set_new(o, "owner", l->owner[0] ? json_string(l->owner) : json_null());
+      if (l->owner[0]) {
+        json_object_set_new(o, "since", json_string(l->acquired_at));
+        json_object_set_new(o, "held_ms", json_integer(l->held_ms));
+        json_object_set_new(o, "lease_age_ms", json_integer(l->renewed_ms_ago));
+        json_object_set_new(o, "expires_in_ms", json_integer(l->expires_in_ms));
+        json_object_set_new(o, "expired", json_boolean(l->expired));
+      }
+      json_array_append_new(leases, o);
+    }
+    json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o}", "plugin", gr->plugin,
+                                       "subscriber", gr->subscriber, "slots",
+                                       (json_int_t)gr->size, "members",
+                                       (json_int_t)gr->members, "lease_timeout_ms",
+                                       (json_int_t)gr->lease_ms, "leases", leases));
+  }
+  return a;
+}
+
 typedef struct row {
   char plugin[64], subscriber[256], stream[256], worker[64];
   int64_t position, head, lag, moved_ms, stopped_at;
@@ -151,7 +239,8 @@ int chd_cli_status(int argc, char **argv)
   chd_viewdb *view = NULL;
   json_t *state = NULL, *subs_json = json_array();
   row *rows = NULL;
-  size_t nrows = 0, cap = 0;
+  group *groups = NULL;
+  size_t nrows = 0, cap = 0, ngroups = 0;
   int c, rc = 0;
 
   optind = 1;
@@ -189,13 +278,41 @@ int chd_cli_status(int argc, char **argv)
     const chd_instance_config *inst = &inv.cfg.instances[i];
     const chd_plugin *p = &inv.plugins[i];
     json_t *w = state ? find_by(json_object_get(state, "instances"), "plugin", inst->name) : NULL;
+    size_t ids = (size_t)chd_group_ids(inst);
+    group *gr = NULL;
 
-    for (size_t k = 0; p->desc.subscriptions[k].stream_name; k++) {
+    for (size_t x = 0; p->desc.subscriptions[x / ids].stream_name; x++) {
+      size_t k = x / ids;
       const char *category = p->desc.subscriptions[k].stream_name;
       json_t *live = NULL, *o, *worker = json_null();
       chd_position_store ps;
       row *r;
       int64_t saved;
+
+      if (inst->group_auto && x % ids == 0) {
+        /* the group's leases: who holds which slot */
+        chd_lease_store ls;
+        group *more = realloc(groups, (ngroups + 1) * sizeof *groups);
+        if (!more) {
+          rc = chd_cli_fail("out of memory");
+          goto out;
+        }
+        groups = more;
+        gr = &groups[ngroups++];
+        memset(gr, 0, sizeof *gr);
+        snprintf(gr->plugin, sizeof gr->plugin, "%s", inst->name);
+        snprintf(gr->subscriber, sizeof gr->subscriber, "%s",
+                 p->desc.subscriptions[k].subscriber_id);
+        gr->size = inst->group_size;
+        gr->lease_ms = inst->lease_timeout_ms;
+        chd_lease_store_init(&ls, inst->position_store, mdb, view);
+        if (chd_lease_list(&ls, gr->subscriber, gr->size, &gr->rows, &gr->n, &gr->members)
+            != CHD_STORE_OK) {
+          rc = chd_cli_fail("reading the leases of %s: %s", gr->subscriber,
+                            chd_lease_error(&ls));
+          goto out;
+        }
+      }
 
       if (nrows == cap) {
         row *more = realloc(rows, (cap = cap ? cap * 2 : 8) * sizeof *rows);
@@ -209,8 +326,8 @@ int chd_cli_status(int argc, char **argv)
       memset(r, 0, sizeof *r);
       snprintf(r->plugin, sizeof r->plugin, "%s", inst->name);
       snprintf(r->stream, sizeof r->stream, "%s", category);
-      chd_sub_effective_id(&p->desc.subscriptions[k], inst, r->subscriber,
-                           sizeof r->subscriber);
+      chd_group_id(&p->desc.subscriptions[k], inst, (int64_t)(x % ids), r->subscriber,
+                   sizeof r->subscriber);
       chd_position_store_init(&ps, inst->position_store, inst->position_format, mdb, view);
       if (chd_position_inspect(&ps, category, r->subscriber, &saved, &r->stopped_at,
                                r->reason, sizeof r->reason) != CHD_STORE_OK) {
@@ -238,6 +355,17 @@ int chd_cli_status(int argc, char **argv)
                            "restarts", r->restarts, "heartbeat_age_ms", hb);
         live = find_by(json_object_get(w, "subscriptions"), "subscriber", r->subscriber);
       }
+      if (inst->group_auto && !live && gr) {
+        /* a slot that this machine's host does not hold */
+        const chd_lease_row *l = NULL;
+        for (size_t j = 0; j < gr->n; j++)
+          if (gr->rows[j].slot == (int64_t)(x % ids))
+            l = &gr->rows[j];
+        snprintf(r->worker, sizeof r->worker, "%s", l && l->owner[0] ? l->owner : "(free)");
+        json_decref(worker);
+        worker = l && l->owner[0] ? json_pack("{s:s}", "owner", l->owner) : json_null();
+        r->restarts = -1;
+      }
       if (live) {
         json_int_t lp = json_integer_value(json_object_get(live, "position"));
         json_t *moved = json_object_get(live, "moved_age_ms");
@@ -248,8 +376,8 @@ int chd_cli_status(int argc, char **argv)
         }
       }
       if (chd_mdb_head(mdb, category, &r->head) != CHD_STORE_OK ||
-          chd_mdb_lag(mdb, category, r->position, inst->group_member, inst->group_size,
-                      CHD_LAG_BOUND, &r->lag) != CHD_STORE_OK) {
+          chd_mdb_lag(mdb, category, r->position, chd_group_member_of(inst, (int64_t)(x % ids)),
+                      inst->group_size, CHD_LAG_BOUND, &r->lag) != CHD_STORE_OK) {
         json_decref(worker);
         rc = chd_cli_fail("%s", chd_mdb_error(mdb));
         goto out;
@@ -276,8 +404,9 @@ int chd_cli_status(int argc, char **argv)
       json_object_set(host, "pid", json_object_get(state, "pid"));
       json_object_set(host, "http", json_object_get(state, "http"));
     }
-    chd_cli_json_line(json_pack("{s:s, s:o, s:O}", "config", config, "host", host,
-                                "subscriptions", subs_json));
+    chd_cli_json_line(json_pack("{s:s, s:o, s:O, s:o}", "config", config, "host", host,
+                                "subscriptions", subs_json, "groups",
+                                groups_json(groups, ngroups)));
   } else {
     if (state)
       printf("host: running (pid %d), state file %s\n",
@@ -285,12 +414,16 @@ int chd_cli_status(int argc, char **argv)
     else
       printf("host: none runs %s on this machine\n", config);
     print_table(rows, nrows);
+    print_groups(groups, ngroups);
   }
 
 out:
   json_decref(subs_json);
   json_decref(state);
   free(rows);
+  for (size_t g = 0; g < ngroups; g++)
+    free(groups[g].rows);
+  free(groups);
   chd_mdb_free(mdb);
   chd_viewdb_free(view);
   chd_inventory_release(&inv);

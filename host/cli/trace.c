@@ -14,6 +14,9 @@
  * poll. Both need the owner of the messages table (the message_store role
  * of Message DB cannot create them): --admin-url gives such a connection.
  * trace works without the index, reading every message, and says so.
+ * migrate-store also creates the lease tables of group_member = auto with
+ * message-store positions (lease.h), and lets the configuration's role use
+ * them.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "lease.h"
 
 static void trace_usage(FILE *out)
 {
@@ -127,10 +131,10 @@ static void migrate_usage(FILE *out)
   fprintf(out,
           "usage: comphost migrate-store -c FILE [--admin-url URL] [--no-notify] [--json]\n"
           "Create the store's index on metadata->>'traceId' (for `comphost trace`), if it\n"
-          "is not there, without blocking writers; and, unless --no-notify, the trigger\n"
-          "that notifies the categories written, which wakes subscribers at once. Both\n"
-          "need the owner of the messages table: give its connection with --admin-url\n"
-          "(default: the message store's).\n");
+          "is not there, without blocking writers; unless --no-notify, the trigger that\n"
+          "notifies the categories written, which wakes subscribers at once; and the\n"
+          "lease tables of group_member = auto. They need the owner of the messages\n"
+          "table: give its connection with --admin-url (default: the message store's).\n");
 }
 
 int chd_cli_migrate_store(int argc, char **argv)
@@ -145,6 +149,9 @@ int chd_cli_migrate_store(int argc, char **argv)
   };
   const char *config = NULL, *admin = NULL, *url;
   bool as_json = false, created = false, notify = true, trigger_created = false;
+  bool leases_created = false;
+  char role[128] = "";
+  chd_lease_store ls;
   int64_t bytes = 0, started;
   chd_config cfg;
   chd_mdb *db;
@@ -178,6 +185,14 @@ int chd_cli_migrate_store(int argc, char **argv)
     chd_config_release(&cfg);
     return rc;
   }
+  if (admin) {
+    /* the hosts' role, to be let use the lease tables */
+    PQconninfoOption *opts = PQconninfoParse(cfg.message_store, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+      if (!strcmp(o->keyword, "user") && o->val)
+        snprintf(role, sizeof role, "%s", o->val);
+    PQconninfoFree(opts);
+  }
   chd_config_release(&cfg);
   started = chd_now_us();
   if (chd_mdb_trace_index(db, &state, &bytes) != CHD_STORE_OK) {
@@ -204,10 +219,17 @@ int chd_cli_migrate_store(int argc, char **argv)
     rc = chd_cli_fail("%s", chd_mdb_error(db));
     goto out;
   }
+  chd_lease_store_init(&ls, CHD_POSITION_MESSAGE_STORE, db, NULL);
+  if (chd_lease_store_create(&ls, role, &leases_created) != CHD_STORE_OK) {
+    rc = chd_cli_fail("%s", chd_lease_error(&ls));
+    goto out;
+  }
   if (as_json) {
-    json_t *doc = json_pack("{s:s, s:b, s:I, s:f}", "index", CHD_MDB_TRACE_INDEX,
+    json_t *doc = json_pack("{s:s, s:b, s:I, s:f, s:b, s:s?}", "index", CHD_MDB_TRACE_INDEX,
                             "created", created, "bytes", (json_int_t)bytes,
-                            "seconds", (double)(chd_now_us() - started) / 1e6);
+                            "seconds", (double)(chd_now_us() - started) / 1e6,
+                            "lease_tables_created", leases_created,
+                            "lease_tables_role", role[0] ? role : NULL);
     if (notify) {
       json_object_set_new(doc, "notify_trigger", json_string(CHD_MDB_NOTIFY_TRIGGER));
       json_object_set_new(doc, "notify_created", json_boolean(trigger_created));
@@ -227,6 +249,10 @@ int chd_cli_migrate_store(int argc, char **argv)
     else if (notify)
       printf("trigger " CHD_MDB_NOTIFY_TRIGGER " is there already\n");
   }
+  if (!as_json)
+    printf("lease tables (group_member = auto): %s%s%s\n",
+           leases_created ? "created" : "there already", role[0] ? "; usable by role " : "",
+           role);
 
 out:
   chd_mdb_free(db);

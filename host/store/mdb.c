@@ -52,6 +52,31 @@
   " FROM (SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1::varchar::uuid) AS dup," \
   "  CASE WHEN $6::bigint IS NULL THEN NULL"                                           \
   "  ELSE coalesce(stream_version($2::varchar), -1) END AS version) AS c"
+/*
+ * The consumer group member `member` of `size`, as get_category_messages()
+ * picks it, MOD(@hash_64(cardinal_id(stream_name)), size) = member, written
+ * out in SQL: Message DB's functions are PL/pgSQL, some 10 us a row, and a
+ * member's read passes over the rows of all the other members. A stream
+ * without an id belongs to no member, as there.
+ */
+#define GROUP_FILTER(size, member)                                               \
+  " AND strpos(stream_name, '-') > 0 AND MOD(@(('x' || left(md5(split_part("     \
+  "substring(stream_name FROM strpos(stream_name, '-') + 1), '+', 1)), 16))"     \
+  "::bit(64)::bigint), " size "::bigint) = " member "::bigint"
+/* A category's messages from $2, of group member $5 of $6, correlated to
+ * $4 when not NULL, up to $3 (-1: all), as get_category_messages(). Not
+ * prepared (exec_planned): a plan made for any position scans the rest of
+ * the category and sorts it; one made for the position at hand walks the
+ * category's index in order and stops at the limit, as Message DB's own
+ * function (dynamic SQL) does. */
+#define CATEGORY_GROUP                                                           \
+  "SELECT " ALL_COLUMNS " FROM messages"                                         \
+  " WHERE category(stream_name) = $1::varchar AND global_position >= $2::bigint" \
+  " AND ($4::varchar IS NULL OR"                                                 \
+  "  category(metadata->>'correlationStreamName') = $4::varchar)"                \
+  GROUP_FILTER("$6", "$5")                                                       \
+  " ORDER BY global_position"                                                    \
+  " LIMIT CASE WHEN $3::bigint < 0 THEN NULL ELSE $3::bigint END"
 
 /* The statements, prepared on every (re)connection. Parameters are typed
  * explicitly and passed positionally: Message DB's documented parameter names
@@ -110,6 +135,11 @@ struct listening {
   char *channel;              /* its channel; NULL until first connected */
   bool notified;
 };
+
+/* A consumer group member's share of a category (GROUP_FILTER), planned
+ * for its parameters each time (exec_planned): 6 and 7 parameters. */
+static const char category_group[] = CATEGORY_GROUP;
+static const char category_group_bounded[] = BOUNDED(CATEGORY_GROUP, "$7");
 
 struct chd_mdb {
   chd_pq pq;
@@ -191,6 +221,11 @@ bool chd_mdb_broken(const chd_mdb *db)
 void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag)
 {
   db->pq.interrupt = flag;
+}
+
+void chd_mdb_set_app_name(chd_mdb *db, const char *name)
+{
+  chd_pq_set_app_name(&db->pq, name);
 }
 
 int chd_mdb_set_session_sql(chd_mdb *db, const char *sql)
@@ -332,6 +367,13 @@ static PGresult *exec_prepared(chd_mdb *db, int st, const char *const *params)
 {
   return PQexecPrepared(db->pq.conn, statements[st].name, statements[st].nparams,
                         params, NULL, NULL, 0);
+}
+
+/* A statement planned for its parameters, each time. */
+static PGresult *exec_planned(chd_mdb *db, const char *sql, int nparams,
+                              const char *const *params)
+{
+  return PQexecParams(db->pq.conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
 static char *fmt_i64(char buf[24], int64_t v)
@@ -726,6 +768,8 @@ static chd_store_rc fill_batch(chd_mdb *db, PGresult *res, const char *what,
  * call it in errors. */
 typedef struct read_req {
   int st;
+  const char *sql;            /* planned each time instead (exec_planned), or NULL */
+  int nparams;                /* sql's */
   const char *params[7];
   char from[24], size[24], member[24], gsize[24], bytes[24];
   char what[300];
@@ -741,6 +785,7 @@ static chd_store_rc prepare_stream(chd_mdb *db, const char *stream_name, int64_t
     return fail(db, CHD_STORE_INVALID,
                 "'%s' is a category, not a stream (a stream name has a '-')", stream_name);
   rq->st = ST_STREAM;
+  rq->sql = NULL;
   rq->params[0] = stream_name;
   rq->params[1] = fmt_i64(rq->from, from_position < 0 ? 0 : from_position);
   rq->params[2] = fmt_i64(rq->size, batch_size);
@@ -790,6 +835,10 @@ static chd_store_rc prepare_category(chd_mdb *db, const char *category, int64_t 
   if (rc != CHD_STORE_OK)
     return rc;
   rq->st = opts->max_bytes > 0 ? ST_CATEGORY_BOUNDED : ST_CATEGORY;
+  /* a consumer group member's read: GROUP_FILTER, planned for its position */
+  rq->sql = opts->group_size <= 0 ? NULL
+            : opts->max_bytes > 0 ? category_group_bounded : category_group;
+  rq->nparams = opts->max_bytes > 0 ? 7 : 6;
   rq->params[0] = category;
   rq->params[1] = fmt_i64(rq->from, from_global < 1 ? 1 : from_global);
   rq->params[2] = fmt_i64(rq->size, batch_size);
@@ -806,6 +855,7 @@ static void prepare_all(int64_t from_global, int64_t batch_size, int64_t max_byt
                         read_req *rq)
 {
   rq->st = max_bytes > 0 ? ST_ALL_BOUNDED : ST_ALL;
+  rq->sql = NULL;
   rq->params[0] = fmt_i64(rq->from, from_global < 1 ? 1 : from_global);
   rq->params[1] = fmt_i64(rq->size, batch_size);
   rq->params[2] = fmt_i64(rq->bytes, max_bytes);
@@ -813,15 +863,16 @@ static void prepare_all(int64_t from_global, int64_t batch_size, int64_t max_byt
   snprintf(rq->what, sizeof rq->what, "reading '$all'");
 }
 
-/* Run a prepared read and wait for its batch, decoded. */
+/* Run a read and wait for its batch, decoded. */
 static chd_store_rc run_read(chd_mdb *db, const read_req *rq, chd_mdb_batch *out)
 {
   chd_store_rc rc = ensure_connected(db);
 
   if (rc != CHD_STORE_OK)
     return rc;
-  return fill_batch(db, exec_prepared(db, rq->st, rq->params), rq->what, rq->bound, false,
-                    out);
+  return fill_batch(db, rq->sql ? exec_planned(db, rq->sql, rq->nparams, rq->params)
+                                : exec_prepared(db, rq->st, rq->params),
+                    rq->what, rq->bound, false, out);
 }
 
 chd_store_rc chd_mdb_read_stream(chd_mdb *db, const char *stream_name,
@@ -886,8 +937,10 @@ chd_store_rc chd_mdb_send_read(chd_mdb *db, const char *stream, int64_t from,
     rc = ensure_connected(db);
   if (rc != CHD_STORE_OK)
     return rc;
-  if (!PQsendQueryPrepared(db->pq.conn, statements[rq.st].name, statements[rq.st].nparams,
-                           rq.params, NULL, NULL, 0)) {
+  if (!(rq.sql ? PQsendQueryParams(db->pq.conn, rq.sql, rq.nparams, NULL, rq.params, NULL,
+                                   NULL, 0)
+               : PQsendQueryPrepared(db->pq.conn, statements[rq.st].name,
+                                     statements[rq.st].nparams, rq.params, NULL, NULL, 0))) {
     char why[512];
     snprintf(why, sizeof why, "%s", PQerrorMessage(db->pq.conn));
     chd_pq_one_line(why);
@@ -1067,9 +1120,8 @@ chd_store_rc chd_mdb_lag(chd_mdb *db, const char *stream, int64_t position,
   if (group_size > 0)
     return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
                    " WHERE message_store.category(stream_name) = $3"
-                   " AND global_position > $1::bigint"
-                   " AND MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)),"
-                   " $5::bigint) = $4::bigint LIMIT $2::bigint) AS m",
+                   " AND global_position > $1::bigint" GROUP_FILTER("$5", "$4")
+                   " LIMIT $2::bigint) AS m",
                    5, params, lag, what);
   return one_int(db, "SELECT count(*) FROM (SELECT 1 FROM message_store.messages"
                  " WHERE message_store.category(stream_name) = $3"

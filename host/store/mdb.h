@@ -122,6 +122,10 @@ void chd_mdb_set_interrupt(chd_mdb *db, const volatile sig_atomic_t *flag);
  * when out of memory. */
 int chd_mdb_set_session_sql(chd_mdb *db, const char *sql);
 
+/* The application_name of the next sessions, unless the connection string
+ * names one ("comphost" by default): pg_stat_activity shows it. */
+void chd_mdb_set_app_name(chd_mdb *db, const char *name);
+
 /* The text of the last error, "" if none. */
 const char *chd_mdb_error(const chd_mdb *db);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease.h"
 #include "park.h"
 #include "pq.h"
 
@@ -212,16 +213,96 @@ static chd_store_rc put(chd_position_store *ps, const char *category,
   }
 }
 
+/* A statement of a fenced put's transaction. */
+static chd_store_rc tx_exec(chd_position_store *ps, const char *sql)
+{
+  chd_store_rc rc = ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_exec(ps->view, sql)
+                                                        : chd_mdb_exec(ps->mdb, sql);
+
+  if (rc != CHD_STORE_OK)
+    fail(ps, rc, "%s", ps->where == CHD_POSITION_VIEW_DATA ? chd_viewdb_error(ps->view)
+                                                           : chd_mdb_error(ps->mdb));
+  return rc;
+}
+
+/* The connection of the positions (and of the leases, beside them). */
+static PGconn *conn_of(chd_position_store *ps)
+{
+  PGconn *conn = ps->where == CHD_POSITION_VIEW_DATA
+                     ? (ps->view ? chd_viewdb_conn(ps->view) : NULL)
+                     : chd_mdb_conn(ps->mdb);
+
+  return conn && PQstatus(conn) == CONNECTION_OK ? conn : NULL;
+}
+
+/* Roll the open transaction back, keeping the error that made us. */
+static chd_store_rc roll_back(chd_position_store *ps, chd_store_rc rc)
+{
+  char why[sizeof ps->error];
+
+  if (!conn_of(ps))
+    return rc;
+  snprintf(why, sizeof why, "%s", ps->error);
+  tx_exec(ps, "ROLLBACK");
+  snprintf(ps->error, sizeof ps->error, "%s", why);
+  return rc;
+}
+
+/*
+ * Fencing (lease.h): the lease checked inside the transaction open on the
+ * positions' connection, which then holds its row share-locked until it
+ * ends. CHD_STORE_FENCED when the slot is no longer ours.
+ */
+static chd_store_rc check_fence(chd_position_store *ps)
+{
+  PGconn *conn = conn_of(ps);
+
+  if (!conn)
+    return fail(ps, CHD_STORE_DISCONNECTED, "saving the position: no connection");
+  return chd_lease_check(conn, ps->fence, ps->error, sizeof ps->error);
+}
+
 chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
                               const char *subscriber_id, int64_t position)
 {
-  return put(ps, category, subscriber_id, position, false);
+  PGconn *conn;
+  chd_store_rc rc;
+
+  if (!ps->fence)
+    return put(ps, category, subscriber_id, position, false);
+  if (!(conn = conn_of(ps)))
+    return fail(ps, CHD_STORE_DISCONNECTED, "saving the position: no connection");
+  if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+    /* the caller's transaction, which it commits */
+    rc = check_fence(ps);
+    return rc == CHD_STORE_OK ? put(ps, category, subscriber_id, position, false) : rc;
+  }
+  /* one of its own: BEGIN, the check, then the put with the COMMIT */
+  if ((rc = tx_exec(ps, "BEGIN")) != CHD_STORE_OK)
+    return rc;
+  if ((rc = check_fence(ps)) != CHD_STORE_OK)
+    return roll_back(ps, rc);
+  rc = put(ps, category, subscriber_id, position, true);
+  return rc == CHD_STORE_OK ? rc : roll_back(ps, rc);
 }
 
 chd_store_rc chd_position_put_commit(chd_position_store *ps, const char *category,
                                      const char *subscriber_id, int64_t position)
 {
-  return put(ps, category, subscriber_id, position, true);
+  PGconn *conn;
+  chd_store_rc rc;
+
+  if (ps->fence) {
+    conn = conn_of(ps);
+    if (!conn || PQtransactionStatus(conn) == PQTRANS_IDLE)
+      /* the transaction went with its session: nothing of it can commit */
+      return fail(ps, CHD_STORE_DISCONNECTED, "saving the position: the transaction was lost"
+                  " with the connection");
+    if ((rc = check_fence(ps)) != CHD_STORE_OK)
+      return roll_back(ps, rc);
+  }
+  rc = put(ps, category, subscriber_id, position, true);
+  return rc;
 }
 
 chd_store_rc chd_position_mark_stopped(chd_position_store *ps, const char *subscriber_id,

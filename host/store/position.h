@@ -48,12 +48,18 @@ typedef enum chd_position_format {
   CHD_POSITION_FORMAT_EVENTIDE = 1 /* <category>:position-<id>, type Recorded */
 } chd_position_format;
 
+struct chd_lease_fence;
+
 /* A position store. The connections are borrowed: they must outlive it. */
 typedef struct chd_position_store {
   chd_position_where where;
   chd_position_format format;
   chd_mdb *mdb;
   chd_viewdb *view;              /* NULL without a view database */
+  /* a consumer-group slot's lease (lease.h), borrowed, or NULL: then every
+   * put checks it in the put's transaction and commits nothing once the
+   * lease is gone (CHD_STORE_FENCED) */
+  const struct chd_lease_fence *fence;
   char error[1024];
 } chd_position_store;
 
@@ -75,13 +81,17 @@ chd_store_rc chd_position_prepare(chd_position_store *ps);
 chd_store_rc chd_position_get(chd_position_store *ps, const char *category,
                               const char *subscriber_id, int64_t *position);
 
-/* Save `position` for `subscriber_id`. */
+/* Save `position` for `subscriber_id`. With a fence, the lease is checked
+ * in the same transaction: the caller's open one (the batch's), or one of
+ * the put's own; CHD_STORE_FENCED when the slot was taken over. */
 chd_store_rc chd_position_put(chd_position_store *ps, const char *category,
                               const char *subscriber_id, int64_t position);
 
 /* Save `position` for `subscriber_id` inside the transaction open on the
  * position's connection (the view database's, or the message store's) and
- * COMMIT it, in one round trip. On failure the transaction is aborted or
+ * COMMIT it, in one round trip. With a fence, the lease is checked in that
+ * transaction first (one more round trip), and CHD_STORE_FENCED rolls it
+ * back: nothing of it commits. On failure the transaction is aborted or
  * rolled back. */
 chd_store_rc chd_position_put_commit(chd_position_store *ps, const char *category,
                                      const char *subscriber_id, int64_t position);

@@ -19,7 +19,13 @@ int chd_pq_init(chd_pq *pq, const char *conninfo, const char *what)
     return -1;
   pq->what = what;
   snprintf(pq->describe, sizeof pq->describe, "(not connected)");
+  snprintf(pq->app_name, sizeof pq->app_name, "comphost");
   return 0;
+}
+
+void chd_pq_set_app_name(chd_pq *pq, const char *name)
+{
+  snprintf(pq->app_name, sizeof pq->app_name, "%s", name && *name ? name : "comphost");
 }
 
 void chd_pq_release(chd_pq *pq)
@@ -115,7 +121,7 @@ bool chd_pq_broken(const chd_pq *pq)
 chd_store_rc chd_pq_connect(chd_pq *pq)
 {
   const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
-  const char *vals[] = { "10", "comphost", pq->conninfo, NULL };
+  const char *vals[] = { "10", pq->app_name, pq->conninfo, NULL };
   PQconninfoOption *opts;
   char *perr = NULL;
   chd_store_rc rc;

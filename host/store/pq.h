@@ -23,6 +23,8 @@ typedef struct chd_pq {
   const char *what;             /* "message store", "view database": for messages */
   PGconn *conn;                 /* NULL when not connected */
   const volatile sig_atomic_t *interrupt;  /* stops chd_pq_reconnect(), or NULL */
+  char app_name[64];            /* application_name unless the connection string
+                                   sets one: "comphost" by default */
   char describe[256];           /* "user@host:port/dbname", never the password */
   char error[1024];             /* the last failure, one line; "" if none */
 } chd_pq;
@@ -30,6 +32,10 @@ typedef struct chd_pq {
 /* Set up pq for `conninfo` (copied) without connecting. Returns 0, or -1
  * when out of memory or conninfo is NULL. */
 int chd_pq_init(chd_pq *pq, const char *conninfo, const char *what);
+
+/* The application_name of the next connections (cut at 63 bytes), unless
+ * the connection string or PGAPPNAME names one. */
+void chd_pq_set_app_name(chd_pq *pq, const char *name);
 
 /* Close the connection and free what chd_pq_init() allocated. */
 void chd_pq_release(chd_pq *pq);

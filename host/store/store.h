@@ -19,7 +19,9 @@ typedef enum chd_store_rc {
   CHD_STORE_DUPLICATE_ID = -3,  /* a message with this id exists already */
   CHD_STORE_DISCONNECTED = -4,  /* no connection: server down or connection lost */
   CHD_STORE_INVALID = -5,       /* bad argument, refused before the database */
-  CHD_STORE_INTERRUPTED = -6    /* a reconnection stopped by its interrupt flag */
+  CHD_STORE_INTERRUPTED = -6,   /* a reconnection stopped by its interrupt flag */
+  CHD_STORE_FENCED = -7         /* a slot's lease is no longer the caller's (lease.h):
+                                   nothing was committed for it */
 } chd_store_rc;
 
 #endif /* CHD_STORE_H */

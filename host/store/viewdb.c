@@ -11,6 +11,7 @@
 struct chd_viewdb {
   chd_pq pq;
   unsigned connects;            /* successful connections so far */
+  char *session_sql;            /* run on every new session, or NULL */
 };
 
 /* Serialises migrations of every instance against one view database. */
@@ -35,6 +36,7 @@ void chd_viewdb_free(chd_viewdb *v)
   if (!v)
     return;
   chd_pq_release(&v->pq);
+  free(v->session_sql);
   free(v);
 }
 
@@ -43,10 +45,33 @@ void chd_viewdb_set_interrupt(chd_viewdb *v, const volatile sig_atomic_t *flag)
   v->pq.interrupt = flag;
 }
 
+void chd_viewdb_set_app_name(chd_viewdb *v, const char *name)
+{
+  chd_pq_set_app_name(&v->pq, name);
+}
+
+int chd_viewdb_set_session_sql(chd_viewdb *v, const char *sql)
+{
+  char *copy = sql ? strdup(sql) : NULL;
+
+  if (sql && !copy)
+    return -1;
+  free(v->session_sql);
+  v->session_sql = copy;
+  return 0;
+}
+
 chd_store_rc chd_viewdb_connect(chd_viewdb *v)
 {
   chd_store_rc rc = chd_pq_connect(&v->pq);
 
+  if (rc == CHD_STORE_OK && v->session_sql) {
+    rc = chd_pq_exec(&v->pq, v->session_sql);
+    if (rc != CHD_STORE_OK) {
+      chd_pq_prefix(&v->pq, rc, "cannot set up the session");
+      chd_pq_disconnect(&v->pq);
+    }
+  }
   if (rc == CHD_STORE_OK)
     v->connects++;
   return rc;

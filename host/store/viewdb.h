@@ -36,6 +36,14 @@ void chd_viewdb_free(chd_viewdb *v);
 /* A flag that, once non-zero, stops chd_viewdb_ensure() (a signal flag). */
 void chd_viewdb_set_interrupt(chd_viewdb *v, const volatile sig_atomic_t *flag);
 
+/* The application_name of the next sessions, unless the connection string
+ * names one ("comphost" by default). */
+void chd_viewdb_set_app_name(chd_viewdb *v, const char *name);
+
+/* SQL run on every new session (copied; NULL: none), as
+ * chd_mdb_set_session_sql(). Returns 0, or -1 when out of memory. */
+int chd_viewdb_set_session_sql(chd_viewdb *v, const char *sql);
+
 /*
  * Connect once. CHD_STORE_OK; CHD_STORE_DISCONNECTED when no server answers
  * (yet); CHD_STORE_ERROR or CHD_STORE_INVALID when asking again cannot help

@@ -3,10 +3,28 @@
  *
  * Subscribes to `viewing` as aggregators:home-page and counts VideoViewed
  * events into the `home` row of the `pages` view table:
- *   page_data = {"videosWatched": N, "lastViewProcessed": G}
- * The guard `lastViewProcessed < globalPosition` makes every event count
- * once, however often it is delivered (positions are bigint, not the
- * book's int). Neither handler looks at an event's data or metadata, so the
+ *   page_data = {"videosWatched": N, "lastViewProcessed": G,
+ *                "lastViewProcessedBy": {"<subscriber id>": G, ...}}
+ *
+ * The book guards the count with lastViewProcessed, the last global
+ * position counted, so that an event delivered again counts once. One guard
+ * serves one reader; the members of a consumer group each read their share
+ * of the category, at their own speed, and one member's guard would make
+ * the others drop their events. So the guard is kept per subscriber id (per
+ * member: "aggregators:home-page:3"), in lastViewProcessedBy; within one
+ * member the global positions only grow. lastViewProcessed stays the
+ * highest of them. With position_store = view_data the host delivers each
+ * batch exactly once and the guard never refuses anything; with
+ * message-store positions it absorbs redeliveries, also those of a member
+ * whose slot another host took over.
+ *
+ * The count and the guard move in one UPDATE whose increment is computed
+ * from the row itself, so that two writers of the same member (a host that
+ * lost its slot and the one that took it over) never count an event twice:
+ * the second waits for the first's row lock and counts what lies beyond the
+ * guard as the first left it.
+ *
+ * Neither handler looks at an event's data or metadata, so the
  * subscription is envelope-only (ABI 1.1): the host leaves them undecoded,
  * and an event whose data jansson cannot decode counts like any other.
  */
@@ -26,6 +44,12 @@ static const ch_migration migrations[] = {
     "CREATE TABLE IF NOT EXISTS pages ("
     " page_name text PRIMARY KEY,"
     " page_data jsonb DEFAULT '{}')", { NULL, NULL } },
+  /* the book's single guard becomes the guard of the plain subscriber id */
+  { "20260601000000_guard-per-subscriber",
+    "UPDATE pages SET page_data = page_data || jsonb_build_object('lastViewProcessedBy',"
+    " jsonb_build_object('aggregators:home-page',"
+    " coalesce(page_data->'lastViewProcessed', '0'::jsonb)))"
+    " WHERE page_name = 'home' AND NOT page_data ? 'lastViewProcessedBy'", { NULL, NULL } },
   {0},
 };
 
@@ -38,38 +62,61 @@ static int init(ch_ctx *ctx, void **state)
   }
   /* ensureHomePage */
   return exec(ctx, "INSERT INTO pages (page_name, page_data)"
-                   " VALUES ('home', '{\"lastViewProcessed\": 0, \"videosWatched\": 0}')"
-                   " ON CONFLICT DO NOTHING", 0, NULL) == CH_OK ? 0 : -1;
+                   " VALUES ('home', '{\"lastViewProcessed\": 0, \"videosWatched\": 0,"
+                   " \"lastViewProcessedBy\": {}}') ON CONFLICT DO NOTHING", 0, NULL) == CH_OK
+         ? 0 : -1;
+}
+
+/*
+ * Count the events at `positions` (a PostgreSQL array, in global order,
+ * the last one `top`) that lie beyond the guard of the subscriber id in
+ * hand, and move the guard to `top`.
+ */
+static ch_result count_viewed(ch_ctx *ctx, const char *positions, int64_t top)
+{
+  /* a host without subscriber_id() (an earlier 1.1) runs no shared group */
+  const char *subscriber = CH_HOST_HAS(ch_host, subscriber_id) ? ch_host->subscriber_id(ctx)
+                                                                : NULL;
+  char last[24];
+  const char *params[3] = { positions, subscriber ? subscriber : "aggregators:home-page",
+                            last };
+
+  snprintf(last, sizeof last, "%" PRId64, top);
+  return exec(ctx,
+              "UPDATE pages SET page_data = page_data || jsonb_build_object("
+              " 'videosWatched', (page_data->>'videosWatched')::bigint"
+              "   + (SELECT count(*) FROM unnest($1::bigint[]) AS g WHERE g >"
+              "      coalesce((page_data->'lastViewProcessedBy'->>$2::text)::bigint, 0)),"
+              " 'lastViewProcessed',"
+              "   greatest((page_data->>'lastViewProcessed')::bigint, $3::bigint),"
+              " 'lastViewProcessedBy', coalesce(page_data->'lastViewProcessedBy', '{}')"
+              "   || jsonb_build_object($2::text, $3::bigint))"
+              " WHERE page_name = 'home'"
+              " AND coalesce((page_data->'lastViewProcessedBy'->>$2::text)::bigint, 0)"
+              "   < $3::bigint",
+              3, params);
 }
 
 /* incrementVideosWatched */
 static ch_result video_viewed(ch_ctx *ctx, void *state, const ch_message *msg)
 {
-  char pos[24];
-  const char *params[1] = { pos };
+  char list[32];
   (void)state;
 
-  snprintf(pos, sizeof pos, "%" PRId64, msg->global_position);
-  return exec(ctx,
-              "UPDATE pages SET page_data = jsonb_set(jsonb_set(page_data,"
-              " '{videosWatched}', ((page_data->>'videosWatched')::bigint + 1)::text::jsonb),"
-              " '{lastViewProcessed}', $1::text::jsonb)"
-              " WHERE page_name = 'home'"
-              " AND (page_data->>'lastViewProcessed')::bigint < $1::bigint",
-              1, params);
+  snprintf(list, sizeof list, "{%" PRId64 "}", msg->global_position);
+  return count_viewed(ctx, list, msg->global_position);
 }
 
 /*
- * A whole batch in one statement: count the VideoViewed events beyond
- * lastViewProcessed and move it to the last of them. Same result as the
- * handler applied to each event in turn.
+ * A whole batch in one statement: the same result as the handler applied
+ * to each event in turn.
  */
 static ch_result video_viewed_batch(ch_ctx *ctx, void *state, const ch_message *msgs,
                                     size_t count)
 {
   size_t cap = count * 21 + 3, len = 0;
   char *list = malloc(cap);
-  const char *params[1];
+  int64_t top = 0;
   ch_result r;
   (void)state;
 
@@ -83,25 +130,11 @@ static ch_result video_viewed_batch(ch_ctx *ctx, void *state, const ch_message *
       continue;
     len += (size_t)snprintf(list + len, cap - len, "%s%" PRId64, len > 1 ? "," : "",
                             msgs[i].global_position);
+    top = msgs[i].global_position;
   }
   list[len++] = '}';
   list[len] = '\0';
-  if (len == 2) {
-    free(list);
-    return CH_OK;
-  }
-  params[0] = list;
-  r = exec(ctx,
-           "WITH viewed AS (SELECT g FROM unnest($1::bigint[]) AS g),"
-           " home AS (SELECT (page_data->>'lastViewProcessed')::bigint AS last"
-           "          FROM pages WHERE page_name = 'home'),"
-           " fresh AS (SELECT count(*) AS n, max(g) AS top FROM viewed, home"
-           "           WHERE g > home.last)"
-           " UPDATE pages SET page_data = jsonb_set(jsonb_set(page_data,"
-           " '{videosWatched}', ((page_data->>'videosWatched')::bigint + fresh.n)::text::jsonb),"
-           " '{lastViewProcessed}', fresh.top::text::jsonb)"
-           " FROM fresh WHERE page_name = 'home' AND fresh.n > 0",
-           1, params);
+  r = len == 2 ? CH_OK : count_viewed(ctx, list, top);
   free(list);
   return r;
 }
@@ -110,7 +143,8 @@ static int reset(ch_ctx *ctx, void *state)
 {
   (void)state;
   return exec(ctx, "UPDATE pages SET page_data ="
-                   " '{\"lastViewProcessed\": 0, \"videosWatched\": 0}'"
+                   " '{\"lastViewProcessed\": 0, \"videosWatched\": 0,"
+                   " \"lastViewProcessedBy\": {}}'"
                    " WHERE page_name = 'home'", 0, NULL) == CH_OK ? 0 : -1;
 }
 

@@ -718,6 +718,12 @@ static json_t *kit_message_metadata(ch_ctx *ctx, const ch_message *msg)
   return msg ? msg->metadata : NULL;
 }
 
+/* The kit runs no consumer groups: the id of the subscription being handled. */
+static const char *kit_subscriber_id(ch_ctx *ctx)
+{
+  return test_of(ctx)->subscriber_id;
+}
+
 static const ch_host_api kit_api = {
   .struct_size = sizeof(ch_host_api),
   .abi_major = CH_ABI_MAJOR,
@@ -744,6 +750,7 @@ static const ch_host_api kit_api = {
   .config_path = kit_config_path,
   .message_data = kit_message_data,
   .message_metadata = kit_message_metadata,
+  .subscriber_id = kit_subscriber_id,
 };
 
 /* ---- Loading: the host's checks, for what the kit runs --------------------- */

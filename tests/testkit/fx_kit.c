@@ -121,6 +121,8 @@ static ch_result on_skip(ch_ctx *ctx, void *state, const ch_message *msg)
 static ch_result on_config(ch_ctx *ctx, void *state, const ch_message *msg)
 {
   const char *dir = ch_host->config_path(ctx, "dir");
+  const char *subscriber = CH_HOST_HAS(ch_host, subscriber_id) ? ch_host->subscriber_id(ctx)
+                                                                : "(none)";
   (void)state;
   (void)msg;
 
@@ -128,6 +130,7 @@ static ch_result on_config(ch_ctx *ctx, void *state, const ch_message *msg)
                ch_host->config_get(ctx, "name"), ch_host->config_get(ctx, "greeting"),
                ch_host->config_int(ctx, "count"), (int)ch_host->config_bool(ctx, "loud"),
                dir ? dir : "(null)");
+  ch_host->log(ctx, CH_LOG_INFO, "subscriber=%s", subscriber ? subscriber : "(null)");
   return CH_OK;
 }
 

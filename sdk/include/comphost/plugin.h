@@ -54,6 +54,8 @@
  *   comphost/testkit.h, runs a plugin without a host or a database.
  *   Envelope-only subscriptions (ch_plugin_desc.envelope_only,
  *   ch_host_api.message_data and .message_metadata).
+ *   ch_host_api.subscriber_id: the subscriber id of the subscription being
+ *   handled, with its consumer group member (hosts sharing a group).
  */
 #ifndef COMPHOST_PLUGIN_H
 #define COMPHOST_PLUGIN_H
@@ -294,7 +296,7 @@ typedef struct ch_plugin_desc {
    * any other.
    */
   const char *const *envelope_only;
-  /* ABI 1.2 and later: append here */
+  /* append here */
 } ch_plugin_desc;
 
 /*
@@ -464,6 +466,17 @@ typedef struct ch_host_api {
    */
   json_t *(*message_data)(ch_ctx *ctx, const ch_message *msg);
   json_t *(*message_metadata)(ch_ctx *ctx, const ch_message *msg);
+
+  /*
+   * 1.1: the subscriber id of the subscription whose message (or batch) is
+   * being handled, as the host keeps its position: in a consumer group with
+   * ":<member>" appended ("aggregators:home-page:3"). Members of a group move
+   * through the category at different speeds, so a guard by global position
+   * must be kept per subscriber id, not per plugin. Borrowed; NULL before
+   * the first handler call. A host older than this field does not have it:
+   * check with CH_HOST_HAS(ch_host, subscriber_id).
+   */
+  const char *(*subscriber_id)(ch_ctx *ctx);
   /* append here */
 } ch_host_api;
 

@@ -45,7 +45,9 @@
  *   subscription's origin category when it has one, and the handler of the
  *   type, else the "$any" handler, else none (the message is passed over);
  * - follow(), uuid_v4(), uuid_v5(), stream_category() and stream_id() are
- *   the host's.
+ *   the host's;
+ * - subscriber_id() is the subscriber id of the subscription being handled,
+ *   as written in the descriptor (the kit runs no consumer groups).
  * What it does not do: view_db() is the connection the test gives
  * (ch_test_set_view_db()), else NULL, and the kit runs no migrations and
  * no transactions on it; store_db() is NULL; batch handlers are never
