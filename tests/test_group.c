@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "e2e.h"
 #include "proxy.h"
 
@@ -50,13 +50,6 @@ static int teardown(void **state)
   return 0;
 }
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The admin's connection to the test's store (dbname replaced). */
 static void admin_store_url(char *out, size_t size)
@@ -89,11 +82,11 @@ static int64_t int_of(const char *url, const char *fmt, ...)
 /* Wait until `sql` on url gives at least `want` (or timeout_ms). */
 static int64_t wait_at_least(const char *url, const char *sql, int64_t want, int timeout_ms)
 {
-  int64_t end = now_ms() + timeout_ms, v;
+  int64_t end = chd_now_ms() + timeout_ms, v;
 
   for (;;) {
     v = ch_e2e_int(url, sql);
-    if (v >= want || now_ms() >= end)
+    if (v >= want || chd_now_ms() >= end)
       return v;
     ch_e2e_sleep_ms(100);
   }
@@ -117,10 +110,10 @@ static void write_wave(int n)
 static pid_t worker_of(const ch_e2e_host *h)
 {
   pid_t pids[4];
-  int64_t end = now_ms() + WAIT;
+  int64_t end = chd_now_ms() + WAIT;
 
   while (ch_e2e_workers(h, pids, 4) < 1) {
-    assert_true(now_ms() < end);
+    assert_true(chd_now_ms() < end);
     ch_e2e_sleep_ms(50);
   }
   return pids[0];
@@ -131,7 +124,7 @@ static pid_t worker_of(const ch_e2e_host *h)
 static void owner_of(const char *lease_url, pid_t pid, char *out, size_t size)
 {
   char sql[256];
-  int64_t end = now_ms() + WAIT;
+  int64_t end = chd_now_ms() + WAIT;
   PGconn *c = PQconnectdb(lease_url);
 
   assert_int_equal(PQstatus(c), CONNECTION_OK);
@@ -145,7 +138,7 @@ static void owner_of(const char *lease_url, pid_t pid, char *out, size_t size)
       break;
     }
     PQclear(res);
-    assert_true(now_ms() < end);
+    assert_true(chd_now_ms() < end);
     ch_e2e_sleep_ms(50);
   }
   PQfinish(c);
@@ -338,7 +331,7 @@ static void three_hosts(const char *position_store, int events)
   char admin[512], lease_url[600], records_url[600], w1_owner[128], w2_owner[128];
   char w4_owner[128], sql[1024], held[512] = "";
   ch_e2e_host h[5];
-  int64_t started = now_ms(), mark, wave = events / 4;
+  int64_t started = chd_now_ms(), mark, wave = events / 4;
   pid_t w1;
   double owned = 0, takeovers = 0, given = 0;
   PGconn *c;
@@ -361,7 +354,7 @@ static void three_hosts(const char *position_store, int events)
     start_host(&h[k], k, position_store);
   wait_held(lease_url, SLOTS, 3);
   record(records_url, store_positions);
-  print_message("hosts up in %.1f s\n", (double)(now_ms() - started) / 1000.0);
+  print_message("hosts up in %.1f s\n", (double)(chd_now_ms() - started) / 1000.0);
 
   write_wave(wave);
   assert_true(wait_at_least(db.view_url, VIEWED, 1, WAIT) >= 1);
@@ -390,7 +383,7 @@ static void three_hosts(const char *position_store, int events)
   mark = ch_e2e_int(records_url, "SELECT coalesce(max(id), 0) FROM test_commits");
   kill(w1, SIGCONT);
   print_message("host 1 stopped and let go on at %.1f s\n",
-                (double)(now_ms() - started) / 1000.0);
+                (double)(chd_now_ms() - started) / 1000.0);
   write_wave(wave);
 
   /* host 2 dies, its worker with it; a fourth host starts */
@@ -403,10 +396,10 @@ static void three_hosts(const char *position_store, int events)
   owner_of(lease_url, worker_of(&h[4]), w4_owner, sizeof w4_owner);
   write_wave(events - 3 * wave);
   print_message("host 2 killed, host 4 started at %.1f s\n",
-                (double)(now_ms() - started) / 1000.0);
+                (double)(chd_now_ms() - started) / 1000.0);
 
   assert_int_equal(ch_e2e_wait_int(db.view_url, VIEWED, events, 300000), events);
-  print_message("%d events counted at %.1f s\n", events, (double)(now_ms() - started) / 1000.0);
+  print_message("%d events counted at %.1f s\n", events, (double)(chd_now_ms() - started) / 1000.0);
   /* hosts 1, 3 and 4 share the slots */
   wait_held(lease_url, SLOTS, 3);
   assert_true(slots_of(lease_url, w4_owner) >= 2);
@@ -461,7 +454,7 @@ static void three_hosts(const char *position_store, int events)
   assert_true(ch_e2e_log_contains(&h[2], "ended its backends") ||
               ch_e2e_log_contains(&h[3], "ended its backends") ||
               ch_e2e_log_contains(&h[1], "idle-in-transaction timeout"));
-  print_message("done in %.1f s\n", (double)(now_ms() - started) / 1000.0);
+  print_message("done in %.1f s\n", (double)(chd_now_ms() - started) / 1000.0);
 }
 
 #define EVENTS 200000
