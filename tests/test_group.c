@@ -50,7 +50,6 @@ static int teardown(void **state)
   return 0;
 }
 
-
 /* The admin's connection to the test's store (dbname replaced). */
 static void admin_store_url(char *out, size_t size)
 {
