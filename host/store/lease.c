@@ -295,16 +295,33 @@ static char *array_of(const int64_t *v, size_t n)
   return s;
 }
 
+/* The text parameters that name a holder's sessions (BACKENDS): pid and
+ * start of the message-store and of the view session, 0 for none. */
+struct backend_text {
+  char spid[16], sstart[24], vpid[16], vstart[24];
+};
+
+static void backend_text(struct backend_text *t, const chd_lease_backend *store,
+                         const chd_lease_backend *view)
+{
+  snprintf(t->spid, sizeof t->spid, "%d", store ? store->pid : 0);
+  snprintf(t->sstart, sizeof t->sstart, "%" PRId64, store ? store->started_us : 0);
+  snprintf(t->vpid, sizeof t->vpid, "%d", view ? view->pid : 0);
+  snprintf(t->vstart, sizeof t->vstart, "%" PRId64, view ? view->started_us : 0);
+}
+
 chd_store_rc chd_lease_renew(chd_lease_store *ls, const char *group, int64_t size,
                              const char *owner, int64_t lease_ms,
                              const chd_lease_backend *store, const chd_lease_backend *view,
                              const int64_t *slots, const int64_t *gens, size_t n, bool *held,
                              int64_t *members, int64_t *rank)
 {
-  char gsize[24], ms[24], spid[16], sstart[24], vpid[16], vstart[24];
+  char gsize[24], ms[24];
+  struct backend_text b;
   char *slot_list = array_of(slots, n), *gen_list = array_of(gens, n);
   const char *member[4] = { group, owner, gsize, ms };
-  const char *renew[9] = { group, owner, ms, slot_list, gen_list, spid, sstart, vpid, vstart };
+  const char *renew[9] = { group, owner, ms, slot_list, gen_list, b.spid, b.sstart, b.vpid,
+                           b.vstart };
   PGresult *res = NULL;
   chd_store_rc rc;
 
@@ -319,10 +336,7 @@ chd_store_rc chd_lease_renew(chd_lease_store *ls, const char *group, int64_t siz
   }
   snprintf(gsize, sizeof gsize, "%" PRId64, size);
   snprintf(ms, sizeof ms, "%" PRId64, lease_ms);
-  snprintf(spid, sizeof spid, "%d", store ? store->pid : 0);
-  snprintf(sstart, sizeof sstart, "%" PRId64, store ? store->started_us : 0);
-  snprintf(vpid, sizeof vpid, "%d", view ? view->pid : 0);
-  snprintf(vstart, sizeof vstart, "%" PRId64, view ? view->started_us : 0);
+  backend_text(&b, store, view);
   rc = begin(ls);
   if (rc == CHD_STORE_OK)
     rc = exec(ls, MEMBER_UPSERT, 4, member, "renewing the membership");
@@ -423,8 +437,9 @@ chd_store_rc chd_lease_claim(chd_lease_store *ls, const char *group, int64_t slo
                              const chd_lease_backend *store, const chd_lease_backend *view,
                              bool *got, int64_t *generation)
 {
-  char s[24], g[24], ms[24], spid[16], sstart[24], vpid[16], vstart[24];
-  const char *params[9] = { group, s, owner, g, ms, spid, sstart, vpid, vstart };
+  char s[24], g[24], ms[24];
+  struct backend_text b;
+  const char *params[9] = { group, s, owner, g, ms, b.spid, b.sstart, b.vpid, b.vstart };
   PGresult *res;
   chd_store_rc rc;
 
@@ -433,10 +448,7 @@ chd_store_rc chd_lease_claim(chd_lease_store *ls, const char *group, int64_t slo
   snprintf(s, sizeof s, "%" PRId64, slot);
   snprintf(g, sizeof g, "%" PRId64, seen);
   snprintf(ms, sizeof ms, "%" PRId64, lease_ms);
-  snprintf(spid, sizeof spid, "%d", store ? store->pid : 0);
-  snprintf(sstart, sizeof sstart, "%" PRId64, store ? store->started_us : 0);
-  snprintf(vpid, sizeof vpid, "%d", view ? view->pid : 0);
-  snprintf(vstart, sizeof vstart, "%" PRId64, view ? view->started_us : 0);
+  backend_text(&b, store, view);
   rc = begin(ls);
   if (rc != CHD_STORE_OK)
     return rc;
