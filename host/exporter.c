@@ -25,15 +25,24 @@ static void label(FILE *out, const char *s)
   }
 }
 
+/* {k1="v1",k2="v2"}: k2 may be NULL; `le`, when given, is added last. */
+static void label_set(FILE *out, const char *k1, const char *v1, const char *k2,
+                      const char *v2, const char *le)
+{
+  fprintf(out, "{%s=\"", k1);
+  label(out, v1);
+  if (k2) {
+    fprintf(out, "\",%s=\"", k2);
+    label(out, v2);
+  }
+  if (le)
+    fprintf(out, "\",le=\"%s", le);
+  fputs("\"}", out);
+}
+
 static void labels(FILE *out, const char *plugin, const char *subscriber)
 {
-  fputs("{plugin=\"", out);
-  label(out, plugin);
-  if (subscriber) {
-    fputs("\",subscriber=\"", out);
-    label(out, subscriber);
-  }
-  fputs("\"}", out);
+  label_set(out, "plugin", plugin, subscriber ? "subscriber" : NULL, subscriber, NULL);
 }
 
 static void help(FILE *out, const char *name, const char *type, const char *text)
@@ -54,27 +63,27 @@ typedef enum sub_field {
   F_BATCH_HIST, F_HANDLER_HIST
 } sub_field;
 
-static void histogram(FILE *out, const char *name, const char *plugin, const char *subscriber,
-                      const chd_hist *h)
+/* A histogram in seconds, labelled {k1="v1",k2="v2"}. */
+static void histogram(FILE *out, const char *name, const char *k1, const char *v1,
+                      const char *k2, const char *v2, const chd_hist *h)
 {
   int64_t cumulative = 0;
+  char le[32];
 
   for (int b = 0; b <= CHD_HIST_BUCKETS; b++) {
     cumulative += h->counts[b];
-    fprintf(out, "%s_bucket{plugin=\"", name);
-    label(out, plugin);
-    fputs("\",subscriber=\"", out);
-    label(out, subscriber);
     if (b < CHD_HIST_BUCKETS)
-      fprintf(out, "\",le=\"%g\"} %" PRId64 "\n", (double)chd_hist_bounds_us[b] / 1e6,
-              cumulative);
+      snprintf(le, sizeof le, "%g", (double)chd_hist_bounds_us[b] / 1e6);
     else
-      fprintf(out, "\",le=\"+Inf\"} %" PRId64 "\n", cumulative);
+      snprintf(le, sizeof le, "+Inf");
+    fprintf(out, "%s_bucket", name);
+    label_set(out, k1, v1, k2, v2, le);
+    fprintf(out, " %" PRId64 "\n", cumulative);
   }
   fprintf(out, "%s_sum", name);
-  labels(out, plugin, subscriber);
+  label_set(out, k1, v1, k2, v2, NULL);
   fprintf(out, " %.6f\n%s_count", (double)h->sum_us / 1e6, name);
-  labels(out, plugin, subscriber);
+  label_set(out, k1, v1, k2, v2, NULL);
   fprintf(out, " %" PRId64 "\n", cumulative);
 }
 
@@ -95,7 +104,8 @@ static void sub_samples(FILE *out, const chd_inventory *inv, const chd_status *s
       const char *id = entries[e].id;
 
       if (field == F_BATCH_HIST || field == F_HANDLER_HIST) {
-        histogram(out, name, plugin, id, field == F_BATCH_HIST ? &ss->batch : &ss->handler);
+        histogram(out, name, "plugin", plugin, "subscriber", id,
+                  field == F_BATCH_HIST ? &ss->batch : &ss->handler);
         continue;
       }
       if ((field == F_LAG || field == F_LAST_POLL) && !ss->last_poll_ms)
@@ -163,7 +173,64 @@ static void group_samples(FILE *out, const chd_inventory *inv, const chd_status 
   }
 }
 
-char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
+/* The labels of worker status i: {plugin="<instance>"}, and for a site's
+ * workers after its first {plugin="<the site's first application>",worker="N"}. */
+static void worker_labels(FILE *out, const chd_inventory *inv, const chd_status *st, size_t i)
+{
+  char n[16];
+
+  if (i < inv->count) {
+    labels(out, inv->cfg.instances[i].name, NULL);
+    return;
+  }
+  snprintf(n, sizeof n, "%d", st[i].web_worker);
+  label_set(out, "plugin", inv->cfg.instances[st[i].site_inst].name, "worker", n, NULL);
+}
+
+/* Is status i a worker of a site (its first, or another)? */
+static bool site_worker(const chd_inventory *inv, const chd_status *st, size_t i)
+{
+  return st[i].site_inst >= 0 && (size_t)st[i].site_inst < inv->count;
+}
+
+/* Is status i one to show: an instance's, or a site's other worker? */
+static bool shown(const chd_inventory *inv, const chd_status *st, size_t i)
+{
+  return i < inv->count || site_worker(inv, st, i);
+}
+
+/* Requests answered by each worker of each site (application instances). */
+static void http_samples(FILE *out, const chd_inventory *inv, const chd_status *st,
+                         size_t count)
+{
+  static const char *const classes[5] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+  char n[16];
+
+  help(out, "comphost_http_requests_total", "counter",
+       "Requests a site's worker answered since it started, by status class.");
+  for (size_t i = 0; i < count; i++) {
+    if (!site_worker(inv, st, i))
+      continue;
+    snprintf(n, sizeof n, "%d", st[i].web_worker);
+    for (int c = 0; c < 5; c++) {
+      fputs("comphost_http_requests_total{site=\"", out);
+      label(out, inv->cfg.instances[st[i].site_inst].listen);
+      fprintf(out, "\",worker=\"%s\",code=\"%s\"} %" PRId64 "\n", n, classes[c],
+              st[i].http_requests[c]);
+    }
+  }
+  help(out, "comphost_http_request_duration_seconds", "histogram",
+       "How long a site's worker took to answer a request, from its arrival.");
+  for (size_t i = 0; i < count; i++) {
+    if (!site_worker(inv, st, i))
+      continue;
+    snprintf(n, sizeof n, "%d", st[i].web_worker);
+    histogram(out, "comphost_http_request_duration_seconds", "site",
+              inv->cfg.instances[st[i].site_inst].listen, "worker", n, &st[i].http);
+  }
+}
+
+char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st, size_t count)
 {
   char *buf = NULL;
   size_t size = 0;
@@ -177,25 +244,29 @@ char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
           CH_ABI_MAJOR, CH_ABI_MINOR);
 
   help(out, "comphost_worker_up", "gauge", "1 while the instance's worker process runs.");
-  for (size_t i = 0; i < inv->count; i++) {
+  for (size_t i = 0; i < count; i++) {
+    if (!shown(inv, st, i))
+      continue;
     fputs("comphost_worker_up", out);
-    labels(out, inv->cfg.instances[i].name, NULL);
+    worker_labels(out, inv, st, i);
     fprintf(out, " %d\n", worker_up(&st[i]));
   }
   help(out, "comphost_worker_restarts_total", "counter",
        "Times the instance's worker was restarted after it ended.");
-  for (size_t i = 0; i < inv->count; i++) {
+  for (size_t i = 0; i < count; i++) {
+    if (!shown(inv, st, i))
+      continue;
     fputs("comphost_worker_restarts_total", out);
-    labels(out, inv->cfg.instances[i].name, NULL);
+    worker_labels(out, inv, st, i);
     fprintf(out, " %d\n", st[i].restarts);
   }
   help(out, "comphost_worker_heartbeat_age_seconds", "gauge",
        "Time since the worker's loop last went round (absent before its first round).");
-  for (size_t i = 0; i < inv->count; i++) {
-    if (!worker_up(&st[i]) || !st[i].heartbeat_ms)
+  for (size_t i = 0; i < count; i++) {
+    if (!shown(inv, st, i) || !worker_up(&st[i]) || !st[i].heartbeat_ms)
       continue;
     fputs("comphost_worker_heartbeat_age_seconds", out);
-    labels(out, inv->cfg.instances[i].name, NULL);
+    worker_labels(out, inv, st, i);
     fprintf(out, " %.3f\n", (double)(now - st[i].heartbeat_ms) / 1000.0);
   }
 
@@ -229,6 +300,7 @@ char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st)
        "Unix time of the subscription's last read of the store.");
   sub_samples(out, inv, st, "comphost_subscription_last_poll_timestamp_seconds", F_LAST_POLL);
   group_samples(out, inv, st);
+  http_samples(out, inv, st, count);
   help(out, "comphost_batch_duration_seconds", "histogram",
        "Time to read, handle and save one batch that had messages.");
   sub_samples(out, inv, st, "comphost_batch_duration_seconds", F_BATCH_HIST);

@@ -14,8 +14,9 @@
 #include "status.h"
 
 /* The Prometheus text format of every worker's status, a malloc'd string
- * (NULL when out of memory). */
-char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st);
+ * (NULL when out of memory). `st` holds `count` records: one per instance
+ * (inv's order), then the sites' other workers (status.h: site_inst). */
+char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st, size_t count);
 
 /*
  * The verdict of /healthz: healthy when every instance's worker runs, its

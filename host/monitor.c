@@ -22,6 +22,7 @@
 
 static const chd_inventory *m_inv;
 static chd_status *m_status;
+static size_t m_count;             /* statuses: the instances, then the sites' other workers */
 static chd_http *m_http;
 static char m_state_path[PATH_MAX];
 static int64_t m_next_state_ms;
@@ -150,7 +151,7 @@ static int answer(void *arg, const char *path, char **body, const char **content
   (void)arg;
   if (!strcmp(path, "/metrics")) {
     *content_type = "text/plain; version=0.0.4; charset=utf-8";
-    *body = chd_exporter_metrics(m_inv, m_status);
+    *body = chd_exporter_metrics(m_inv, m_status, m_count);
     return *body ? 200 : 500;
   }
   if (!strcmp(path, "/healthz")) {
@@ -167,12 +168,14 @@ static int answer(void *arg, const char *path, char **body, const char **content
   return 404;
 }
 
-int chd_monitor_start(const chd_inventory *inv, chd_status *status, char *err, size_t errlen)
+int chd_monitor_start(const chd_inventory *inv, chd_status *status, size_t count, char *err,
+                      size_t errlen)
 {
   char why[PATH_MAX + 200];
 
   m_inv = inv;
   m_status = status;
+  m_count = count;
   m_state_warned = false;
   if (inv->cfg.http_listen) {
     m_http = chd_http_start(inv->cfg.http_listen, answer, NULL, err, errlen);

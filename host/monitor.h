@@ -28,8 +28,11 @@
 #define CHD_STATE_FILE_INTERVAL_MS 1000
 
 /* Start listening (when configured) and write the first state file.
- * Returns 0, or -1 with the reason in err (the listener could not start). */
-int chd_monitor_start(const chd_inventory *inv, chd_status *status, char *err, size_t errlen);
+ * `status` holds `count` records: one per instance, in file order, then one
+ * per site worker after each site's first. Returns 0, or -1 with the
+ * reason in err (the listener could not start). */
+int chd_monitor_start(const chd_inventory *inv, chd_status *status, size_t count, char *err,
+                      size_t errlen);
 
 /* Wait up to ms, answering HTTP requests meanwhile; rewrite the state file
  * when it is due. Instead of a sleep: a signal ends it early. */

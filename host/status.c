@@ -62,6 +62,17 @@ void chd_status_heartbeat(void)
     chd_status_self->heartbeat_ms = chd_now_ms();
 }
 
+void chd_status_request(int status, int64_t started_us)
+{
+  int cls = status / 100;
+
+  if (!chd_status_self || cls < 1 || cls > 5)
+    return;
+  chd_status_self->http_requests[cls - 1]++;
+  if (started_us)
+    chd_hist_observe(&chd_status_self->http, chd_now_us() - started_us);
+}
+
 void chd_status_set_state(chd_worker_state state)
 {
   if (chd_status_self)

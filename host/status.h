@@ -123,6 +123,12 @@ typedef struct chd_status {
 
   volatile int in_request;           /* 1 while a route handler runs (sites) */
   char request[256];                 /* "GET /path trace_id=..." of it */
+  int site_inst;                     /* supervisor: for a site's worker, the instance
+                                        index of the site's first application; -1
+                                        for any other */
+  int web_worker;                    /* supervisor: which of the site's workers, from 0 */
+  int64_t http_requests[5];          /* requests answered, by status class 1xx to 5xx */
+  chd_hist http;                     /* how long they took (those timed) */
 
   volatile int state;                /* chd_worker_state */
   volatile int restarts;             /* supervisor: restarts of this instance */
@@ -179,6 +185,10 @@ void chd_status_moved(int index);
  * will not be restarted. */
 void chd_status_worker_ended(chd_status *st, int restarts, int64_t restart_at_ms,
                              const char *how);
+
+/* Worker side (sites): a request was answered with `status`; `started_us`
+ * (chd_now_us) is when it came, 0 when not timed. */
+void chd_status_request(int status, int64_t started_us);
 
 /* Count one duration into a histogram. */
 void chd_hist_observe(chd_hist *h, int64_t us);

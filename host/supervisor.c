@@ -60,6 +60,13 @@ typedef struct unit {
 
 static unit *units;
 static size_t n_units;
+
+/* Which site worker status i belongs to, for /metrics (status.h). */
+static void mark_unit(chd_status *st, size_t i)
+{
+  st->site_inst = units[i].site && !units[i].hosted ? (int)units[i].inst : -1;
+  st->web_worker = units[i].web_worker;
+}
 static chd_web_site *sites;
 static size_t n_sites;
 
@@ -128,6 +135,7 @@ static int spawn(const chd_inventory *inv, slot *slots, chd_status *status, size
   }
   memset(&status[i], 0, sizeof status[i]);
   status[i].restarts = sl->restarts;
+  mark_unit(&status[i], i);
   fflush(NULL);      /* nothing buffered may be written twice */
   pid = fork();
   if (pid < 0) {
@@ -643,10 +651,12 @@ int chd_supervisor_run(const chd_inventory *inv)
     free_units();
     return CHD_EXIT_SOFTWARE;
   }
-  for (size_t i = 0; i < n_units; i++)
+  for (size_t i = 0; i < n_units; i++) {
     slots[i].ready_fd = slots[i].go_fd = slots[i].crash_sub = -1;
+    mark_unit(&status[i], i);
+  }
   install_signals();
-  if (chd_monitor_start(inv, status, err, sizeof err) != 0) {
+  if (chd_monitor_start(inv, status, n_units, err, sizeof err) != 0) {
     chd_log_error("%s", err);
     rc = 1;
     goto out;

@@ -472,13 +472,15 @@ static void add_header(chd_web_call *c, const char *name, const char *value)
     c->failed = true;
 }
 
-/* One line per request: "GET /path 200" with trace_id and duration. */
+/* One line per request: "GET /path 200" with trace_id and duration; and
+ * the request counted in the worker's status (/metrics). */
 static void log_request(const app *a, const char *method, const char *path, int status,
                         const char *trace_id, int64_t started_us, const char *why)
 {
   chd_log_fields f = { a ? w_inv->cfg.instances[a->index].name : NULL, NULL, NULL, NULL };
   char extra[160];
 
+  chd_status_request(status, started_us);
   if (started_us)
     snprintf(extra, sizeof extra, "status=%d trace_id=%s ms=%.1f", status, trace_id,
              (double)(chd_now_us() - started_us) / 1000.0);
@@ -615,14 +617,17 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *method,
   const char *new_visitor = NULL;
   int64_t started_us = chd_now_us();
   query_state q = { NULL, false };
+  bool failed;
   enum MHD_Result rc;
   app *a;
   ch_result result;
 
   if (!strncmp(path, "/static/", 8) && (!strcmp(method, "GET") || !strcmp(method, "HEAD"))) {
     int st = serve_static(conn, path + 8);
-    if (st > 0)
+    if (st > 0) {
+      chd_status_request(st, started_us);
       return MHD_YES;
+    }
     if (st < 0)
       return MHD_NO;
   }
@@ -754,12 +759,12 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *method,
     check_connections();
     return rc;
   }
-  if (c.failed || c.body.failed)
-    log_request(a, method, path, 500, trace, started_us, "out of memory building the response");
 
 answer:
+  failed = c.failed || c.body.failed;         /* send_call answers 500 then */
   rc = send_call(conn, &c, new_visitor);
-  log_request(a, method, path, c.status, trace, started_us, NULL);
+  log_request(a, method, path, c.status, trace, started_us,
+              failed ? "out of memory building the response" : NULL);
   call_release(&c);
   return rc;
 }

@@ -204,6 +204,7 @@ static int group_setup(void **state)
   ch_e2e_db_create(&db);
   port = free_port();
   snprintf(body, sizeof body,
+           "http_listen = 127.0.0.1:0\n\n"
            "[fxweb]\nlibrary = fx_web\nlisten = 127.0.0.1:%d\nworkers = 2\n\n"
            "[fxroot]\nlibrary = fx_web\nlisten = 127.0.0.1:%d\nmount = /\n\n"
            "[guestbook]\nlisten = 127.0.0.1:%d\n", port, port, port);
@@ -532,6 +533,79 @@ static void test_two_workers(void **state)
   assert_true(pids[1] != 0);
 }
 
+/* The sum of the samples of comphost_http_requests_total for this site
+ * with status class `code` ("2xx"), and how many workers have samples. */
+static double requests_of(const char *text, const char *code, int *workers)
+{
+  char prefix[128], tail[32];
+  double sum = 0;
+
+  snprintf(prefix, sizeof prefix, "comphost_http_requests_total{site=\"127.0.0.1:%d\","
+           "worker=\"", port);
+  snprintf(tail, sizeof tail, "\",code=\"%s\"} ", code);
+  *workers = 0;
+  for (const char *line = strstr(text, prefix); line; line = strstr(line + 1, prefix)) {
+    const char *end = strchr(line, '\n'), *t = strstr(line, tail);
+    if (t && (!end || t < end)) {
+      sum += strtod(t + strlen(tail), NULL);
+      (*workers)++;
+    }
+  }
+  return sum;
+}
+
+/* /metrics shows every worker of the site and counts its requests by
+ * status class, with their durations. */
+static void test_site_metrics(void **state)
+{
+  char base[128], url[160], series[200], *before = NULL, *after = NULL;
+  double ok0, ok1, missing0, missing1, timed0, timed1;
+  int workers;
+  (void)state;
+
+  ch_e2e_http_base(&host, base, sizeof base);
+  snprintf(url, sizeof url, "%s/metrics", base);
+  assert_int_equal(ch_e2e_http_get(url, &before), 200);
+  for (int i = 0; i < 10; i++) {
+    CURL *c = browser();
+    reply r;
+    assert_int_equal(get(c, "/fx/pid", &r), 200);
+    reply_free(&r);
+    curl_easy_cleanup(c);
+  }
+  {
+    CURL *c = browser();
+    reply r;
+    assert_int_equal(get(c, "/nowhere-at-all", &r), 404);
+    reply_free(&r);
+    curl_easy_cleanup(c);
+  }
+  assert_int_equal(ch_e2e_http_get(url, &after), 200);
+
+  /* both workers of the site, the second with its number */
+  assert_true(ch_e2e_metric(after, "comphost_worker_up{plugin=\"fxweb\"}") == 1);
+  assert_true(ch_e2e_metric(after, "comphost_worker_up{plugin=\"fxweb\",worker=\"1\"}") == 1);
+  ok0 = requests_of(before, "2xx", &workers);
+  missing0 = requests_of(before, "4xx", &workers);
+  ok1 = requests_of(after, "2xx", &workers);
+  assert_int_equal(workers, 2);
+  missing1 = requests_of(after, "4xx", &workers);
+  print_message("2xx %.0f -> %.0f, 4xx %.0f -> %.0f\n", ok0, ok1, missing0, missing1);
+  assert_true(ok1 - ok0 == 10);
+  assert_true(missing1 - missing0 == 1);
+  /* the handled requests are timed (the host's own 404 is not) */
+  timed0 = timed1 = 0;
+  for (int w = 0; w < 2; w++) {
+    snprintf(series, sizeof series, "comphost_http_request_duration_seconds_count{site="
+             "\"127.0.0.1:%d\",worker=\"%d\"}", port, w);
+    timed0 += ch_e2e_metric(before, series);
+    timed1 += ch_e2e_metric(after, series);
+  }
+  assert_true(timed1 - timed0 == 10);
+  free(before);
+  free(after);
+}
+
 static void test_static_and_password(void **state)
 {
   CURL *c = browser();
@@ -645,6 +719,7 @@ int main(void)
     cmocka_unit_test(test_guestbook),
     cmocka_unit_test(test_failures),
     cmocka_unit_test(test_two_workers),
+    cmocka_unit_test(test_site_metrics),
     cmocka_unit_test(test_clean_stop),
   };
 
