@@ -17,10 +17,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <uuid/uuid.h>
 
 #include "fetch.h"
 #include "parse.h"
+#include "stream_name.h"
+#include "uuid.h"
 
 #define TEXT_MAX 1024
 #define NAME_MAX_LEN 64
@@ -181,15 +182,7 @@ static bool is_empty(const char *s)
   return !s || !*s;
 }
 
-static bool is_all(const char *stream_name)
-{
-  return stream_name && !strcmp(stream_name, "$all");
-}
 
-static bool is_category(const char *stream_name)
-{
-  return stream_name && !strchr(stream_name, '-');
-}
 
 /* The category of a stream name is what comes before its first '-'. */
 static bool in_category(const char *stream_name, const char *category)
@@ -214,49 +207,8 @@ static json_t *parse_json(const char *text, const char *what)
 }
 
 /* ---- Host functions: ids, names, metadata ---------------------------------- */
-
-static void kit_uuid_v4(char out[37])
-{
-  uuid_t u;
-
-  uuid_generate_random(u);
-  uuid_unparse_lower(u, out);
-}
-
-static int kit_uuid_v5(const char *ns, const char *name, char out[37])
-{
-  uuid_t ns_bin, u;
-
-  if (!ns || !name || uuid_parse(ns, ns_bin) != 0) {
-    out[0] = '\0';
-    return -1;
-  }
-  uuid_generate_sha1(u, ns_bin, name, strlen(name));
-  uuid_unparse_lower(u, out);
-  return 0;
-}
-
-static int kit_stream_category(const char *stream_name, char *buf, size_t size)
-{
-  size_t n = stream_name ? strcspn(stream_name, "-") : 0;
-
-  if (n >= size) {
-    if (size > 0)
-      buf[0] = '\0';
-    return -1;
-  }
-  if (n > 0)
-    memcpy(buf, stream_name, n);
-  buf[n] = '\0';
-  return 0;
-}
-
-static const char *kit_stream_id(const char *stream_name)
-{
-  const char *dash = stream_name ? strchr(stream_name, '-') : NULL;
-
-  return dash ? dash + 1 : NULL;
-}
+/* uuid_v4/v5, stream_category/id are the host's own (store/uuid.c,
+ * store/stream_name.c). */
 
 /* As the host's: the book's traceId and userId, Eventide's causation. */
 static json_t *kit_follow(ch_ctx *ctx, const ch_message *msg, const char *origin_stream_name)
@@ -518,16 +470,16 @@ static int store_write(ch_test *t, write_rec *w, const json_t *data, const json_
     char name[700];
     snprintf(name, sizeof name, "%s/%u/%s/%s", t->subscriber_id ? t->subscriber_id : "",
              t->write_index++, stream_name ? stream_name : "", type ? type : "");
-    deterministic = kit_uuid_v5(t->current->id, name, id) == 0;
+    deterministic = chd_uuid_v5(t->current->id, name, id) == 0;
   }
   if (!deterministic)
-    kit_uuid_v4(id);
+    chd_uuid_v4(id);
 
   if (is_empty(stream_name)) {
     set_text(t->last_error, "cannot write a message: no stream name");
     return CH_RC_INVALID;
   }
-  if (is_all(stream_name)) {
+  if (chd_stream_is_all(stream_name)) {
     set_text(t->last_error, "cannot write to '$all': it is no stream");
     return CH_RC_INVALID;
   }
@@ -634,7 +586,7 @@ static int64_t kit_read_stream(ch_ctx *ctx, const char *stream_name, int64_t fro
     set_text(t->last_error, "cannot read a stream: no stream name");
     return CH_RC_INVALID;
   }
-  if (is_category(stream_name)) {
+  if (chd_stream_is_category(stream_name)) {
     set_text(t->last_error, "'%s' is a category, not a stream (a stream name has a '-')",
              stream_name);
     return CH_RC_INVALID;
@@ -665,7 +617,7 @@ static int kit_read_last(ch_ctx *ctx, const char *stream_name, const char *type,
     set_text(t->last_error, "cannot read the last message: no stream name");
     return CH_RC_INVALID;
   }
-  if (is_category(stream_name)) {
+  if (chd_stream_is_category(stream_name)) {
     set_text(t->last_error, "cannot read the last message of '%s': it is a category, not a"
              " stream", stream_name);
     return CH_RC_INVALID;
@@ -741,10 +693,10 @@ static const ch_host_api kit_api = {
   .fetch = kit_fetch,
   .view_db = kit_view_db,
   .follow = kit_follow,
-  .uuid_v4 = kit_uuid_v4,
-  .uuid_v5 = kit_uuid_v5,
-  .stream_category = kit_stream_category,
-  .stream_id = kit_stream_id,
+  .uuid_v4 = chd_uuid_v4,
+  .uuid_v5 = chd_uuid_v5,
+  .stream_category = chd_stream_category,
+  .stream_id = chd_stream_id,
   .web = NULL,
   .store_db = kit_store_db,
   .config_path = kit_config_path,
@@ -797,10 +749,10 @@ static int check_subscription(ch_test *t, const char *path, const ch_subscriptio
 {
   if (is_empty(s->subscriber_id))
     return refuse(t, path, "subscription %zu has no subscriber id", n);
-  if (!is_all(s->stream_name) && !(*s->stream_name && is_category(s->stream_name)))
+  if (!chd_stream_is_all(s->stream_name) && !(*s->stream_name && chd_stream_is_category(s->stream_name)))
     return refuse(t, path, "subscription '%s': stream name '%s' is not a category or \"$all\"",
                   s->subscriber_id, s->stream_name);
-  if (s->origin_stream_name && (!*s->origin_stream_name || !is_category(s->origin_stream_name)))
+  if (s->origin_stream_name && (!*s->origin_stream_name || !chd_stream_is_category(s->origin_stream_name)))
     return refuse(t, path, "subscription '%s': origin stream name '%s' is not a category",
                   s->subscriber_id, s->origin_stream_name);
   if (!RESERVED_ZERO(*s))
@@ -1111,11 +1063,11 @@ int64_t ch_test_given(ch_test *t, const char *stream_name, const char *type,
   char id[37];
   json_t *data, *metadata;
 
-  if (is_empty(stream_name) || is_all(stream_name) || is_empty(type))
+  if (is_empty(stream_name) || chd_stream_is_all(stream_name) || is_empty(type))
     die("ch_test_given(): a stream name (not \"$all\") and a type, please");
   data = parse_json(data_json, "the data");
   metadata = parse_json(metadata_json, "the metadata");
-  kit_uuid_v4(id);
+  chd_uuid_v4(id);
   return append(t, id, stream_name, type, data, metadata)->msg.global_position;
 }
 
@@ -1124,7 +1076,7 @@ static ch_handler_fn handler_for(const ch_subscription *sub, const ch_message *m
 {
   ch_handler_fn any = NULL;
 
-  if (!is_all(sub->stream_name) && !in_category(msg->stream_name, sub->stream_name))
+  if (!chd_stream_is_all(sub->stream_name) && !in_category(msg->stream_name, sub->stream_name))
     return NULL;
   if (sub->origin_stream_name) {
     const char *origin = json_string_value(json_object_get(msg->metadata, "originStreamName"));
