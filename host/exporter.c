@@ -230,6 +230,39 @@ static void http_samples(FILE *out, const chd_inventory *inv, const chd_status *
   }
 }
 
+/* The per-subscription families (sub_samples). */
+static const struct {
+  const char *name, *type, *help;
+  sub_field field;
+} sub_metrics[] = {
+  { "comphost_messages_handled_total", "counter",
+    "Messages done (handled, filtered out or without a handler) since the worker started.",
+    F_HANDLED },
+  { "comphost_handler_retries_total", "counter", "Handler calls that asked for a retry.",
+    F_RETRIES },
+  { "comphost_handler_failures_total", "counter",
+    "Messages that failed for good: parked, or where their subscription stopped.", F_FAILURES },
+  { "comphost_subscription_position", "gauge", "Global position of the last message done.",
+    F_POSITION },
+  { "comphost_subscription_lag_messages", "gauge",
+    "Messages after the position at the last read (counted up to 1000000).", F_LAG },
+  { "comphost_subscription_stopped", "gauge",
+    "1 when the subscription stopped at a message that failed.", F_STOPPED },
+  { "comphost_messages_skipped_total", "counter",
+    "Malformed messages a handler passed over (CH_SKIP).", F_SKIPPED },
+  { "comphost_parked_streams", "gauge",
+    "Streams parked after a message failed for good (comphost parked).", F_PARKED_STREAMS },
+  { "comphost_parked_messages", "gauge",
+    "Messages parked: the failed one of each parked stream and those behind it.",
+    F_PARKED_MESSAGES },
+  { "comphost_subscription_last_poll_timestamp_seconds", "gauge",
+    "Unix time of the subscription's last read of the store.", F_LAST_POLL },
+  { "comphost_batch_duration_seconds", "histogram",
+    "Time to read, handle and save one batch that had messages.", F_BATCH_HIST },
+  { "comphost_handler_duration_seconds", "histogram",
+    "Time of one handler call (a batch handler's call counts once).", F_HANDLER_HIST },
+};
+
 char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st, size_t count)
 {
   char *buf = NULL;
@@ -270,43 +303,12 @@ char *chd_exporter_metrics(const chd_inventory *inv, const chd_status *st, size_
     fprintf(out, " %.3f\n", (double)(now - st[i].heartbeat_ms) / 1000.0);
   }
 
-  help(out, "comphost_messages_handled_total", "counter",
-       "Messages done (handled, filtered out or without a handler) since the worker started.");
-  sub_samples(out, inv, st, "comphost_messages_handled_total", F_HANDLED);
-  help(out, "comphost_handler_retries_total", "counter", "Handler calls that asked for a retry.");
-  sub_samples(out, inv, st, "comphost_handler_retries_total", F_RETRIES);
-  help(out, "comphost_handler_failures_total", "counter",
-       "Messages that failed for good: parked, or where their subscription stopped.");
-  sub_samples(out, inv, st, "comphost_handler_failures_total", F_FAILURES);
-  help(out, "comphost_subscription_position", "gauge",
-       "Global position of the last message done.");
-  sub_samples(out, inv, st, "comphost_subscription_position", F_POSITION);
-  help(out, "comphost_subscription_lag_messages", "gauge",
-       "Messages after the position at the last read (counted up to 1000000).");
-  sub_samples(out, inv, st, "comphost_subscription_lag_messages", F_LAG);
-  help(out, "comphost_subscription_stopped", "gauge",
-       "1 when the subscription stopped at a message that failed.");
-  sub_samples(out, inv, st, "comphost_subscription_stopped", F_STOPPED);
-  help(out, "comphost_messages_skipped_total", "counter",
-       "Malformed messages a handler passed over (CH_SKIP).");
-  sub_samples(out, inv, st, "comphost_messages_skipped_total", F_SKIPPED);
-  help(out, "comphost_parked_streams", "gauge",
-       "Streams parked after a message failed for good (comphost parked).");
-  sub_samples(out, inv, st, "comphost_parked_streams", F_PARKED_STREAMS);
-  help(out, "comphost_parked_messages", "gauge",
-       "Messages parked: the failed one of each parked stream and those behind it.");
-  sub_samples(out, inv, st, "comphost_parked_messages", F_PARKED_MESSAGES);
-  help(out, "comphost_subscription_last_poll_timestamp_seconds", "gauge",
-       "Unix time of the subscription's last read of the store.");
-  sub_samples(out, inv, st, "comphost_subscription_last_poll_timestamp_seconds", F_LAST_POLL);
+  for (size_t m = 0; m < sizeof sub_metrics / sizeof sub_metrics[0]; m++) {
+    help(out, sub_metrics[m].name, sub_metrics[m].type, sub_metrics[m].help);
+    sub_samples(out, inv, st, sub_metrics[m].name, sub_metrics[m].field);
+  }
   group_samples(out, inv, st);
   http_samples(out, inv, st, count);
-  help(out, "comphost_batch_duration_seconds", "histogram",
-       "Time to read, handle and save one batch that had messages.");
-  sub_samples(out, inv, st, "comphost_batch_duration_seconds", F_BATCH_HIST);
-  help(out, "comphost_handler_duration_seconds", "histogram",
-       "Time of one handler call (a batch handler's call counts once).");
-  sub_samples(out, inv, st, "comphost_handler_duration_seconds", F_HANDLER_HIST);
   if (fclose(out) != 0) {
     free(buf);
     return NULL;
