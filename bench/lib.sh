@@ -12,6 +12,9 @@
 #   poll_until URL SQL TARGET SECONDS
 #                            run SQL (one number) until it is >= TARGET
 #   cpu_ns PID               the CPU time a process has used, in nanoseconds
+#   cpu_each PID... / cpu_since LIST
+#                            CPU time used since, by processes still there
+#   backends_of DB...        the client backends connected to those databases
 #   workers_of PID           the worker processes of a host
 #   bench_start_host VAR INI LOG [ENV=VALUE...] / bench_stop_host PID
 #
@@ -134,6 +137,32 @@ cpu_ns() {
     total=$((total + ns))
   done
   echo "$total"
+}
+
+# The CPU time of each PID, a "pid:ns" line each, for cpu_since.
+cpu_each() {
+  local pid
+  for pid in "$@"; do echo "$pid:$(cpu_ns "$pid")"; done
+}
+
+# What the processes of a cpu_each list used since, in nanoseconds, those
+# gone meanwhile left out (their count then reads 0).
+cpu_since() {
+  local pid ns now total=0
+  while IFS=: read -r pid ns; do
+    [ -n "$pid" ] || continue
+    now=$(cpu_ns "$pid")
+    [ "$now" -ge "$ns" ] && total=$((total + now - ns))
+  done <<<"$1"
+  echo "$total"
+}
+
+# The pids of the client backends connected to the databases named.
+backends_of() {
+  local list
+  list=$(printf "'%s'," "$@")
+  admin -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'
+            AND datname IN (${list%,}) AND pid <> pg_backend_pid()"
 }
 
 workers_of() { ps -o pid= --ppid "$1" | tr -d ' '; }
